@@ -1,0 +1,33 @@
+// Matrix multiplication of quantized weights by float activations, the core of every
+// linear layer. Weights stay in their GGUF block format; kernels dequantize per block
+// inside the dot product (int8 dot products against 8-bit quantized activations where
+// the type allows, as llama.cpp does). The ISA (AVX-512 VNNI/BF16, AVX2, scalar) is
+// chosen at run time; the scalar path is the reference the others are tested against.
+#pragma once
+
+#include <cstdint>
+
+#include "core/thread_pool.h"
+#include "gguf/ggml_type.h"
+
+namespace kvserve {
+
+// A weight matrix W of n_out rows, each of n_in elements (ggml shape [n_in, n_out]),
+// rows contiguous, each row_bytes = ggml_row_bytes(type, n_in) long.
+struct WeightView {
+  GgmlType type = GgmlType::F32;
+  const void* data = nullptr;
+  int64_t n_in = 0;
+  int64_t n_out = 0;
+};
+
+// Y[t, o] = sum_i W[o, i] * X[t, i] for t < n_tokens.
+// x: [n_tokens, n_in] row-major floats; y: [n_tokens, n_out] row-major floats.
+// Work is split over the pool's threads; no allocation (scratch is thread-local and
+// grows once to the largest size seen).
+void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool);
+
+// Whether matmul supports this weight type.
+bool matmul_supports(GgmlType type);
+
+}  // namespace kvserve
