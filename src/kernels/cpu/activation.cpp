@@ -1,0 +1,37 @@
+#include "kernels/cpu/activation.h"
+
+#include <cmath>
+
+namespace kvserve {
+
+void silu_mul(const float* gate, const float* up, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = gate[i];
+    out[i] = g / (1.0f + std::exp(-g)) * up[i];
+  }
+}
+
+float softmax(float* x, int64_t n) {
+  if (n <= 0) return -INFINITY;
+  float mx = x[0];
+  for (int64_t i = 1; i < n; ++i) mx = x[i] > mx ? x[i] : mx;
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] = std::exp(x[i] - mx);
+    sum += x[i];
+  }
+  const float inv = float(1.0 / sum);
+  for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+  return mx + float(std::log(sum));
+}
+
+float logsumexp(const float* x, int64_t n) {
+  if (n <= 0) return -INFINITY;
+  float mx = x[0];
+  for (int64_t i = 1; i < n; ++i) mx = x[i] > mx ? x[i] : mx;
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) sum += std::exp(double(x[i] - mx));
+  return mx + float(std::log(sum));
+}
+
+}  // namespace kvserve

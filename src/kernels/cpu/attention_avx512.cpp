@@ -1,0 +1,64 @@
+// attention_paged with AVX-512 vector ops (this file is compiled with -mavx512f ...).
+#include <immintrin.h>
+
+#include "kernels/cpu/attention_impl.h"
+
+namespace kvserve {
+namespace {
+// Masked tails keep every head_dim (64, 80, 96, 128, odd sizes) on the vector path.
+inline __mmask16 tail_mask(int rem) {
+  return __mmask16((1u << rem) - 1u);
+}
+
+struct Avx512Ops {
+  static float dot(const float* a, const float* b, int n) {
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+      acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc0);
+      acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), acc1);
+    }
+    for (; i + 16 <= n; i += 16) acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc0);
+    if (i < n) {
+      const __mmask16 m = tail_mask(n - i);
+      acc1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), acc1);
+    }
+    // Manual reduction: GCC 12's _mm512_reduce_add_ps trips -Wmaybe-uninitialized.
+    const __m512 acc = _mm512_add_ps(acc0, acc1);
+    const __m256 h = _mm256_add_ps(_mm512_extractf32x8_ps(acc, 0), _mm512_extractf32x8_ps(acc, 1));
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+  static void axpy(float* y, float a, const float* x, int n) {
+    const __m512 va = _mm512_set1_ps(a);
+    int i = 0;
+    for (; i + 16 <= n; i += 16)
+      _mm512_storeu_ps(y + i, _mm512_fmadd_ps(va, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
+    if (i < n) {
+      const __mmask16 m = tail_mask(n - i);
+      _mm512_mask_storeu_ps(
+          y + i, m, _mm512_fmadd_ps(va, _mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i)));
+    }
+  }
+  static void scale(float* y, float a, int n) {
+    const __m512 va = _mm512_set1_ps(a);
+    int i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_mul_ps(va, _mm512_loadu_ps(y + i)));
+    if (i < n) {
+      const __mmask16 m = tail_mask(n - i);
+      _mm512_mask_storeu_ps(y + i, m, _mm512_mul_ps(va, _mm512_maskz_loadu_ps(m, y + i)));
+    }
+  }
+};
+}  // namespace
+
+void attention_paged_avx512(const float* q, int64_t q_stride, int n_rows, int64_t n_past,
+                            const PagedKvHead& kv, int head_dim, float scale, float* out,
+                            int64_t out_stride) {
+  attention_detail::attention_paged_impl<Avx512Ops>(q, q_stride, n_rows, n_past, kv, head_dim, scale, out,
+                                                    out_stride);
+}
+
+}  // namespace kvserve

@@ -1,0 +1,299 @@
+// The forward pass over a ForwardBatch. Every new token of every sequence is stacked
+// into one [n_tokens, dim] activation matrix, so each linear layer is a single matmul
+// over the whole batch; only attention is per sequence (and per head), reading K/V
+// through the sequence's block table.
+#include "model/model_runner.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "kernels/cpu/activation.h"
+#include "kernels/cpu/attention.h"
+#include "kernels/cpu/matmul.h"
+#include "kernels/cpu/rmsnorm.h"
+#include "kernels/cpu/rope.h"
+#include "model/model.h"
+
+namespace kvserve {
+namespace {
+
+// A violated batch contract is a bug in the caller (the engine), not a runtime condition.
+#define RUNNER_CHECK(cond, ...)                                         \
+  do {                                                                  \
+    if (!(cond)) {                                                      \
+      std::fprintf(stderr, "%s:%d: ModelRunner: ", __FILE__, __LINE__); \
+      std::fprintf(stderr, __VA_ARGS__);                                \
+      std::fputc('\n', stderr);                                         \
+      std::abort();                                                     \
+    }                                                                   \
+  } while (0)
+
+// Uninitialized: pages of the larger buffers (logits) are only touched when used.
+std::unique_ptr<float[]> buffer(int64_t n) {
+  return std::unique_ptr<float[]>(new float[size_t(n)]);
+}
+
+constexpr int kAttnRowTile = 32;  // query rows per attention work item
+
+struct AttnItem {
+  int32_t seq;   // index in the batch
+  int32_t head;  // query head
+  int32_t row0;  // first new-token row of the sequence in this item
+  int32_t rows;
+};
+
+}  // namespace
+
+struct ModelRunner::Impl {
+  Impl(const Model& m, const RunnerOptions& o);
+  const float* forward(const ForwardBatch& batch, KvCacheStorage& kv);
+  void validate(const ForwardBatch& batch, const KvCacheStorage& kv) const;
+  void attention_layer(const ForwardBatch& batch, int layer, KvCacheStorage& kv);
+
+  const Model& model;
+  const ModelConfig& c;
+  RunnerOptions opt;
+  ThreadPool pool;
+
+  // Activations; T = max_batch_tokens.
+  std::unique_ptr<float[]> x;        // [T, dim] residual stream
+  std::unique_ptr<float[]> xn;       // [T, dim] normed input of a sub-layer / gathered final rows
+  std::unique_ptr<float[]> q;        // [T, n_heads * head_dim]
+  std::unique_ptr<float[]> k;        // [T, n_kv_heads * head_dim]
+  std::unique_ptr<float[]> v;        // [T, n_kv_heads * head_dim]
+  std::unique_ptr<float[]> att;      // [T, n_heads * head_dim] attention output
+  std::unique_ptr<float[]> proj;     // [T, dim] output of wo / w_down
+  std::unique_ptr<float[]> gate;     // [T, ffn_dim]
+  std::unique_ptr<float[]> up;       // [T, ffn_dim]
+  std::unique_ptr<float[]> rope_cs;  // [T, n_rot / 2, 2] cos/sin per token position
+  std::unique_ptr<float[]> logits;   // [T, n_vocab]
+  std::vector<int32_t> tok_pos;      // [T] position of each stacked token
+  std::vector<int32_t> seq_begin;    // [max_seqs + 1] first stacked row of each sequence
+  std::vector<AttnItem> items;       // attention work list, capacity fixed at construction
+  int n_tokens = 0;
+};
+
+ModelRunner::Impl::Impl(const Model& m, const RunnerOptions& o)
+    : model(m), c(m.config()), opt(o), pool(o.n_threads) {
+  RUNNER_CHECK(o.max_batch_tokens > 0 && o.max_seqs > 0, "max_batch_tokens and max_seqs must be positive");
+  const int64_t T = o.max_batch_tokens;
+  x = buffer(T * c.dim);
+  xn = buffer(T * c.dim);
+  q = buffer(T * c.q_dim());
+  k = buffer(T * c.kv_dim());
+  v = buffer(T * c.kv_dim());
+  att = buffer(T * c.q_dim());
+  proj = buffer(T * c.dim);
+  gate = buffer(T * c.ffn_dim);
+  up = buffer(T * c.ffn_dim);
+  rope_cs = buffer(T * c.n_rot);
+  logits = buffer(T * int64_t(c.n_vocab));
+  tok_pos.resize(size_t(T));
+  seq_begin.resize(size_t(o.max_seqs) + 1);
+  // Each sequence splits into ceil(len / tile) <= len / tile + 1 tiles per head.
+  items.reserve(size_t(c.n_heads) * size_t(T / kAttnRowTile + o.max_seqs));
+}
+
+void ModelRunner::Impl::validate(const ForwardBatch& batch, const KvCacheStorage& kv) const {
+  const KvCacheConfig& kc = kv.config();
+  RUNNER_CHECK(kc.n_layers == c.n_layers && kc.n_kv_heads == c.n_kv_heads && kc.head_dim == c.head_dim,
+               "KV cache layout (%d layers, %d kv heads, head dim %d) does not match the model", kc.n_layers,
+               kc.n_kv_heads, kc.head_dim);
+  RUNNER_CHECK(batch.seqs.size() <= size_t(opt.max_seqs), "%zu sequences > max_seqs %d", batch.seqs.size(),
+               opt.max_seqs);
+  int64_t total = 0;
+  for (const SeqSlice& s : batch.seqs) {
+    RUNNER_CHECK(s.n_past >= 0, "negative n_past");
+    total += int64_t(s.tokens.size());
+    const int64_t end = s.n_past + int64_t(s.tokens.size());
+    RUNNER_CHECK(int64_t(s.block_table.size()) * kc.block_size >= end,
+                 "block table of %zu blocks does not cover %lld positions", s.block_table.size(),
+                 (long long)end);
+    const int64_t used_blocks = (end + kc.block_size - 1) / kc.block_size;
+    for (int64_t b = 0; b < used_blocks; ++b)
+      RUNNER_CHECK(s.block_table[size_t(b)] >= 0 && s.block_table[size_t(b)] < kc.n_blocks,
+                   "block id %d out of range [0, %d)", s.block_table[size_t(b)], kc.n_blocks);
+    for (int32_t t : s.tokens) RUNNER_CHECK(t >= 0 && t < c.n_vocab, "token id %d out of range", t);
+  }
+  RUNNER_CHECK(total <= opt.max_batch_tokens, "%lld tokens > max_batch_tokens %d", (long long)total,
+               opt.max_batch_tokens);
+}
+
+void ModelRunner::Impl::attention_layer(const ForwardBatch& batch, int layer, KvCacheStorage& kv) {
+  const KvCacheConfig& kc = kv.config();
+  const int hd = c.head_dim;
+  const int64_t block_stride = int64_t(kc.n_kv_heads) * kc.block_size * hd;  // floats per block per layer
+  const int64_t head_stride = int64_t(kc.block_size) * hd;
+
+  // Write this layer's new K/V into each token's slot.
+  for (size_t s = 0; s < batch.seqs.size(); ++s) {
+    const SeqSlice& seq = batch.seqs[s];
+    for (int32_t r = seq_begin[s]; r < seq_begin[s + 1]; ++r) {
+      const int32_t pos = tok_pos[size_t(r)];
+      const int32_t block = seq.block_table[size_t(pos / kc.block_size)];
+      const int64_t slot = pos % kc.block_size;
+      float* kb = kv.k_block(layer, block);
+      float* vb = kv.v_block(layer, block);
+      for (int h = 0; h < c.n_kv_heads; ++h) {
+        std::memcpy(kb + h * head_stride + slot * hd, k.get() + int64_t(r) * c.kv_dim() + h * hd,
+                    sizeof(float) * size_t(hd));
+        std::memcpy(vb + h * head_stride + slot * hd, v.get() + int64_t(r) * c.kv_dim() + h * hd,
+                    sizeof(float) * size_t(hd));
+      }
+    }
+  }
+
+  // Attention over (sequence, head, row tile), handed out dynamically: causal prefill
+  // tiles differ in cost.
+  const float* k_base = kv.k_block(layer, 0);
+  const float* v_base = kv.v_block(layer, 0);
+  const float scale = 1.0f / std::sqrt(float(hd));
+  const int group = c.n_heads / c.n_kv_heads;
+  std::atomic<size_t> next{0};
+  pool.run([&](int, int) {
+    for (size_t i = next.fetch_add(1, std::memory_order_relaxed); i < items.size();
+         i = next.fetch_add(1, std::memory_order_relaxed)) {
+      const AttnItem& it = items[i];
+      const SeqSlice& seq = batch.seqs[size_t(it.seq)];
+      const int kvh = it.head / group;
+      PagedKvHead pk;
+      pk.k = k_base + kvh * head_stride;
+      pk.v = v_base + kvh * head_stride;
+      pk.block_stride = block_stride;
+      pk.block_table = seq.block_table.data();
+      pk.block_size = kc.block_size;
+      const int64_t row = seq_begin[size_t(it.seq)] + it.row0;
+      attention_paged(q.get() + row * c.q_dim() + int64_t(it.head) * hd, c.q_dim(), it.rows,
+                      seq.n_past + it.row0, pk, hd, scale,
+                      att.get() + row * c.q_dim() + int64_t(it.head) * hd, c.q_dim());
+    }
+  });
+}
+
+const float* ModelRunner::Impl::forward(const ForwardBatch& batch, KvCacheStorage& kv) {
+  validate(batch, kv);
+  const int dim = c.dim, qd = c.q_dim(), kvd = c.kv_dim(), hd = c.head_dim, ffn = c.ffn_dim;
+  const float eps = c.norm_eps;
+
+  // Stack the new tokens: embeddings, positions, RoPE tables, attention work items.
+  int32_t T = 0;
+  items.clear();
+  for (size_t s = 0; s < batch.seqs.size(); ++s) {
+    const SeqSlice& seq = batch.seqs[s];
+    seq_begin[s] = T;
+    const int32_t n = int32_t(seq.tokens.size());
+    for (int32_t i = 0; i < n; ++i) tok_pos[size_t(T + i)] = seq.n_past + i;
+    for (int h = 0; h < c.n_heads; ++h)
+      for (int32_t r0 = 0; r0 < n; r0 += kAttnRowTile)
+        items.push_back({int32_t(s), h, r0, std::min(kAttnRowTile, n - r0)});
+    T += n;
+  }
+  seq_begin[batch.seqs.size()] = T;
+  n_tokens = T;
+  if (T == 0) return logits.get();
+
+  pool.parallel_for(T, [&](int64_t b, int64_t e, int) {
+    for (int64_t r = b; r < e; ++r) {
+      // Find the token: sequences are few, a linear scan is fine.
+      size_t s = 0;
+      while (seq_begin[s + 1] <= r) ++s;
+      model.embed(batch.seqs[s].tokens[size_t(r - seq_begin[s])], x.get() + r * dim);
+      rope_cos_sin(tok_pos[size_t(r)], model.rope_inv_freq().data(), c.n_rot, rope_cs.get() + r * c.n_rot);
+    }
+  });
+
+  for (int l = 0; l < c.n_layers; ++l) {
+    const LayerWeights& L = model.layer(l);
+    pool.parallel_for(T, [&](int64_t b, int64_t e, int) {
+      rmsnorm_rows(x.get() + b * dim, L.attn_norm, xn.get() + b * dim, e - b, dim, eps);
+    });
+    matmul(L.wq, xn.get(), T, q.get(), pool);
+    matmul(L.wk, xn.get(), T, k.get(), pool);
+    matmul(L.wv, xn.get(), T, v.get(), pool);
+    pool.parallel_for(T, [&](int64_t b, int64_t e, int) {
+      for (int64_t r = b; r < e; ++r) {
+        float* qr = q.get() + r * qd;   // [n_heads, head_dim]
+        float* kr = k.get() + r * kvd;  // [n_kv_heads, head_dim]
+        if (L.bq) {
+          float* vr = v.get() + r * kvd;
+          for (int i = 0; i < qd; ++i) qr[i] += L.bq[i];
+          for (int i = 0; i < kvd; ++i) kr[i] += L.bk[i];
+          for (int i = 0; i < kvd; ++i) vr[i] += L.bv[i];
+        }
+        if (L.q_norm) {
+          rmsnorm_rows(qr, L.q_norm, qr, c.n_heads, hd, eps);
+          rmsnorm_rows(kr, L.k_norm, kr, c.n_kv_heads, hd, eps);
+        }
+        const float* cs = rope_cs.get() + r * c.n_rot;
+        rope_apply(qr, c.n_heads, hd, c.n_rot, cs, c.rope_style);
+        rope_apply(kr, c.n_kv_heads, hd, c.n_rot, cs, c.rope_style);
+      }
+    });
+    attention_layer(batch, l, kv);
+    matmul(L.wo, att.get(), T, proj.get(), pool);
+    pool.parallel_for(T, [&](int64_t b, int64_t e, int) {
+      float* xr = x.get();
+      const float* pr = proj.get();
+      for (int64_t i = b * dim; i < e * dim; ++i) xr[i] += pr[i];
+      rmsnorm_rows(x.get() + b * dim, L.ffn_norm, xn.get() + b * dim, e - b, dim, eps);
+    });
+    matmul(L.w_gate, xn.get(), T, gate.get(), pool);
+    matmul(L.w_up, xn.get(), T, up.get(), pool);
+    pool.parallel_for(T, [&](int64_t b, int64_t e, int) {
+      silu_mul(gate.get() + b * ffn, up.get() + b * ffn, gate.get() + b * ffn, (e - b) * ffn);
+    });
+    matmul(L.w_down, gate.get(), T, proj.get(), pool);
+    pool.parallel_for(T, [&](int64_t b, int64_t e, int) {
+      float* xr = x.get();
+      const float* pr = proj.get();
+      for (int64_t i = b * dim; i < e * dim; ++i) xr[i] += pr[i];
+    });
+  }
+
+  // Gather the hidden rows that need logits, then one norm + one matmul over them.
+  int64_t n_rows = 0;
+  for (size_t s = 0; s < batch.seqs.size(); ++s) {
+    const SeqSlice& seq = batch.seqs[s];
+    const int64_t rows = logits_rows(seq);
+    const int64_t first = seq_begin[s + 1] - rows;  // Last: the final row; All: every row
+    std::memcpy(xn.get() + n_rows * dim, x.get() + first * dim, sizeof(float) * size_t(rows * dim));
+    n_rows += rows;
+  }
+  if (n_rows == 0) return logits.get();
+  pool.parallel_for(n_rows, [&](int64_t b, int64_t e, int) {
+    rmsnorm_rows(xn.get() + b * dim, model.output_norm(), xn.get() + b * dim, e - b, dim, eps);
+  });
+  matmul(model.output(), xn.get(), n_rows, logits.get(), pool);
+  return logits.get();
+}
+
+ModelRunner::ModelRunner(const Model& model, const RunnerOptions& options)
+    : impl_(std::make_unique<Impl>(model, options)) {}
+
+ModelRunner::~ModelRunner() = default;
+
+const float* ModelRunner::forward(const ForwardBatch& batch, KvCacheStorage& kv) {
+  return impl_->forward(batch, kv);
+}
+
+int32_t ModelRunner::n_vocab() const {
+  return impl_->c.n_vocab;
+}
+
+KvCacheConfig ModelRunner::kv_config(int n_blocks, int block_size) const {
+  KvCacheConfig kc;
+  kc.n_layers = impl_->c.n_layers;
+  kc.n_kv_heads = impl_->c.n_kv_heads;
+  kc.head_dim = impl_->c.head_dim;
+  kc.block_size = block_size;
+  kc.n_blocks = n_blocks;
+  return kc;
+}
+
+}  // namespace kvserve
