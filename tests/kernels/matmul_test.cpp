@@ -1,0 +1,104 @@
+// matmul for every weight type and ISA against a double-precision reference from
+// dequantize_row and llama.cpp's activation rounding.
+#include "kernels/cpu/matmul.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "kernels/cpu/matmul_internal.h"
+#include "kernels/matmul_test_util.h"
+
+namespace kvserve {
+namespace {
+
+constexpr GgmlType kAllTypes[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16, GgmlType::Q4_0,
+                                  GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0,
+                                  GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K,
+                                  GgmlType::Q6_K};
+constexpr Isa kAllIsas[] = {Isa::Scalar, Isa::Avx2, Isa::Avx512};
+
+// Runs matmul_isa and checks every output against the reference; returns the worst
+// error / tolerance ratio.
+double check(Isa isa, GgmlType t, int64_t n_out, int64_t n_in, int64_t n_tokens, ThreadPool& pool,
+             uint32_t seed) {
+  std::mt19937 rng(seed);
+  const auto w = test::random_weights(t, n_out, n_in, rng);
+  auto x = test::random_floats(size_t(n_in * n_tokens), rng);
+  // An all-zero token exercises the zero-scale path; a large outlier the clamp.
+  if (n_tokens > 2)
+    for (int64_t k = 0; k < n_in; ++k) x[size_t(2 * n_in + k)] = 0.0f;
+  if (n_tokens > 1) x[size_t(n_in + n_in / 2)] = 40.0f;
+  const auto ref = test::reference_matmul(t, w.data(), n_out, n_in, x.data(), n_tokens);
+  std::vector<float> y(size_t(n_tokens * n_out), -12345.0f);
+  matmul_isa(isa, WeightView{t, w.data(), n_in, n_out}, x.data(), n_tokens, y.data(), pool);
+  double worst = 0;
+  for (size_t i = 0; i < y.size(); ++i) {
+    const double err = std::fabs(double(y[i]) - ref.y[i]);
+    worst = std::max(worst, err / ref.tol[i]);
+    if (err > ref.tol[i]) {
+      ADD_FAILURE() << ggml_type_name(t) << " " << isa_name(isa) << " n_out=" << n_out << " n_in=" << n_in
+                    << " n_tokens=" << n_tokens << " token " << i / n_out << " row " << i % n_out << ": got "
+                    << y[i] << " want " << ref.y[i] << " tol " << ref.tol[i];
+      return worst;
+    }
+  }
+  return worst;
+}
+
+class MatmulTypeTest : public ::testing::TestWithParam<GgmlType> {};
+
+TEST_P(MatmulTypeTest, MatchesReferenceOnEveryIsaAndShape) {
+  const GgmlType t = GetParam();
+  ASSERT_TRUE(matmul_supports(t));
+  const int64_t bs = ggml_traits(t).block_size;
+  std::vector<int64_t> n_ins = {bs, 3 * bs, bs == 32 ? 8 * bs : 2 * bs};
+  if (bs == 1) n_ins = {8, 37, 64, 256, 300};
+  ThreadPool pool(3);
+  uint32_t seed = 1;
+  for (Isa isa : kAllIsas) {
+    if (!test::isa_available(isa)) continue;
+    double worst = 0;
+    for (int64_t n_in : n_ins)
+      for (int64_t n_out : {1, 7, 37, 70})
+        for (int64_t n_tokens : {1, 2, 3, 5, 8, 17}) {
+          worst = std::max(worst, check(isa, t, n_out, n_in, n_tokens, pool, seed++));
+          if (HasFailure()) return;
+        }
+    RecordProperty(std::string("worst_err_over_tol_") + isa_name(isa), std::to_string(worst));
+  }
+}
+
+TEST_P(MatmulTypeTest, ActivationConversionIsIdenticalOnEveryIsa) {
+  const ActFormat f = act_format(GetParam());
+  const int64_t n = 3 * act_block_size(f) * (act_block_size(f) == 1 ? 37 : 1);
+  std::mt19937 rng(7);
+  auto x = test::random_floats(size_t(n), rng);
+  x[5] = 0.0f;
+  x[9] = -30.0f;
+  const auto ref = test::reference_acts(f, x.data(), n);
+  for (Isa isa : kAllIsas) {
+    if (!test::isa_available(isa)) continue;
+    std::vector<uint8_t> got(act_row_bytes(f, n), 0xcd);
+    quantize_act_row(isa, f, x.data(), n, got.data());
+    EXPECT_EQ(got, ref.bytes) << act_format_name(f) << " " << isa_name(isa);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllTypes, MatmulTypeTest, ::testing::ValuesIn(kAllTypes),
+                         [](const auto& info) { return std::string(ggml_type_name(info.param)); });
+
+TEST(Matmul, LargeShapeAndSingleThreadPool) {
+  ThreadPool pool(1);
+  for (GgmlType t : {GgmlType::Q8_0, GgmlType::Q4_1, GgmlType::Q4_K, GgmlType::F16})
+    for (Isa isa : kAllIsas)
+      if (test::isa_available(isa)) check(isa, t, 300, 1536, 9, pool, 99);
+}
+
+TEST(Matmul, UnsupportedTypes) {
+  EXPECT_FALSE(matmul_supports(GgmlType::Q8_1));
+  EXPECT_FALSE(matmul_supports(GgmlType::Q8_K));
+}
+
+}  // namespace
+}  // namespace kvserve
