@@ -1,0 +1,40 @@
+// Log-probabilities of a logits row: log-softmax, the top-K tokens and a token's rank.
+// Used for sampled-token logprobs (Sampler) and prompt logprobs (engine). All values are
+// of the row given, i.e. of the raw model distribution when the caller passes raw logits.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace kvserve {
+
+struct TokenLogprob {
+  int32_t token = 0;
+  float logprob = 0.0f;
+};
+
+// One position's logprobs, in the shape of OpenAI's / vLLM's response.
+struct LogprobsEntry {
+  int32_t token = 0;              // the sampled (or prompt) token
+  float logprob = 0.0f;           // its log-probability
+  int32_t rank = 0;               // 1 + number of tokens strictly more likely
+  std::vector<TokenLogprob> top;  // the K most likely, descending; ties -> lower id
+};
+
+// log(sum_i exp(x[i])), stable for any finite maximum; -inf for an all -inf row.
+float log_sum_exp(const float* x, int32_t n);
+
+// out[i] = x[i] - log_sum_exp(x); out may alias x.
+void log_softmax(const float* x, int32_t n, float* out);
+
+// The k most likely tokens of row x (k clamped to n), descending by logit, ties to the
+// lower id, with logprob = x[id] - lse. `out` is overwritten; its capacity is reused.
+void top_k_logprobs(const float* x, int32_t n, int32_t k, float lse, std::vector<TokenLogprob>& out);
+
+// 1 + the number of tokens whose logit is strictly greater than x[token].
+int32_t token_rank(const float* x, int32_t n, int32_t token);
+
+// Fills `out` for `token` with the top-k list (k = 0: none). Row x: [n] logits.
+void compute_logprobs(const float* x, int32_t n, int32_t token, int32_t k, LogprobsEntry& out);
+
+}  // namespace kvserve

@@ -1,0 +1,63 @@
+// Token sampling from one logits row, in vLLM's / llama.cpp's order:
+//   logit bias -> min_tokens suppression of EOS / stop tokens -> penalties (repetition over
+//   prompt + output, presence / frequency over output) -> greedy (temperature 0) or
+//   temperature -> top-k -> top-p -> min-p -> draw.
+// Logprobs are those of the *raw* model logits (before any of the above), as vLLM reports
+// by default: they describe what the model predicted, independent of the request's
+// sampling knobs.
+//
+// One Sampler per thread: it owns scratch buffers sized to the vocabulary, so sampling
+// allocates nothing after the first call (except the caller's top-logprobs vector growing
+// once to K). Per-sequence state (RNG, penalty counts) lives in SequenceSamplerState.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "engine/logprobs.h"
+#include "engine/sampler_state.h"
+#include "kvserve/sampling_params.h"
+
+namespace kvserve {
+
+class Sampler {
+ public:
+  // eos_token_ids: the model's end-of-generation tokens, suppressed until min_tokens.
+  explicit Sampler(int32_t n_vocab, std::vector<int32_t> eos_token_ids = {});
+
+  // Chooses the next token from `logits` ([n_vocab] raw model logits, not modified).
+  // Advances state.rng(); does not call state.accept() (the caller does, once the token
+  // is kept). If params.logprobs >= 0 and `logprobs` is non-null, fills it with the
+  // chosen token's raw logprob, rank and the top-`params.logprobs` list.
+  int32_t sample(const float* logits, const SamplingParams& params, SequenceSamplerState& state,
+                 LogprobsEntry* logprobs = nullptr);
+
+  // The row after logit bias, min_tokens suppression and penalties, as sample() sees it
+  // before temperature (exposed for tests and debugging). Returns `logits` itself when
+  // nothing applies, else a pointer to internal scratch valid until the next call.
+  const float* adjusted_logits(const float* logits, const SamplingParams& params,
+                               const SequenceSamplerState& state);
+
+  int32_t n_vocab() const { return n_vocab_; }
+
+ private:
+  struct Cand {
+    float logit;
+    int32_t token;
+  };
+
+  int32_t sample_random(const float* row, const SamplingParams& params, SamplerRng& rng);
+  int32_t draw_full(const float* row, float m, float inv_t, float min_logit, SamplerRng& rng);
+  int32_t draw_candidates(float m, float inv_t, SamplerRng& rng);
+  void keep_top_p(float m, float inv_t, double z, float top_p);
+
+  int32_t n_vocab_;
+  std::vector<int32_t> eos_;
+  std::vector<float> work_;        // [n_vocab] adjusted logits
+  std::vector<float> probs_;       // [n_vocab] unnormalised probabilities for full-row draws
+  std::vector<Cand> cand_;         // [<= n_vocab] surviving candidates
+  std::vector<double> block_sum_;  // [ceil(n_vocab / 1024)] per-block sums of probs_
+};
+
+}  // namespace kvserve
