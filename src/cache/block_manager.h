@@ -1,0 +1,131 @@
+// The block manager owns KV memory on behalf of sequences: one block table per
+// sequence, allocation on demand as it grows, automatic prefix caching of full blocks,
+// fork (n > 1 samples share the prompt's blocks) with copy-on-write, and statistics.
+//
+// Memory changes are transactions: allocate_slots() first plans the whole change
+// (prefix-hit blocks to revive, new blocks, copy-on-write copies) and returns false
+// without touching anything if the pool cannot cover it, so the scheduler can preempt
+// and retry; only a plan that fits is committed.
+//
+// Sequence ids are small dense integers chosen by the caller (the engine's request
+// slots), so per-sequence state is a plain vector, not a hash map.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "cache/block_pool.h"
+
+namespace kvserve {
+
+using SeqId = int32_t;
+
+struct BlockManagerConfig {
+  int n_blocks = 0;
+  int block_size = 16;
+  bool enable_prefix_caching = true;
+  int max_blocks_per_seq = 0;  // capacity reserved per block table (0 = n_blocks)
+  uint64_t hash_mask = ~0ULL;  // tests shrink this to force hash collisions
+};
+
+// A run of cached full blocks matching the start of a sequence's tokens.
+struct PrefixMatch {
+  std::vector<int32_t> blocks;
+  std::vector<uint64_t> hashes;  // chained hash of each block
+  int num_tokens = 0;            // blocks.size() * block_size
+  int num_queried = 0;           // tokens that were looked up (for the hit rate)
+  void clear() {
+    blocks.clear();
+    hashes.clear();
+    num_tokens = num_queried = 0;
+  }
+};
+
+// Copy of a block's K/V that must run before the step's forward (copy-on-write).
+struct BlockCopy {
+  int32_t src = -1;
+  int32_t dst = -1;
+};
+
+struct BlockManagerStats {
+  int blocks_total = 0;
+  int blocks_used = 0;    // ref > 0
+  int blocks_cached = 0;  // hashed and free: reusable prefixes kept in idle memory
+  int blocks_free = 0;    // ref 0, including cached
+  int64_t prefix_queried_tokens = 0;
+  int64_t prefix_hit_tokens = 0;
+  int64_t slots_allocated = 0;  // block_size * blocks held by sequences (shared counted per seq)
+  int64_t slots_unused = 0;     // allocated to a sequence but past its last token
+  double prefix_hit_rate() const {
+    return prefix_queried_tokens ? double(prefix_hit_tokens) / double(prefix_queried_tokens) : 0.0;
+  }
+  double fragmentation() const {
+    return slots_allocated ? double(slots_unused) / double(slots_allocated) : 0.0;
+  }
+  double usage() const { return blocks_total ? double(blocks_used) / double(blocks_total) : 0.0; }
+};
+
+class BlockManager {
+ public:
+  explicit BlockManager(const BlockManagerConfig& config);
+
+  int block_size() const { return config_.block_size; }
+  int n_blocks() const { return pool_.n_blocks(); }
+  bool prefix_caching() const { return config_.enable_prefix_caching; }
+  int num_free_blocks() const { return pool_.num_free(); }
+  int blocks_for(int64_t n_tokens) const { return int((n_tokens + block_size() - 1) / block_size()); }
+
+  // Longest run of cached full blocks at the start of `tokens`, leaving at least one
+  // token to compute (its logits are needed). Read-only: nothing is reserved until the
+  // match is passed to allocate_slots(). `out` is reused by the caller.
+  void match_prefix(std::span<const int32_t> tokens, PrefixMatch& out) const;
+
+  // Ensures `seq` has blocks for positions [0, num_computed + num_new) and that the
+  // blocks num_new tokens will be written to are not shared (copy-on-write). For a
+  // sequence that holds no blocks yet, `match` (may be null) supplies its cached prefix
+  // and num_computed must equal match->num_tokens. Returns false and changes nothing if
+  // the free blocks do not cover it.
+  bool allocate_slots(SeqId seq, int num_computed, int num_new, const PrefixMatch* match = nullptr);
+  // Blocks allocate_slots() would take from the free list (for planning / admission).
+  int blocks_needed(SeqId seq, int num_computed, int num_new, const PrefixMatch* match = nullptr) const;
+
+  // Makes full, computed blocks of `seq` findable by later requests. `tokens` are the
+  // sequence's tokens (at least num_computed of them).
+  void cache_blocks(SeqId seq, std::span<const int32_t> tokens, int num_computed);
+
+  // `child` (holding nothing) shares every block of `parent`; a later write to a shared
+  // block copies it first.
+  void fork(SeqId parent, SeqId child);
+  // Releases every block of `seq` (finish, abort, preemption). Cached blocks stay findable.
+  void free(SeqId seq);
+
+  std::span<const int32_t> block_table(SeqId seq) const;
+  bool holds_blocks(SeqId seq) const { return seq < SeqId(seqs_.size()) && !seqs_[seq].table.empty(); }
+
+  // Copies queued by copy-on-write since the last take; the engine runs them before the
+  // forward that writes the destination blocks.
+  std::span<const BlockCopy> pending_copies() const { return copies_; }
+  void clear_pending_copies() { copies_.clear(); }
+
+  BlockManagerStats stats() const;
+  const BlockPool& pool() const { return pool_; }
+  bool check_invariants() const;  // pool invariants + ref counts equal table references
+
+ private:
+  struct SeqState {
+    std::vector<int32_t> table;
+    std::vector<uint64_t> hashes;  // chained hash of each full, computed block (prefix of table)
+    int num_tokens = 0;            // positions covered by allocate_slots
+  };
+  SeqState& state(SeqId seq);
+
+  BlockManagerConfig config_;
+  BlockPool pool_;
+  std::vector<SeqState> seqs_;
+  std::vector<BlockCopy> copies_;
+  int64_t queried_tokens_ = 0;
+  int64_t hit_tokens_ = 0;
+};
+
+}  // namespace kvserve

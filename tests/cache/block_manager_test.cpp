@@ -1,0 +1,319 @@
+// Block manager: unit tests of each operation, and a randomized property test that
+// simulates the KV contents every block holds and checks, after every operation, that
+// ref counts match the block tables, no block is both free and used, shared blocks are
+// never overwritten, and every prefix-cache hit holds exactly the requested context.
+#include "cache/block_manager.h"
+
+#include <gtest/gtest.h>
+
+#include <random>
+#include <unordered_map>
+
+namespace kvserve {
+namespace {
+
+BlockManagerConfig cfg(int n_blocks, int bs = 4, bool caching = true, uint64_t mask = ~0ULL) {
+  BlockManagerConfig c;
+  c.n_blocks = n_blocks;
+  c.block_size = bs;
+  c.enable_prefix_caching = caching;
+  c.hash_mask = mask;
+  return c;
+}
+
+std::vector<int32_t> iota_tokens(int n, int start = 1) {
+  std::vector<int32_t> t(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) t[i] = start + i;
+  return t;
+}
+
+TEST(BlockHashIndex, MatchesReferenceMapUnderRandomOps) {
+  BlockHashIndex idx(64);
+  std::unordered_map<uint64_t, int32_t> ref;
+  std::mt19937_64 rng(7);
+  for (int it = 0; it < 20000; ++it) {
+    uint64_t h = rng() % 200;  // small key space: many collisions of home slots
+    if (rng() % 2 && ref.size() < 64) {
+      bool inserted = idx.insert(h, int32_t(h % 97));
+      EXPECT_EQ(inserted, ref.emplace(h, int32_t(h % 97)).second);
+    } else {
+      auto it2 = ref.find(h);
+      EXPECT_EQ(idx.erase(h, int32_t(h % 97)), it2 != ref.end());
+      if (it2 != ref.end()) ref.erase(it2);
+    }
+    ASSERT_EQ(idx.size(), int(ref.size()));
+  }
+  for (uint64_t h = 0; h < 200; ++h) {
+    auto it = ref.find(h);
+    EXPECT_EQ(idx.find(h), it == ref.end() ? -1 : it->second);
+  }
+}
+
+TEST(BlockManager, AllocatesOnDemandAndFreesEverything) {
+  BlockManager bm(cfg(8));
+  ASSERT_TRUE(bm.allocate_slots(0, 0, 5));  // 5 tokens -> 2 blocks of 4
+  EXPECT_EQ(bm.block_table(0).size(), 2u);
+  ASSERT_TRUE(bm.allocate_slots(0, 5, 3));  // 8 tokens: still 2 blocks
+  EXPECT_EQ(bm.block_table(0).size(), 2u);
+  ASSERT_TRUE(bm.allocate_slots(0, 8, 1));
+  EXPECT_EQ(bm.block_table(0).size(), 3u);
+  auto st = bm.stats();
+  EXPECT_EQ(st.blocks_used, 3);
+  EXPECT_EQ(st.slots_allocated, 12);
+  EXPECT_EQ(st.slots_unused, 3);
+  bm.free(0);
+  EXPECT_EQ(bm.num_free_blocks(), 8);
+  EXPECT_TRUE(bm.check_invariants());
+}
+
+TEST(BlockManager, FailedAllocationChangesNothing) {
+  BlockManager bm(cfg(4));
+  ASSERT_TRUE(bm.allocate_slots(0, 0, 12));  // 3 blocks
+  EXPECT_EQ(bm.blocks_needed(1, 0, 8), 2);
+  EXPECT_FALSE(bm.allocate_slots(1, 0, 8));
+  EXPECT_FALSE(bm.holds_blocks(1));
+  EXPECT_EQ(bm.num_free_blocks(), 1);
+  EXPECT_FALSE(bm.allocate_slots(0, 12, 5));  // needs 2 more
+  EXPECT_EQ(bm.block_table(0).size(), 3u);
+  EXPECT_TRUE(bm.check_invariants());
+}
+
+TEST(BlockManager, PrefixHitReusesFullBlocksAndLeavesOneTokenToCompute) {
+  BlockManager bm(cfg(16));
+  auto toks = iota_tokens(12);
+  ASSERT_TRUE(bm.allocate_slots(0, 0, 12));
+  bm.cache_blocks(0, toks, 12);
+  PrefixMatch m;
+  bm.match_prefix(toks, m);  // 12 tokens = 3 full blocks, but the last token must be computed
+  EXPECT_EQ(m.num_tokens, 8);
+  auto longer = iota_tokens(14);
+  bm.match_prefix(longer, m);
+  ASSERT_EQ(m.num_tokens, 12);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(m.blocks[i], bm.block_table(0)[i]);
+  ASSERT_TRUE(bm.allocate_slots(1, 12, 2, &m));
+  EXPECT_EQ(bm.pool().ref_count(m.blocks[0]), 2);
+  EXPECT_EQ(bm.block_table(1).size(), 4u);
+  EXPECT_EQ(bm.stats().prefix_hit_tokens, 12);
+  // A different token in block 1 stops the match after block 0.
+  longer[5] = 99;
+  bm.match_prefix(longer, m);
+  EXPECT_EQ(m.num_tokens, 4);
+  bm.free(0);
+  bm.free(1);
+  EXPECT_TRUE(bm.check_invariants());
+}
+
+TEST(BlockManager, FreedBlocksStayCachedAndAreEvictedLeastRecentlyUsedFirst) {
+  BlockManager bm(cfg(4));
+  auto a = iota_tokens(9, 100), b = iota_tokens(9, 200);
+  ASSERT_TRUE(bm.allocate_slots(0, 0, 8));
+  bm.cache_blocks(0, a, 8);
+  bm.free(0);
+  EXPECT_EQ(bm.stats().blocks_cached, 2);
+  ASSERT_TRUE(bm.allocate_slots(1, 0, 8));  // takes the 2 never-cached blocks first
+  bm.cache_blocks(1, b, 8);
+  bm.free(1);
+  PrefixMatch m;
+  bm.match_prefix(b, m);
+  EXPECT_EQ(m.num_tokens, 8);
+  bm.match_prefix(a, m);
+  EXPECT_EQ(m.num_tokens, 8);                   // a survived
+  ASSERT_TRUE(bm.allocate_slots(2, 8, 0, &m));  // revive a: it becomes the most recently used
+  bm.free(2);
+  ASSERT_TRUE(bm.allocate_slots(3, 0, 4));  // evicts b's last block first...
+  bm.match_prefix(b, m);
+  EXPECT_EQ(m.num_tokens, 4);  // ...so b keeps its usable beginning
+  bm.match_prefix(a, m);
+  EXPECT_EQ(m.num_tokens, 8);
+  ASSERT_TRUE(bm.allocate_slots(3, 4, 4));
+  bm.match_prefix(b, m);
+  EXPECT_EQ(m.num_tokens, 0);
+  bm.match_prefix(a, m);
+  EXPECT_EQ(m.num_tokens, 8);
+  bm.free(3);
+  EXPECT_TRUE(bm.check_invariants());
+}
+
+TEST(BlockManager, ForkSharesBlocksAndCopiesOnWrite) {
+  BlockManager bm(cfg(8));
+  ASSERT_TRUE(bm.allocate_slots(0, 0, 6));  // block 0 full, block 1 half
+  bm.cache_blocks(0, iota_tokens(6), 6);
+  bm.fork(0, 1);
+  bm.fork(0, 2);
+  auto t0 = bm.block_table(0);
+  EXPECT_EQ(bm.pool().ref_count(t0[1]), 3);
+  int32_t shared_tail = t0[1];
+  // Writing position 6 of seq 1 lands in the shared partial block: copy it.
+  EXPECT_EQ(bm.blocks_needed(1, 6, 1), 1);
+  ASSERT_TRUE(bm.allocate_slots(1, 6, 1));
+  ASSERT_EQ(bm.pending_copies().size(), 1u);
+  EXPECT_EQ(bm.pending_copies()[0].src, shared_tail);
+  EXPECT_EQ(bm.pending_copies()[0].dst, bm.block_table(1)[1]);
+  EXPECT_EQ(bm.block_table(1)[0], bm.block_table(0)[0]);  // full block still shared
+  EXPECT_EQ(bm.pool().ref_count(shared_tail), 2);
+  bm.clear_pending_copies();
+  ASSERT_TRUE(bm.allocate_slots(2, 6, 1));
+  ASSERT_TRUE(bm.allocate_slots(0, 6, 1));  // the last holder writes in place
+  EXPECT_EQ(bm.pending_copies().size(), 1u);
+  EXPECT_EQ(bm.block_table(0)[1], shared_tail);
+  for (SeqId s : {0, 1, 2}) bm.free(s);
+  EXPECT_EQ(bm.num_free_blocks(), 8);
+  EXPECT_TRUE(bm.check_invariants());
+}
+
+TEST(BlockManager, CollidingHashesAreRejectedByTokenAndParentChecks) {
+  // Mask the hash down to 2 bits: almost every lookup collides.
+  BlockManager bm(cfg(32, 4, true, 0x3));
+  std::mt19937 rng(3);
+  std::vector<std::vector<int32_t>> prompts;
+  for (SeqId s = 0; s < 6; ++s) {
+    std::vector<int32_t> t(13);
+    for (auto& x : t) x = int32_t(rng() % 3);
+    ASSERT_TRUE(bm.allocate_slots(s, 0, 13));
+    bm.cache_blocks(s, t, 13);
+    prompts.push_back(t);
+  }
+  PrefixMatch m;
+  for (int trial = 0; trial < 200; ++trial) {
+    std::vector<int32_t> q(13);
+    for (auto& x : q) x = int32_t(rng() % 3);
+    bm.match_prefix(q, m);
+    // Every matched block must belong to some sequence whose tokens agree on the whole prefix.
+    for (size_t i = 0; i < m.blocks.size(); ++i) {
+      bool ok = false;
+      for (SeqId s = 0; s < 6; ++s) {
+        auto tab = bm.block_table(s);
+        if (i < tab.size() && tab[i] == m.blocks[i] &&
+            std::equal(q.begin(), q.begin() + 4 * (i + 1), prompts[s].begin()))
+          ok = true;
+      }
+      EXPECT_TRUE(ok) << "trial " << trial << " block " << i;
+    }
+  }
+}
+
+// ---- randomized property test ----
+
+struct SimSeq {
+  SeqId id = -1;
+  std::vector<int32_t> tokens;  // all tokens the sequence will have
+  int computed = 0;
+};
+
+// Fingerprint of the context that produced the KV at position p: a hash of tokens[0..p].
+std::vector<uint64_t> fingerprints(const std::vector<int32_t>& t) {
+  std::vector<uint64_t> f(t.size());
+  uint64_t h = 1;
+  for (size_t i = 0; i < t.size(); ++i) f[i] = h = mix64(h * 31 + uint64_t(t[i]) + 7);
+  return f;
+}
+
+void run_property(uint64_t seed, bool caching, uint64_t mask) {
+  const int n_blocks = 48, bs = 4;
+  BlockManager bm(cfg(n_blocks, bs, caching, mask));
+  std::vector<uint64_t> kv(size_t(n_blocks) * bs, 0);  // simulated KV: fingerprint per slot
+  std::mt19937_64 rng(seed);
+  std::vector<SimSeq> live;
+  std::vector<std::vector<int32_t>> prompt_pool;  // earlier prompts, to create shared prefixes
+  SeqId next_id = 0;
+  int64_t hits = 0;
+
+  auto check_seq = [&](const SimSeq& s) {
+    auto fp = fingerprints(s.tokens);
+    auto tab = bm.block_table(s.id);
+    for (int p = 0; p < s.computed; ++p)
+      ASSERT_EQ(kv[size_t(tab[p / bs]) * bs + p % bs], fp[p]) << "seq " << s.id << " pos " << p;
+  };
+  auto compute = [&](SimSeq& s, int n) -> bool {
+    if (!bm.allocate_slots(s.id, s.computed, n)) return false;
+    for (const BlockCopy& c : bm.pending_copies())
+      std::copy_n(kv.begin() + size_t(c.src) * bs, bs, kv.begin() + size_t(c.dst) * bs);
+    bm.clear_pending_copies();
+    auto fp = fingerprints(s.tokens);
+    auto tab = bm.block_table(s.id);
+    for (int p = s.computed; p < s.computed + n; ++p) {
+      // The written block must be owned by this sequence alone.
+      EXPECT_EQ(bm.pool().ref_count(tab[p / bs]), 1);
+      kv[size_t(tab[p / bs]) * bs + p % bs] = fp[p];
+    }
+    s.computed += n;
+    bm.cache_blocks(s.id, s.tokens, s.computed);
+    return true;
+  };
+  auto release = [&](size_t i) {
+    bm.free(live[i].id);
+    live.erase(live.begin() + long(i));
+  };
+
+  for (int step = 0; step < 3000; ++step) {
+    int op = int(rng() % 10);
+    if (op < 3 && live.size() < 12) {  // new sequence, maybe sharing a prefix
+      SimSeq s;
+      s.id = next_id++;
+      int len = 1 + int(rng() % 30);
+      if (!prompt_pool.empty() && rng() % 2) {
+        const auto& base = prompt_pool[rng() % prompt_pool.size()];
+        int keep = int(rng() % (base.size() + 1));
+        s.tokens.assign(base.begin(), base.begin() + keep);
+      }
+      while (int(s.tokens.size()) < len) s.tokens.push_back(int32_t(rng() % 5));
+      PrefixMatch m;
+      bm.match_prefix(s.tokens, m);
+      ASSERT_LT(m.num_tokens, int(s.tokens.size()));
+      // Every hit holds the KV of exactly this context.
+      auto fp = fingerprints(s.tokens);
+      for (size_t b = 0; b < m.blocks.size(); ++b)
+        for (int j = 0; j < bs; ++j) ASSERT_EQ(kv[size_t(m.blocks[b]) * bs + j], fp[b * bs + j]);
+      int n = std::min<int>(int(s.tokens.size()) - m.num_tokens, 1 + int(rng() % 8));
+      if (!bm.allocate_slots(s.id, m.num_tokens, 0, &m)) continue;
+      hits += m.num_tokens;
+      s.computed = m.num_tokens;
+      prompt_pool.push_back(s.tokens);
+      live.push_back(s);
+      if (!compute(live.back(), n)) release(live.size() - 1);
+    } else if (op < 7 && !live.empty()) {  // append: prefill chunk or decode token
+      size_t i = rng() % live.size();
+      SimSeq& s = live[i];
+      if (s.computed == int(s.tokens.size())) s.tokens.push_back(int32_t(rng() % 5));  // decode
+      int n = std::min<int>(int(s.tokens.size()) - s.computed, 1 + int(rng() % 6));
+      if (!compute(s, n)) release(rng() % live.size());        // out of memory: preempt someone
+    } else if (op < 8 && !live.empty() && live.size() < 12) {  // fork a fully computed sequence
+      size_t i = rng() % live.size();
+      if (live[i].computed != int(live[i].tokens.size())) continue;
+      SimSeq c = live[i];
+      c.id = next_id++;
+      bm.fork(live[i].id, c.id);
+      live.push_back(c);
+    } else if (!live.empty()) {  // finish or abort
+      release(rng() % live.size());
+    }
+    ASSERT_TRUE(bm.check_invariants()) << "step " << step;
+    for (const SimSeq& s : live) check_seq(s);
+    auto st = bm.stats();
+    ASSERT_EQ(st.blocks_used + st.blocks_free, n_blocks);
+    ASSERT_LE(st.blocks_cached, st.blocks_free);
+  }
+  while (!live.empty()) release(live.size() - 1);
+  EXPECT_TRUE(bm.check_invariants());
+  EXPECT_EQ(bm.num_free_blocks(), n_blocks);
+  EXPECT_EQ(bm.stats().blocks_used, 0);
+  if (caching && mask == ~0ULL) {
+    EXPECT_GT(hits, 0);
+  }
+  if (!caching) {
+    EXPECT_EQ(hits, 0);
+  }
+}
+
+TEST(BlockManagerProperty, RandomOpsWithPrefixCaching) {
+  for (uint64_t seed = 1; seed <= 6; ++seed) run_property(seed, true, ~0ULL);
+}
+TEST(BlockManagerProperty, RandomOpsWithHashCollisions) {
+  for (uint64_t seed = 1; seed <= 6; ++seed) run_property(seed, true, 0x7);
+}
+TEST(BlockManagerProperty, RandomOpsWithoutPrefixCaching) {
+  for (uint64_t seed = 1; seed <= 3; ++seed) run_property(seed, false, ~0ULL);
+}
+
+}  // namespace
+}  // namespace kvserve
