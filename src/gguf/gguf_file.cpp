@@ -33,25 +33,31 @@ const char* gguf_type_name(GgufType t) {
 
 bool GgufValue::is_integer() const {
   switch (type) {
-    case GgufType::UINT8: case GgufType::INT8: case GgufType::UINT16: case GgufType::INT16:
-    case GgufType::UINT32: case GgufType::INT32: case GgufType::UINT64: case GgufType::INT64:
-      return true;
-    default:
-      return false;
+    case GgufType::UINT8:
+    case GgufType::INT8:
+    case GgufType::UINT16:
+    case GgufType::INT16:
+    case GgufType::UINT32:
+    case GgufType::INT32:
+    case GgufType::UINT64:
+    case GgufType::INT64: return true;
+    default: return false;
   }
 }
 
 std::optional<int64_t> GgufValue::as_int() const {
   switch (type) {
-    case GgufType::UINT8: case GgufType::UINT16: case GgufType::UINT32:
-      return int64_t(u64);
+    case GgufType::UINT8:
+    case GgufType::UINT16:
+    case GgufType::UINT32: return int64_t(u64);
     case GgufType::UINT64:
       if (u64 > uint64_t(std::numeric_limits<int64_t>::max())) return std::nullopt;
       return int64_t(u64);
-    case GgufType::INT8: case GgufType::INT16: case GgufType::INT32: case GgufType::INT64:
-      return i64;
-    default:
-      return std::nullopt;
+    case GgufType::INT8:
+    case GgufType::INT16:
+    case GgufType::INT32:
+    case GgufType::INT64: return i64;
+    default: return std::nullopt;
   }
 }
 
@@ -67,7 +73,9 @@ std::optional<bool> GgufValue::as_bool() const {
   return std::nullopt;
 }
 
-const std::string* GgufValue::as_string() const { return type == GgufType::STRING ? &str : nullptr; }
+const std::string* GgufValue::as_string() const {
+  return type == GgufType::STRING ? &str : nullptr;
+}
 
 // Bounds-checked little-endian cursor over the file. Every read names the field it
 // reads so that errors say what was wrong.
@@ -111,16 +119,66 @@ class GgufParser {
 Status GgufParser::read_value(GgufType type, GgufValue& v, const std::string& field, int depth) {
   v.type = type;
   switch (type) {
-    case GgufType::UINT8: { auto r = read<uint8_t>(field); if (!r) return r.error(); v.u64 = *r; break; }
-    case GgufType::INT8: { auto r = read<int8_t>(field); if (!r) return r.error(); v.i64 = *r; break; }
-    case GgufType::UINT16: { auto r = read<uint16_t>(field); if (!r) return r.error(); v.u64 = *r; break; }
-    case GgufType::INT16: { auto r = read<int16_t>(field); if (!r) return r.error(); v.i64 = *r; break; }
-    case GgufType::UINT32: { auto r = read<uint32_t>(field); if (!r) return r.error(); v.u64 = *r; break; }
-    case GgufType::INT32: { auto r = read<int32_t>(field); if (!r) return r.error(); v.i64 = *r; break; }
-    case GgufType::UINT64: { auto r = read<uint64_t>(field); if (!r) return r.error(); v.u64 = *r; break; }
-    case GgufType::INT64: { auto r = read<int64_t>(field); if (!r) return r.error(); v.i64 = *r; break; }
-    case GgufType::FLOAT32: { auto r = read<float>(field); if (!r) return r.error(); v.f64 = *r; break; }
-    case GgufType::FLOAT64: { auto r = read<double>(field); if (!r) return r.error(); v.f64 = *r; break; }
+    case GgufType::UINT8: {
+      auto r = read<uint8_t>(field);
+      if (!r) return r.error();
+      v.u64 = *r;
+      break;
+    }
+    case GgufType::INT8: {
+      auto r = read<int8_t>(field);
+      if (!r) return r.error();
+      v.i64 = *r;
+      break;
+    }
+    case GgufType::UINT16: {
+      auto r = read<uint16_t>(field);
+      if (!r) return r.error();
+      v.u64 = *r;
+      break;
+    }
+    case GgufType::INT16: {
+      auto r = read<int16_t>(field);
+      if (!r) return r.error();
+      v.i64 = *r;
+      break;
+    }
+    case GgufType::UINT32: {
+      auto r = read<uint32_t>(field);
+      if (!r) return r.error();
+      v.u64 = *r;
+      break;
+    }
+    case GgufType::INT32: {
+      auto r = read<int32_t>(field);
+      if (!r) return r.error();
+      v.i64 = *r;
+      break;
+    }
+    case GgufType::UINT64: {
+      auto r = read<uint64_t>(field);
+      if (!r) return r.error();
+      v.u64 = *r;
+      break;
+    }
+    case GgufType::INT64: {
+      auto r = read<int64_t>(field);
+      if (!r) return r.error();
+      v.i64 = *r;
+      break;
+    }
+    case GgufType::FLOAT32: {
+      auto r = read<float>(field);
+      if (!r) return r.error();
+      v.f64 = *r;
+      break;
+    }
+    case GgufType::FLOAT64: {
+      auto r = read<double>(field);
+      if (!r) return r.error();
+      v.f64 = *r;
+      break;
+    }
     case GgufType::BOOL: {
       auto r = read<uint8_t>(field);
       if (!r) return r.error();
@@ -135,14 +193,17 @@ Status GgufParser::read_value(GgufType type, GgufValue& v, const std::string& fi
       break;
     }
     case GgufType::ARRAY: {
-      if (depth >= kMaxArrayDepth) return Error{field + ": arrays nested deeper than " + std::to_string(kMaxArrayDepth)};
+      if (depth >= kMaxArrayDepth)
+        return Error{field + ": arrays nested deeper than " + std::to_string(kMaxArrayDepth)};
       auto et = read<uint32_t>(field + " element type");
       if (!et) return et.error();
-      if (*et > uint32_t(GgufType::FLOAT64)) return Error{field + ": unknown array element type " + std::to_string(*et)};
+      if (*et > uint32_t(GgufType::FLOAT64))
+        return Error{field + ": unknown array element type " + std::to_string(*et)};
       auto n = read<uint64_t>(field + " element count");
       if (!n) return n.error();
       // Every element takes at least one byte, so a count beyond the bytes left is a lie.
-      if (*n > size_ - pos_) return Error{field + ": element count " + std::to_string(*n) + " exceeds the file size"};
+      if (*n > size_ - pos_)
+        return Error{field + ": element count " + std::to_string(*n) + " exceeds the file size"};
       v.array_type = GgufType(*et);
       v.array.resize(size_t(*n));
       for (uint64_t i = 0; i < *n; ++i) {
@@ -150,8 +211,7 @@ Status GgufParser::read_value(GgufType type, GgufValue& v, const std::string& fi
       }
       break;
     }
-    default:
-      return Error{field + ": unknown value type " + std::to_string(uint32_t(type))};
+    default: return Error{field + ": unknown value type " + std::to_string(uint32_t(type))};
   }
   return ok_status();
 }
@@ -170,8 +230,10 @@ Status GgufParser::parse(GgufFile& f) {
   auto n_kv = read<uint64_t>("metadata_kv_count");
   if (!n_kv) return n_kv.error();
   // A tensor info takes at least 8+4+8+4+8 bytes, a key-value at least 8+4+1.
-  if (*n_tensors > (size_ - pos_) / 32) return Error{"tensor_count " + std::to_string(*n_tensors) + " exceeds the file size"};
-  if (*n_kv > (size_ - pos_) / 13) return Error{"metadata_kv_count " + std::to_string(*n_kv) + " exceeds the file size"};
+  if (*n_tensors > (size_ - pos_) / 32)
+    return Error{"tensor_count " + std::to_string(*n_tensors) + " exceeds the file size"};
+  if (*n_kv > (size_ - pos_) / 13)
+    return Error{"metadata_kv_count " + std::to_string(*n_kv) + " exceeds the file size"};
 
   for (uint64_t i = 0; i < *n_kv; ++i) {
     const std::string where = "metadata[" + std::to_string(i) + "]";
@@ -179,7 +241,8 @@ Status GgufParser::parse(GgufFile& f) {
     if (!key) return key.error();
     auto type = read<uint32_t>("metadata '" + *key + "' type");
     if (!type) return type.error();
-    if (*type > uint32_t(GgufType::FLOAT64)) return Error{"metadata '" + *key + "': unknown value type " + std::to_string(*type)};
+    if (*type > uint32_t(GgufType::FLOAT64))
+      return Error{"metadata '" + *key + "': unknown value type " + std::to_string(*type)};
     GgufValue v;
     if (auto s = read_value(GgufType(*type), v, "metadata '" + *key + "'", 0); !s) return s;
     if (f.kv_.count(*key)) return Error{"metadata key '" + *key + "' appears twice"};
@@ -189,7 +252,8 @@ Status GgufParser::parse(GgufFile& f) {
   if (const GgufValue* a = f.find("general.alignment")) {
     auto al = a->as_int();
     if (!al || *al <= 0 || (*al & (*al - 1)) != 0 || *al > (1 << 20))
-      return Error{"general.alignment must be a power of two (got " + (al ? std::to_string(*al) : std::string("a non-integer")) + ")"};
+      return Error{"general.alignment must be a power of two (got " +
+                   (al ? std::to_string(*al) : std::string("a non-integer")) + ")"};
     f.alignment_ = uint64_t(*al);
   }
 
@@ -202,14 +266,17 @@ Status GgufParser::parse(GgufFile& f) {
     const std::string where = "tensor '" + t.name + "'";
     auto n_dims = read<uint32_t>(where + " n_dims");
     if (!n_dims) return n_dims.error();
-    if (*n_dims == 0 || *n_dims > kMaxDims) return Error{where + ": n_dims " + std::to_string(*n_dims) + " is not in 1..4"};
+    if (*n_dims == 0 || *n_dims > kMaxDims)
+      return Error{where + ": n_dims " + std::to_string(*n_dims) + " is not in 1..4"};
     t.shape.resize(*n_dims);
     int64_t n_elements = 1;
     for (uint32_t d = 0; d < *n_dims; ++d) {
       auto ne = read<uint64_t>(where + " dim " + std::to_string(d));
       if (!ne) return ne.error();
-      if (*ne == 0 || *ne > uint64_t(1) << 40) return Error{where + ": dim " + std::to_string(d) + " = " + std::to_string(*ne) + " is out of range"};
-      if (n_elements > std::numeric_limits<int64_t>::max() / int64_t(*ne)) return Error{where + ": element count overflows"};
+      if (*ne == 0 || *ne > uint64_t(1) << 40)
+        return Error{where + ": dim " + std::to_string(d) + " = " + std::to_string(*ne) + " is out of range"};
+      if (n_elements > std::numeric_limits<int64_t>::max() / int64_t(*ne))
+        return Error{where + ": element count overflows"};
       n_elements *= int64_t(*ne);
       t.shape[d] = int64_t(*ne);
     }
@@ -220,26 +287,36 @@ Status GgufParser::parse(GgufFile& f) {
     if (!traits) return Error{where + ": unsupported tensor type " + std::to_string(*type)};
     t.type = traits->type;
     if (t.shape[0] % traits->block_size != 0)
-      return Error{where + ": row length " + std::to_string(t.shape[0]) + " is not a multiple of the " + traits->name + " block size"};
+      return Error{where + ": row length " + std::to_string(t.shape[0]) + " is not a multiple of the " +
+                   traits->name + " block size"};
     const uint64_t n_blocks = uint64_t(n_elements / traits->block_size);
-    if (n_blocks > std::numeric_limits<uint64_t>::max() / traits->block_bytes) return Error{where + ": byte size overflows"};
+    if (n_blocks > std::numeric_limits<uint64_t>::max() / traits->block_bytes)
+      return Error{where + ": byte size overflows"};
     t.nbytes = size_t(n_blocks * traits->block_bytes);
     auto offset = read<uint64_t>(where + " offset");
     if (!offset) return offset.error();
-    if (*offset % f.alignment_ != 0) return Error{where + ": offset " + std::to_string(*offset) + " is not aligned to " + std::to_string(f.alignment_)};
+    if (*offset % f.alignment_ != 0)
+      return Error{where + ": offset " + std::to_string(*offset) + " is not aligned to " +
+                   std::to_string(f.alignment_)};
     t.offset = *offset;
     if (f.tensor_index_.count(t.name)) return Error{"tensor name '" + t.name + "' appears twice"};
     f.tensor_index_.emplace(t.name, size_t(i));
   }
 
-  const uint64_t data_offset = (uint64_t(pos_) + f.alignment_ - 1) / f.alignment_ * f.alignment_;
-  if (data_offset > size_) return Error{"truncated GGUF: data section starts past the end of the file"};
+  uint64_t data_offset = (uint64_t(pos_) + f.alignment_ - 1) / f.alignment_ * f.alignment_;
+  if (data_offset > size_) {
+    // Files without tensors (vocab-only files) may end right after the metadata,
+    // without the padding before an empty data section.
+    if (!f.tensors_.empty()) return Error{"truncated GGUF: data section starts past the end of the file"};
+    data_offset = size_;
+  }
   f.data_offset_ = data_offset;
   const uint64_t data_size = size_ - data_offset;
   for (GgufTensor& t : f.tensors_) {
     if (t.offset > data_size || t.nbytes > data_size - t.offset)
-      return Error{"tensor '" + t.name + "': data [" + std::to_string(t.offset) + ", +" + std::to_string(t.nbytes) +
-                   ") lies outside the data section of " + std::to_string(data_size) + " bytes"};
+      return Error{"tensor '" + t.name + "': data [" + std::to_string(t.offset) + ", +" +
+                   std::to_string(t.nbytes) + ") lies outside the data section of " +
+                   std::to_string(data_size) + " bytes"};
     t.data = p_ + data_offset + t.offset;
   }
   return ok_status();
