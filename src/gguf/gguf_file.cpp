@@ -10,6 +10,9 @@ constexpr uint32_t kMagic = 0x46554747;  // "GGUF" little-endian
 constexpr uint64_t kMaxStringBytes = uint64_t(1) << 30;
 constexpr int kMaxArrayDepth = 8;
 constexpr uint32_t kMaxDims = 4;
+// Real files hold a few million array elements at most (vocabularies, merges); each
+// costs ~100 bytes in memory, so this caps a hostile file's metadata at ~3 GB.
+constexpr uint64_t kMaxArrayElements = uint64_t(1) << 25;
 }  // namespace
 
 const char* gguf_type_name(GgufType t) {
@@ -111,9 +114,31 @@ class GgufParser {
   }
   Status read_value(GgufType type, GgufValue& v, const std::string& field, int depth);
 
+  // Smallest encoding of a value of type t: a string is at least its length field, an
+  // array its element type and count.
+  static uint64_t min_value_bytes(GgufType t) {
+    switch (t) {
+      case GgufType::UINT8:
+      case GgufType::INT8:
+      case GgufType::BOOL: return 1;
+      case GgufType::UINT16:
+      case GgufType::INT16: return 2;
+      case GgufType::UINT32:
+      case GgufType::INT32:
+      case GgufType::FLOAT32: return 4;
+      case GgufType::STRING:
+      case GgufType::UINT64:
+      case GgufType::INT64:
+      case GgufType::FLOAT64: return 8;
+      case GgufType::ARRAY: return 12;
+    }
+    return 1;
+  }
+
   const uint8_t* p_;
   size_t size_;
   size_t pos_ = 0;
+  uint64_t array_elements_ = 0;  // over all metadata arrays, nested ones included
 };
 
 Status GgufParser::read_value(GgufType type, GgufValue& v, const std::string& field, int depth) {
@@ -201,9 +226,15 @@ Status GgufParser::read_value(GgufType type, GgufValue& v, const std::string& fi
         return Error{field + ": unknown array element type " + std::to_string(*et)};
       auto n = read<uint64_t>(field + " element count");
       if (!n) return n.error();
-      // Every element takes at least one byte, so a count beyond the bytes left is a lie.
-      if (*n > size_ - pos_)
+      // Every element takes at least min_value_bytes, so a count beyond the bytes left
+      // is a lie; the total cap bounds memory (each element becomes a GgufValue).
+      const uint64_t min_bytes = min_value_bytes(GgufType(*et));
+      if (*n > (size_ - pos_) / min_bytes)
         return Error{field + ": element count " + std::to_string(*n) + " exceeds the file size"};
+      if (*n > kMaxArrayElements - array_elements_)
+        return Error{field + ": metadata arrays hold more than " + std::to_string(kMaxArrayElements) +
+                     " elements in total"};
+      array_elements_ += *n;
       v.array_type = GgufType(*et);
       v.array.resize(size_t(*n));
       for (uint64_t i = 0; i < *n; ++i) {
@@ -223,6 +254,8 @@ Status GgufParser::parse(GgufFile& f) {
   auto version = read<uint32_t>("version");
   if (!version) return version.error();
   if (*version == 1) return Error{"GGUF version 1 is not supported (convert the file to v3)"};
+  if ((*version & 0xffff) == 0 && *version != 0)
+    return Error{"big-endian GGUF files are not supported (version field " + std::to_string(*version) + ")"};
   if (*version != 2 && *version != 3) return Error{"unsupported GGUF version " + std::to_string(*version)};
   f.version_ = *version;
   auto n_tensors = read<uint64_t>("tensor_count");
