@@ -1,30 +1,111 @@
-// `kvserve info --model FILE`: architecture, hyper-parameters, tokenizer, tensors.
+// `kvserve info --model FILE [--json]`: architecture, hyper-parameters, tokenizer,
+// tensors and file layout of a GGUF file (report built in gguf/model_info).
+#include <cmath>
 #include <cstdio>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "cli/command.h"
 #include "gguf/gguf_file.h"
+#include "gguf/model_info.h"
 
 namespace {
 
-int run_info(const std::string& path) {
-  auto file = kvserve::GgufFile::open(path);
+using nlohmann::json;
+
+struct InfoOptions {
+  std::string path;
+  bool json = false;
+};
+
+json value_json(const kvserve::GgufValue& v) {
+  using kvserve::GgufType;
+  switch (v.type) {
+    case GgufType::BOOL: return v.u64 != 0;
+    case GgufType::FLOAT32:
+    case GgufType::FLOAT64: return std::isfinite(v.f64) ? json(v.f64) : json(nullptr);
+    case GgufType::STRING: return v.str;
+    case GgufType::ARRAY: {
+      json a = json::array();
+      for (const auto& e : v.array) a.push_back(value_json(e));
+      return a;
+    }
+    case GgufType::UINT8:
+    case GgufType::UINT16:
+    case GgufType::UINT32:
+    case GgufType::UINT64: return v.u64;
+    default: return v.i64;
+  }
+}
+
+template <class T>
+json opt(const std::optional<T>& v) {
+  return v ? json(*v) : json(nullptr);
+}
+
+json info_json(const kvserve::ModelInfo& m) {
+  json hp = json::object();
+  for (const auto& [key, value] : m.hparams) hp[key] = value_json(value);
+  json types = json::object();
+  for (const auto& [name, c] : m.by_type)
+    types[name] = {{"tensors", c.tensors}, {"parameters", c.elements}, {"bytes", c.bytes}};
+  const kvserve::TokenizerInfo& t = m.tokenizer;
+  return {
+      {"file", m.path},
+      {"file_size", m.file_size},
+      {"gguf_version", m.gguf_version},
+      {"alignment", m.alignment},
+      {"data_offset", m.data_offset},
+      {"metadata_count", m.n_metadata},
+      {"architecture", opt(m.architecture)},
+      {"name", opt(m.name)},
+      {"file_type", opt(m.file_type)},
+      {"file_type_name", m.file_type ? json(kvserve::llama_file_type_name(*m.file_type)) : json(nullptr)},
+      {"context_length", opt(m.context_length)},
+      {"hyperparameters", hp},
+      {"tokenizer",
+       {{"model", opt(t.model)},
+        {"pre", opt(t.pre)},
+        {"vocab_size", opt(t.vocab_size)},
+        {"merges", opt(t.n_merges)},
+        {"bos_token_id", opt(t.bos_id)},
+        {"eos_token_id", opt(t.eos_id)},
+        {"padding_token_id", opt(t.pad_id)},
+        {"unknown_token_id", opt(t.unk_id)},
+        {"add_bos_token", opt(t.add_bos)},
+        {"add_eos_token", opt(t.add_eos)},
+        {"has_chat_template", t.has_chat_template}}},
+      {"tensor_count", m.n_tensors},
+      {"parameter_count", m.n_params},
+      {"tensor_bytes", m.tensor_bytes},
+      {"bits_per_weight", m.bits_per_weight()},
+      {"tensor_types", types},
+  };
+}
+
+int run_info(const InfoOptions& o) {
+  auto file = kvserve::GgufFile::open(o.path);
   if (!file) {
     std::fprintf(stderr, "kvserve info: %s\n", file.error().message.c_str());
     return 1;
   }
-  // Full report is built in gguf/model_info (see issue 2).
-  std::printf("file: %s\nGGUF version: %u\ntensors: %zu\n", path.c_str(), (*file)->version(),
-              (*file)->tensors().size());
+  const kvserve::ModelInfo info = kvserve::build_model_info(**file);
+  if (o.json) {
+    // Metadata strings are arbitrary bytes: invalid UTF-8 is replaced on output.
+    std::printf("%s\n", info_json(info).dump(2, ' ', false, json::error_handler_t::replace).c_str());
+  } else {
+    std::fputs(kvserve::format_model_info(info).c_str(), stdout);
+  }
   return 0;
 }
 
 const kvserve::cli::Registrar reg{"info", "Print a GGUF model's architecture, hyper-parameters and tensors",
                                   [](CLI::App& app) {
-                                    auto path = std::make_shared<std::string>();
-                                    app.add_option("-m,--model", *path, "GGUF file")->required();
-                                    return [path] { return run_info(*path); };
+                                    auto o = std::make_shared<InfoOptions>();
+                                    app.add_option("-m,--model", o->path, "GGUF file")->required();
+                                    app.add_flag("--json", o->json, "Print one JSON object");
+                                    return [o] { return run_info(*o); };
                                   }};
 
 }  // namespace
