@@ -130,7 +130,7 @@ int run_generate(const Opts& o) {
   const int64_t n_total = int64_t(n_prompt) + o.max_tokens;
   const int n_blocks = int((n_total + kBlockSize - 1) / kBlockSize);
   KvCacheStorage kv(runner.kv_config(n_blocks, kBlockSize));
-  std::vector<int32_t> table(size_t(n_blocks));
+  std::vector<int32_t> table(static_cast<size_t>(n_blocks));
   for (int b = 0; b < n_blocks; ++b) table[size_t(b)] = b;
 
   const std::vector<int32_t> eog = (*tok)->vocab().eog_ids;
