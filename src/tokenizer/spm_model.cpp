@@ -7,6 +7,7 @@
 #include <array>
 #include <cstdio>
 #include <string>
+#include <unordered_set>
 
 #include "tokenizer/tokenizer_model.h"
 #include "tokenizer/unicode.h"
@@ -48,27 +49,67 @@ class SpmModel final : public TokenizerModel {
       if (id < 0) id = v_.find(std::string_view(reinterpret_cast<const char*>(&b), 1));
       byte_token_[b] = id >= 0 ? id : v_.unk_id;
     }
+    for (const std::string& t : v_.tokens) {
+      const std::string_view tv = t;
+      uint32_t prev = 0;
+      for (size_t i = 0; i < tv.size();) {
+        const size_t len = char_len(tv, i);
+        const uint32_t cur = pack(tv.substr(i, len));
+        if (i > 0) joinable_.insert(pair_key(prev, cur));
+        prev = cur;
+        i += len;
+      }
+    }
   }
 
   void encode(std::string_view text, bool after_special, std::vector<int32_t>& out) const override {
     thread_local std::string buf;
-    thread_local std::vector<Symbol> syms;
-    thread_local std::vector<Bigram> heap;
-
     buf.clear();
     buf.reserve(text.size() + text.size() / 4 + 3);
     if (v_.add_space_prefix && after_special) buf.append(kSpaceMark);
     for (char c : text) {
-      if (c == ' ')
-        buf.append(kSpaceMark);
-      else
-        buf.push_back(c);
+      if (c == ' ') buf.append(kSpaceMark);
+      else buf.push_back(c);
     }
 
+    // Cut the text between characters that no token has side by side: no merge can
+    // cross such a cut, so each piece merges independently with the same result, and
+    // the merge queues stay small (word-sized for ordinary prose).
+    const std::string_view s = buf;
+    size_t seg = 0;
+    uint32_t prev = 0;
+    for (size_t i = 0; i < s.size();) {
+      const size_t len = char_len(s, i);
+      const uint32_t cur = pack(s.substr(i, len));
+      if (i > seg && !joinable_.contains(pair_key(prev, cur))) {
+        merge_segment(s.substr(seg, i - seg), out);
+        seg = i;
+      }
+      prev = cur;
+      i += len;
+    }
+    if (seg < s.size()) merge_segment(s.substr(seg), out);
+  }
+
+ private:
+  static size_t char_len(std::string_view s, size_t i) {
+    return std::min(utf8::seq_len(static_cast<unsigned char>(s[i])), s.size() - i);
+  }
+  // A character's (1..4) bytes packed into one integer.
+  static uint32_t pack(std::string_view ch) {
+    uint32_t v = 0;
+    for (unsigned char c : ch) v = (v << 8) | c;
+    return v;
+  }
+  static uint64_t pair_key(uint32_t a, uint32_t b) { return (static_cast<uint64_t>(a) << 32) | b; }
+
+  // Merges the symbols of one segment greedily (highest score first) and writes its ids.
+  void merge_segment(std::string_view s, std::vector<int32_t>& out) const {
+    thread_local std::vector<Symbol> syms;
+    thread_local std::vector<Bigram> heap;
     syms.clear();
-    for (size_t i = 0; i < buf.size();) {
-      uint32_t len =
-          static_cast<uint32_t>(std::min(utf8::seq_len(static_cast<unsigned char>(buf[i])), buf.size() - i));
+    for (size_t i = 0; i < s.size();) {
+      const uint32_t len = static_cast<uint32_t>(char_len(s, i));
       const int32_t idx = static_cast<int32_t>(syms.size());
       syms.push_back({idx - 1, idx + 1, static_cast<uint32_t>(i), len});
       i += len;
@@ -77,7 +118,6 @@ class SpmModel final : public TokenizerModel {
     syms.back().next = -1;
 
     heap.clear();
-    const std::string_view s = buf;
     auto try_add = [&](int32_t l, int32_t r) {
       if (l < 0 || r < 0) return;
       const uint32_t size = syms[l].n + syms[r].n;
@@ -115,8 +155,10 @@ class SpmModel final : public TokenizerModel {
     }
   }
 
- private:
   const Vocab& v_;
+  // Character pairs that occur side by side inside some token (split the same way the
+  // text is), i.e. the only places a merge can join two symbols.
+  std::unordered_set<uint64_t> joinable_;
   std::array<int32_t, 256> byte_token_{};  // byte-fallback id per byte value (-1: none)
 };
 
