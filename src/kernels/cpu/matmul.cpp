@@ -2,8 +2,11 @@
 
 #include <algorithm>
 #include <cassert>
+#include <cstring>
 #include <vector>
 
+#include "core/half.h"
+#include "gguf/quant_blocks.h"
 #include "kernels/cpu/matmul_internal.h"
 #include "kernels/cpu/quant_act.h"
 
@@ -16,6 +19,44 @@ detail::MatmulRangeFn pick_kernel(Isa isa, GgmlType type) {
   if (!fn && int(isa) >= int(Isa::Avx2)) fn = detail::matmul_fn_avx2(type);
   if (!fn) fn = detail::matmul_fn_scalar(type);
   return fn;
+}
+
+// Grows a thread-local buffer (never shrinks, so no allocation after warm-up).
+template <class T>
+T* scratch_buffer(std::vector<T>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+  return v.data();
+}
+
+// Fills the dense activation views of `a` for tokens [t0, t1) from Q8_0/Q8_1 blocks.
+void fill_dense_views(const detail::MatmulArgs& a, GgmlType type, int64_t t0, int64_t t1) {
+  const int64_t nb = a.n_in / 32;
+  const bool q81 = act_format(type) == ActFormat::Q8_1;
+  const int zp = detail::simd_zero_point(type);
+  auto* xq = const_cast<int8_t*>(a.xq);
+  auto* xd = const_cast<float*>(a.xd);
+  auto* xs = const_cast<float*>(a.xs);
+  auto* xc = const_cast<int32_t*>(a.xcorr);
+  for (int64_t t = t0; t < t1; ++t) {
+    const uint8_t* row = a.x + size_t(t) * a.x_row_bytes;
+    for (int64_t b = 0; b < nb; ++b) {
+      const int8_t* qs;
+      if (q81) {
+        const auto* blk = reinterpret_cast<const BlockQ8_1*>(row) + b;
+        xd[t * nb + b] = fp16_to_fp32(blk->d);
+        xs[t * nb + b] = fp16_to_fp32(blk->s);
+        qs = blk->qs;
+      } else {
+        const auto* blk = reinterpret_cast<const BlockQ8_0*>(row) + b;
+        xd[t * nb + b] = fp16_to_fp32(blk->d);
+        qs = blk->qs;
+      }
+      int sum = 0;
+      for (int i = 0; i < 32; ++i) sum += qs[i];
+      std::memcpy(xq + t * a.n_in + b * 32, qs, 32);
+      xc[t * nb + b] = -zp * sum;
+    }
+  }
 }
 
 // Rows per thread chunk are a multiple of this, so SIMD row tiles stay whole.
@@ -35,33 +76,43 @@ void matmul_isa(Isa isa, const WeightView& w, const float* x, int64_t n_tokens, 
   const size_t x_row_bytes = act_row_bytes(fmt, w.n_in);
 
   // Activations converted once per call, into the caller's scratch (grows, never shrinks).
-  const uint8_t* xq = reinterpret_cast<const uint8_t*>(x);
+  detail::MatmulArgs args{};
+  args.w = static_cast<const uint8_t*>(w.data);
+  args.w_row_bytes = ggml_row_bytes(w.type, w.n_in);
+  args.n_in = w.n_in;
+  args.x_row_bytes = x_row_bytes;
+  args.n_tokens = n_tokens;
+  args.y = y;
+  args.ldy = w.n_out;
+  const bool dense = isa != Isa::Scalar && (fmt == ActFormat::Q8_0 || fmt == ActFormat::Q8_1);
   if (fmt != ActFormat::F32) {
     thread_local std::vector<uint8_t> scratch;
-    const size_t need = x_row_bytes * size_t(n_tokens);
-    if (scratch.size() < need) scratch.resize(need);
-    uint8_t* dst = scratch.data();
+    uint8_t* dst = scratch_buffer(scratch, x_row_bytes * size_t(n_tokens));
+    args.x = dst;
+    if (dense) {
+      thread_local std::vector<int8_t> dense_q;
+      thread_local std::vector<float> dense_d, dense_s;
+      thread_local std::vector<int32_t> dense_c;
+      const size_t nb = size_t(n_tokens * (w.n_in / 32));
+      args.xq = scratch_buffer(dense_q, size_t(n_tokens * w.n_in));
+      args.xd = scratch_buffer(dense_d, nb);
+      args.xs = fmt == ActFormat::Q8_1 ? scratch_buffer(dense_s, nb) : nullptr;
+      args.xcorr = scratch_buffer(dense_c, nb);
+    }
     const int64_t n_in = w.n_in;
     auto convert = [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t)
         quantize_act_row(isa, fmt, x + t * n_in, n_in, dst + size_t(t) * x_row_bytes);
+      if (dense) fill_dense_views(args, w.type, t0, t1);
     };
     // Worth waking the pool only for large batches.
     if (n_tokens * n_in >= (1 << 16))
       pool.parallel_for(n_tokens, [&](int64_t t0, int64_t t1, int) { convert(t0, t1); });
     else
       convert(0, n_tokens);
-    xq = dst;
+  } else {
+    args.x = reinterpret_cast<const uint8_t*>(x);  // f32 activations are used as they are
   }
-
-  const detail::MatmulArgs args{static_cast<const uint8_t*>(w.data),
-                                ggml_row_bytes(w.type, w.n_in),
-                                w.n_in,
-                                xq,
-                                x_row_bytes,
-                                n_tokens,
-                                y,
-                                w.n_out};
   const detail::MatmulRangeFn fn = pick_kernel(isa, w.type);
   const int64_t n_out = w.n_out;
   pool.run([&](int tid, int nth) {

@@ -25,7 +25,25 @@ struct MatmulArgs {
   int64_t n_tokens;
   float* y;  // [n_tokens, ldy]
   int64_t ldy;
+  // Dense views of Q8_0/Q8_1 activations for the SIMD kernels of 32-element block
+  // types (null for other types), n_blocks = n_in / 32:
+  const int8_t* xq;      // [n_tokens, n_in] the quants, contiguous
+  const float* xd;       // [n_tokens, n_blocks] block scales d
+  const float* xs;       // [n_tokens, n_blocks] Q8_1's s = d * sum(q) (null for Q8_0)
+  const int32_t* xcorr;  // [n_tokens, n_blocks] -simd_zero_point(type) * sum(q)
 };
+
+// SIMD kernels hold 32-element block weights as unsigned bytes u = q + zero_point
+// (Q8_0's signed quants flipped to 0..255), so an unsigned x signed int8 dot product
+// applies; the zero point times the activation block's sum is subtracted back.
+inline int simd_zero_point(GgmlType t) {
+  switch (t) {
+    case GgmlType::Q4_0: return 8;
+    case GgmlType::Q5_0: return 16;
+    case GgmlType::Q8_0: return 128;
+    default: return 0;
+  }
+}
 using MatmulRangeFn = void (*)(const MatmulArgs& a, int64_t o0, int64_t o1);
 
 // Per-ISA kernel tables; nullptr where that ISA has no version for the type (the
@@ -33,6 +51,10 @@ using MatmulRangeFn = void (*)(const MatmulArgs& a, int64_t o0, int64_t o1);
 MatmulRangeFn matmul_fn_scalar(GgmlType type);
 MatmulRangeFn matmul_fn_avx2(GgmlType type);
 MatmulRangeFn matmul_fn_avx512(GgmlType type);
+// Parts of the AVX-512 table, one file each.
+MatmulRangeFn matmul_q32_fn_avx512(GgmlType type);     // Q4_0, Q4_1, Q5_0, Q5_1, Q8_0
+MatmulRangeFn matmul_float_fn_avx512(GgmlType type);   // F32, F16, BF16
+MatmulRangeFn matmul_kquant_fn_avx512(GgmlType type);  // K-quants
 
 }  // namespace detail
 }  // namespace kvserve

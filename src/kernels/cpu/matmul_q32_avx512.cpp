@@ -1,0 +1,273 @@
+// AVX-512 VNNI kernels for the 32-element block types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0)
+// against Q8_0/Q8_1 activations.
+//
+// Weights become unsigned bytes u = q + zero_point, so one vpdpbusd multiplies 64 of
+// them by 64 signed activation quants; the zero point times the activation block sum
+// (args.xcorr) is added back in int32, keeping each block's dot product exact.
+//
+// Two kernels:
+// - direct (few tokens, decode): each weight row is read once from memory and dotted
+//   with up to 4 tokens; lanes hold 2 blocks of one row and are scaled per block.
+// - panel GEMM (many tokens, prefill): 16 rows are repacked once into a layout where
+//   lane r of a vector holds 4 bytes of row r, so every vpdpbusd advances 16 rows at
+//   once against a broadcast of 4 activation bytes, and the float scaling happens once
+//   per block per 16 rows; the panel stays in L1 while all tokens stream past it.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "gguf/quant_blocks.h"
+#include "kernels/cpu/matmul_internal.h"
+
+namespace kvserve::detail {
+namespace {
+
+// Block layout of each type: bytes, offsets of qs / qh / m (-1 when absent).
+struct Q32Layout {
+  int bytes, qs, qh, m;
+  bool nibbles;
+};
+template <GgmlType T>
+constexpr Q32Layout kLayout = T == GgmlType::Q4_0   ? Q32Layout{18, 2, -1, -1, true}
+                              : T == GgmlType::Q4_1 ? Q32Layout{20, 4, -1, 2, true}
+                              : T == GgmlType::Q5_0 ? Q32Layout{22, 6, 2, -1, true}
+                              : T == GgmlType::Q5_1 ? Q32Layout{24, 8, 4, 2, true}
+                                                    : Q32Layout{34, 2, -1, -1, false};
+
+// 64 unsigned weights of blocks blk[0] and (if two) blk[1] of one row.
+template <GgmlType T>
+inline __m512i unpack2(const uint8_t* blk, bool two) {
+  constexpr Q32Layout L = kLayout<T>;
+  if constexpr (!L.nibbles) {
+    const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + L.qs));
+    const __m256i hi = two ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + L.bytes + L.qs))
+                           : _mm256_setzero_si256();
+    const __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+    return _mm512_xor_si512(v, _mm512_set1_epi8(char(0x80)));
+  } else {
+    // Block byte j holds element j (low nibble) and j + 16 (high nibble): duplicate each
+    // block's 16 bytes into two 128-bit lanes and shift the second by 4.
+    const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + L.qs));
+    const __m128i b =
+        two ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + L.bytes + L.qs)) : _mm_setzero_si128();
+    const __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_broadcastsi128_si256(a)),
+                                         _mm256_broadcastsi128_si256(b), 1);
+    const __m512i shifts = _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0);
+    __m512i u = _mm512_and_si512(_mm512_srlv_epi64(v, shifts), _mm512_set1_epi8(0x0f));
+    if constexpr (L.qh >= 0) {
+      uint32_t h0, h1 = 0;
+      std::memcpy(&h0, blk + L.qh, 4);
+      if (two) std::memcpy(&h1, blk + L.bytes + L.qh, 4);
+      const __mmask64 hm = __mmask64(h0) | (__mmask64(h1) << 32);
+      u = _mm512_or_si512(u, _mm512_maskz_mov_epi8(hm, _mm512_set1_epi8(0x10)));
+    }
+    return u;
+  }
+}
+
+// Scales d (and mins m) of up to 16 blocks starting at blk, as floats.
+template <GgmlType T>
+inline void load_scales16(const uint8_t* blk, __mmask16 mask, __m512& d, __m512& m) {
+  constexpr Q32Layout L = kLayout<T>;
+  const __m512i idx = _mm512_mullo_epi32(
+      _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(L.bytes));
+  // The dword at each block's start holds d (low half) and, for Q4_1/Q5_1, m (high).
+  const __m512i g = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), mask, idx, blk, 1);
+  d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));
+  if constexpr (L.m >= 0) m = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(g, 16)));
+}
+
+// y[t, o] for one row o and NT tokens starting at t0.
+template <GgmlType T, int NT>
+void direct_row(const MatmulArgs& a, int64_t o, int64_t t0) {
+  constexpr Q32Layout L = kLayout<T>;
+  const int64_t nb = a.n_in / 32;
+  const uint8_t* row = a.w + size_t(o) * a.w_row_bytes;
+  __m512 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+  for (int64_t bb = 0; bb < nb; bb += 16) {
+    const int n = int(std::min<int64_t>(16, nb - bb));
+    const __mmask16 mask = __mmask16((1u << n) - 1);
+    __m512 dw, mw;
+    load_scales16<T>(row + bb * L.bytes, mask, dw, mw);
+    __m512 sc[NT];
+    for (int t = 0; t < NT; ++t) {
+      const int64_t xo = (t0 + t) * nb + bb;
+      sc[t] = _mm512_mul_ps(dw, _mm512_maskz_loadu_ps(mask, a.xd + xo));
+      if constexpr (T == GgmlType::Q4_1 || T == GgmlType::Q5_1)
+        acc[t] = _mm512_fmadd_ps(mw, _mm512_maskz_loadu_ps(mask, a.xs + xo), acc[t]);
+      else
+        acc[t] =
+            _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(mask, a.xcorr + xo)), sc[t], acc[t]);
+    }
+    for (int j = 0; j < n; j += 2) {
+      const bool two = j + 1 < n;
+      const __m512i wv = unpack2<T>(row + (bb + j) * L.bytes, two);
+      // Lanes 0-7 take block j's scale, lanes 8-15 block j + 1's.
+      const __m512i perm =
+          _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi32(j)), _mm256_set1_epi32(j + 1), 1);
+      for (int t = 0; t < NT; ++t) {
+        const int8_t* xq = a.xq + (t0 + t) * a.n_in + (bb + j) * 32;
+        const __m512i xv =
+            two ? _mm512_loadu_si512(xq)
+                : _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq)));
+        const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv, xv);
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_permutexvar_ps(perm, sc[t]), acc[t]);
+      }
+    }
+  }
+  for (int t = 0; t < NT; ++t) a.y[(t0 + t) * a.ldy + o] = _mm512_reduce_add_ps(acc[t]);
+}
+
+template <GgmlType T>
+void matmul_direct(const MatmulArgs& a, int64_t o0, int64_t o1) {
+  for (int64_t o = o0; o < o1; ++o) {
+    int64_t t = 0;
+    for (; t + 4 <= a.n_tokens; t += 4) direct_row<T, 4>(a, o, t);
+    switch (a.n_tokens - t) {
+      case 3: direct_row<T, 3>(a, o, t); break;
+      case 2: direct_row<T, 2>(a, o, t); break;
+      case 1: direct_row<T, 1>(a, o, t); break;
+      default: break;
+    }
+  }
+}
+
+// A repacked panel of 16 rows: for block b, w[8 b + k] lane r = unpacked bytes 4k..4k+3
+// of row r's block b; d[b] / m[b] lane r = that block's scale / min.
+struct Panel {
+  std::vector<__m512i> w;  // [n_blocks * 8]
+  std::vector<__m512> d;   // [n_blocks]
+  std::vector<__m512> m;   // [n_blocks]
+};
+
+template <GgmlType T>
+void repack_panel(const MatmulArgs& a, int64_t o, int rows, Panel& p) {
+  constexpr Q32Layout L = kLayout<T>;
+  const int64_t nb = a.n_in / 32;
+  if (int64_t(p.w.size()) < nb * 8) {
+    p.w.resize(size_t(nb * 8));
+    p.d.resize(size_t(nb));
+    p.m.resize(size_t(nb));
+  }
+  const __mmask16 mask = __mmask16((1u << rows) - 1);
+  const __m512i ridx =
+      _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                         _mm512_set1_epi32(int(a.w_row_bytes)));
+  const __m512i zero = _mm512_setzero_si512();
+  const uint8_t* base = a.w + size_t(o) * a.w_row_bytes;
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = base + b * L.bytes;
+    const __m512i g = _mm512_mask_i32gather_epi32(zero, mask, ridx, blk, 1);
+    p.d[size_t(b)] = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));
+    if constexpr (L.m >= 0) p.m[size_t(b)] = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(g, 16)));
+    __m512i* w = &p.w[size_t(b * 8)];
+    if constexpr (!L.nibbles) {
+      for (int k = 0; k < 8; ++k)
+        w[k] = _mm512_xor_si512(_mm512_mask_i32gather_epi32(zero, mask, ridx, blk + L.qs + 4 * k, 1),
+                                _mm512_set1_epi8(char(0x80)));
+    } else {
+      const __m512i lo4 = _mm512_set1_epi8(0x0f);
+      for (int k = 0; k < 4; ++k) {
+        const __m512i q = _mm512_mask_i32gather_epi32(zero, mask, ridx, blk + L.qs + 4 * k, 1);
+        w[k] = _mm512_and_si512(q, lo4);
+        w[k + 4] = _mm512_and_si512(_mm512_srli_epi32(q, 4), lo4);
+      }
+      if constexpr (L.qh >= 0) {
+        // Bits 4k..4k+3 of qh are the 5th bits of bytes 4k..4k+3: spread 4 bits to bit 4
+        // of 4 bytes with a multiply (the shifted copies do not overlap).
+        const __m512i qh = _mm512_mask_i32gather_epi32(zero, mask, ridx, blk + L.qh, 1);
+        for (int k = 0; k < 8; ++k) {
+          const __m512i nib = _mm512_and_si512(_mm512_srli_epi32(qh, 4 * k), _mm512_set1_epi32(0xf));
+          const __m512i spread = _mm512_and_si512(_mm512_mullo_epi32(nib, _mm512_set1_epi32(0x00204081)),
+                                                  _mm512_set1_epi32(0x01010101));
+          w[k] = _mm512_or_si512(w[k], _mm512_slli_epi32(spread, 4));
+        }
+      }
+    }
+  }
+}
+
+// y[t, o..o+rows) for NT tokens from t0 against a repacked panel.
+template <GgmlType T, int NT>
+void panel_tokens(const MatmulArgs& a, const Panel& p, int64_t o, int rows, int64_t t0) {
+  constexpr bool kMin = T == GgmlType::Q4_1 || T == GgmlType::Q5_1;
+  const int64_t nb = a.n_in / 32;
+  __m512 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+  const int8_t* xq[NT];
+  for (int t = 0; t < NT; ++t) xq[t] = a.xq + (t0 + t) * a.n_in;
+  for (int64_t b = 0; b < nb; ++b) {
+    __m512i s[NT];
+    for (int t = 0; t < NT; ++t) {
+      if constexpr (kMin)
+        s[t] = _mm512_setzero_si512();
+      else
+        s[t] = _mm512_set1_epi32(a.xcorr[(t0 + t) * nb + b]);
+    }
+    const __m512i* w = &p.w[size_t(b * 8)];
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; ++k) {
+      const __m512i wk = _mm512_load_si512(w + k);
+      for (int t = 0; t < NT; ++t) {
+        int32_t x4;
+        std::memcpy(&x4, xq[t] + b * 32 + 4 * k, 4);
+        s[t] = _mm512_dpbusd_epi32(s[t], wk, _mm512_set1_epi32(x4));
+      }
+    }
+    const __m512 d = p.d[size_t(b)];
+    for (int t = 0; t < NT; ++t) {
+      const int64_t xo = (t0 + t) * nb + b;
+      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[t]), _mm512_mul_ps(d, _mm512_set1_ps(a.xd[xo])), acc[t]);
+      if constexpr (kMin) acc[t] = _mm512_fmadd_ps(p.m[size_t(b)], _mm512_set1_ps(a.xs[xo]), acc[t]);
+    }
+  }
+  const __mmask16 mask = __mmask16((1u << rows) - 1);
+  for (int t = 0; t < NT; ++t) _mm512_mask_storeu_ps(a.y + (t0 + t) * a.ldy + o, mask, acc[t]);
+}
+
+constexpr int kPanelTokens = 8;
+
+template <GgmlType T>
+void matmul_panels(const MatmulArgs& a, int64_t o0, int64_t o1) {
+  thread_local Panel panel;
+  for (int64_t o = o0; o < o1; o += 16) {
+    const int rows = int(std::min<int64_t>(16, o1 - o));
+    repack_panel<T>(a, o, rows, panel);
+    int64_t t = 0;
+    for (; t + kPanelTokens <= a.n_tokens; t += kPanelTokens)
+      panel_tokens<T, kPanelTokens>(a, panel, o, rows, t);
+    const int64_t rest = a.n_tokens - t;
+    if (rest & 4) panel_tokens<T, 4>(a, panel, o, rows, t), t += 4;
+    if (rest & 2) panel_tokens<T, 2>(a, panel, o, rows, t), t += 2;
+    if (rest & 1) panel_tokens<T, 1>(a, panel, o, rows, t);
+  }
+}
+
+// Below this many tokens, repacking a panel costs more than it saves.
+constexpr int64_t kPanelMinTokens = 12;
+
+template <GgmlType T>
+void matmul_q32(const MatmulArgs& a, int64_t o0, int64_t o1) {
+  if (a.n_tokens >= kPanelMinTokens)
+    matmul_panels<T>(a, o0, o1);
+  else
+    matmul_direct<T>(a, o0, o1);
+}
+
+}  // namespace
+
+MatmulRangeFn matmul_q32_fn_avx512(GgmlType type) {
+  switch (type) {
+    case GgmlType::Q4_0: return matmul_q32<GgmlType::Q4_0>;
+    case GgmlType::Q4_1: return matmul_q32<GgmlType::Q4_1>;
+    case GgmlType::Q5_0: return matmul_q32<GgmlType::Q5_0>;
+    case GgmlType::Q5_1: return matmul_q32<GgmlType::Q5_1>;
+    case GgmlType::Q8_0: return matmul_q32<GgmlType::Q8_0>;
+    default: return nullptr;
+  }
+}
+
+}  // namespace kvserve::detail
