@@ -60,7 +60,6 @@ class Backend {
 
   virtual const Tokenizer& tokenizer() const = 0;
   virtual int max_model_len() const = 0;
-  virtual std::string chat_template_source() const = 0;  // from the GGUF; "" if none
 };
 
 }  // namespace kvserve::server

@@ -1,0 +1,151 @@
+// `kvserve serve --model FILE`: the OpenAI-compatible HTTP server (docs/server.md).
+// SIGINT / SIGTERM shut it down gracefully: new requests get 503, in-flight ones are
+// aborted and their streams closed properly, then the engine stops.
+#include <pthread.h>
+
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "cli/command.h"
+#include "core/log.h"
+#include "kvserve/engine.h"
+#include "model/model.h"
+#include "server/chat_template.h"
+#include "server/engine_backend.h"
+#include "server/http_server.h"
+#include "tokenizer/tokenizer.h"
+
+namespace {
+
+struct ServeOpts {
+  std::string model;
+  std::string host = "127.0.0.1";
+  int port = 8000;
+  std::string api_key;
+  std::string chat_template;
+  std::string served_model_name;
+  int max_num_seqs = 64;
+  int max_num_batched_tokens = 512;
+  int64_t kv_cache_memory = 0;
+  int num_kv_blocks = 0;
+  int max_model_len = 0;
+  int threads = 0;
+  int max_waiting = 512;
+  bool no_prefix_caching = false;
+};
+
+int run_serve(const ServeOpts& o) {
+  using namespace kvserve;
+  // Every thread created from here on inherits this mask, so only the waiter thread
+  // below ever receives the shutdown signals. SIGPIPE from a vanished client is ignored:
+  // the failed write is handled where it happens.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGUSR1);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  auto model = Model::load(o.model);
+  if (!model) {
+    std::fprintf(stderr, "kvserve serve: %s\n", model.error().message.c_str());
+    return 1;
+  }
+  std::shared_ptr<const Model> shared_model = std::move(*model);
+  auto tok = Tokenizer::from_gguf(shared_model->gguf());
+  if (!tok) {
+    std::fprintf(stderr, "kvserve serve: tokenizer: %s\n", tok.error().message.c_str());
+    return 1;
+  }
+  std::shared_ptr<const Tokenizer> shared_tok = std::move(*tok);
+
+  auto tmpl = ChatTemplate::resolve(&shared_model->gguf(), o.chat_template);
+  if (!tmpl) {
+    std::fprintf(stderr, "kvserve serve: chat template: %s\n", tmpl.error().message.c_str());
+    return 1;
+  }
+  auto chat = std::make_shared<ChatTemplate>(std::move(*tmpl));
+
+  EngineConfig cfg;
+  cfg.model_path = o.model;
+  cfg.max_num_seqs = o.max_num_seqs;
+  cfg.max_num_batched_tokens = o.max_num_batched_tokens;
+  cfg.kv_cache_memory = o.kv_cache_memory;
+  cfg.num_kv_blocks = o.num_kv_blocks;
+  cfg.max_model_len = o.max_model_len;
+  cfg.n_threads = o.threads;
+  cfg.enable_prefix_caching = !o.no_prefix_caching;
+  auto engine = Engine::create(cfg, shared_model, shared_tok);
+  if (!engine) {
+    std::fprintf(stderr, "kvserve serve: %s\n", engine.error().message.c_str());
+    return 1;
+  }
+  server::EngineBackend backend(std::move(*engine));
+
+  server::ServerOptions so;
+  so.host = o.host;
+  so.port = o.port;
+  so.api_key = o.api_key;
+  so.max_waiting = o.max_waiting;
+  so.model_names = {o.served_model_name.empty() ? std::filesystem::path(o.model).stem().string()
+                                                : o.served_model_name};
+  const std::string bos = shared_tok->bos_id() >= 0 ? shared_tok->token_text(shared_tok->bos_id()) : "";
+  const std::string eos = shared_tok->eos_id() >= 0 ? shared_tok->token_text(shared_tok->eos_id()) : "";
+  so.chat = [chat, bos, eos](const std::vector<server::ChatMessage>& msgs, bool add_generation_prompt) {
+    std::vector<ChatMessage> m;
+    m.reserve(msgs.size());
+    for (const auto& x : msgs) m.push_back({x.role, x.content});
+    return chat->render(m, add_generation_prompt, bos, eos);
+  };
+
+  server::HttpServer http(backend, so);
+  if (auto st = http.bind(); !st) {
+    std::fprintf(stderr, "kvserve serve: %s\n", st.error().message.c_str());
+    return 1;
+  }
+  std::printf("kvserve: serving %s (chat template: %s, context %d) on http://%s:%d\n",
+              so.model_names[0].c_str(), chat->origin_name(), backend.max_model_len(), o.host.c_str(),
+              http.port());
+  std::fflush(stdout);
+
+  std::thread waiter([&] {
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    if (sig != SIGUSR1) log_info("signal {}: shutting down", sig);
+    http.shutdown();
+  });
+  bool ok = http.run();
+  pthread_kill(waiter.native_handle(), SIGUSR1);  // no-op if it already returned
+  waiter.join();
+  backend.stop();
+  return ok ? 0 : 1;
+}
+
+const kvserve::cli::Registrar reg{
+    "serve", "Serve a model over an OpenAI-compatible HTTP API", [](CLI::App& app) {
+      auto o = std::make_shared<ServeOpts>();
+      app.add_option("-m,--model", o->model, "GGUF model file")->required();
+      app.add_option("--host", o->host, "Address to bind (default 127.0.0.1: loopback only)");
+      app.add_option("--port", o->port, "Port (0 = any free port, printed at start)");
+      app.add_option("--api-key", o->api_key, "Require 'Authorization: Bearer KEY' on /v1/*");
+      app.add_option("--chat-template", o->chat_template, "Jinja chat template file (default: the model's)");
+      app.add_option("--served-model-name", o->served_model_name,
+                     "Model name in the API (default: file stem)");
+      app.add_option("--max-num-seqs", o->max_num_seqs, "Sequences per engine step");
+      app.add_option("--max-num-batched-tokens", o->max_num_batched_tokens, "Tokens per engine step");
+      app.add_option("--kv-cache-memory", o->kv_cache_memory,
+                     "KV-cache bytes (default: a share of free memory)");
+      app.add_option("--num-kv-blocks", o->num_kv_blocks, "KV-cache blocks (overrides --kv-cache-memory)");
+      app.add_option("--max-model-len", o->max_model_len, "Context length (default: the model's)");
+      app.add_option("-t,--threads", o->threads, "Compute threads (0 = all)");
+      app.add_option("--max-waiting", o->max_waiting, "Queued requests at which new ones get 429");
+      app.add_flag("--no-prefix-caching", o->no_prefix_caching, "Disable prefix caching");
+      return [o] { return run_serve(*o); };
+    }};
+
+}  // namespace
