@@ -39,7 +39,9 @@ std::unique_ptr<float[]> buffer(int64_t n) {
   return std::unique_ptr<float[]>(new float[size_t(n)]);
 }
 
-constexpr int kAttnRowTile = 32;  // query rows per attention work item
+constexpr int kAttnRowTile = 32;                 // query rows per attention work item
+constexpr int64_t kMinParallelFloats = 1 << 15;  // element-wise work worth waking the pool for
+constexpr int64_t kMinParallelAttn = 1 << 16;    // attention multiply-adds worth waking the pool for
 
 struct AttnItem {
   int32_t seq;   // index in the batch
@@ -55,6 +57,16 @@ struct ModelRunner::Impl {
   const float* forward(const ForwardBatch& batch, KvCacheStorage& kv);
   void validate(const ForwardBatch& batch, const KvCacheStorage& kv) const;
   void attention_layer(const ForwardBatch& batch, int layer, KvCacheStorage& kv);
+
+  // Row-parallel element-wise work: on the pool only when there is enough of it (each
+  // pool.run is a wake-up and a barrier; a decode step's norms are too small to pay).
+  template <class F>
+  void rows(int64_t n, int64_t floats_per_row, F&& f) {
+    if (n * floats_per_row < kMinParallelFloats || pool.size() == 1)
+      f(int64_t(0), n, 0);
+    else
+      pool.parallel_for(n, f);
+  }
 
   const Model& model;
   const ModelConfig& c;
@@ -155,8 +167,13 @@ void ModelRunner::Impl::attention_layer(const ForwardBatch& batch, int layer, Kv
   const float* v_base = kv.v_block(layer, 0);
   const float scale = 1.0f / std::sqrt(float(hd));
   const int group = c.n_heads / c.n_kv_heads;
+  int64_t work = 0;  // multiply-adds of q.k and p.v, roughly
+  for (size_t s = 0; s < batch.seqs.size(); ++s) {
+    const int64_t n = seq_begin[s + 1] - seq_begin[s];
+    work += n * (batch.seqs[s].n_past + n) * 2 * hd * c.n_heads;
+  }
   std::atomic<size_t> next{0};
-  pool.run([&](int, int) {
+  auto worker = [&](int, int) {
     for (size_t i = next.fetch_add(1, std::memory_order_relaxed); i < items.size();
          i = next.fetch_add(1, std::memory_order_relaxed)) {
       const AttnItem& it = items[i];
@@ -173,7 +190,11 @@ void ModelRunner::Impl::attention_layer(const ForwardBatch& batch, int layer, Kv
                       seq.n_past + it.row0, pk, hd, scale,
                       att.get() + row * c.q_dim() + int64_t(it.head) * hd, c.q_dim());
     }
-  });
+  };
+  if (work < kMinParallelAttn || pool.size() == 1)
+    worker(0, 1);
+  else
+    pool.run(worker);
 }
 
 const float* ModelRunner::Impl::forward(const ForwardBatch& batch, KvCacheStorage& kv) {
@@ -198,7 +219,7 @@ const float* ModelRunner::Impl::forward(const ForwardBatch& batch, KvCacheStorag
   n_tokens = T;
   if (T == 0) return logits.get();
 
-  pool.parallel_for(T, [&](int64_t b, int64_t e, int) {
+  rows(T, dim + c.n_rot, [&](int64_t b, int64_t e, int) {
     for (int64_t r = b; r < e; ++r) {
       // Find the token: sequences are few, a linear scan is fine.
       size_t s = 0;
@@ -210,13 +231,13 @@ const float* ModelRunner::Impl::forward(const ForwardBatch& batch, KvCacheStorag
 
   for (int l = 0; l < c.n_layers; ++l) {
     const LayerWeights& L = model.layer(l);
-    pool.parallel_for(T, [&](int64_t b, int64_t e, int) {
+    rows(T, dim, [&](int64_t b, int64_t e, int) {
       rmsnorm_rows(x.get() + b * dim, L.attn_norm, xn.get() + b * dim, e - b, dim, eps);
     });
     matmul(L.wq, xn.get(), T, q.get(), pool);
     matmul(L.wk, xn.get(), T, k.get(), pool);
     matmul(L.wv, xn.get(), T, v.get(), pool);
-    pool.parallel_for(T, [&](int64_t b, int64_t e, int) {
+    rows(T, qd + 2 * kvd, [&](int64_t b, int64_t e, int) {
       for (int64_t r = b; r < e; ++r) {
         float* qr = q.get() + r * qd;   // [n_heads, head_dim]
         float* kr = k.get() + r * kvd;  // [n_kv_heads, head_dim]
@@ -237,7 +258,7 @@ const float* ModelRunner::Impl::forward(const ForwardBatch& batch, KvCacheStorag
     });
     attention_layer(batch, l, kv);
     matmul(L.wo, att.get(), T, proj.get(), pool);
-    pool.parallel_for(T, [&](int64_t b, int64_t e, int) {
+    rows(T, dim, [&](int64_t b, int64_t e, int) {
       float* xr = x.get();
       const float* pr = proj.get();
       for (int64_t i = b * dim; i < e * dim; ++i) xr[i] += pr[i];
@@ -245,11 +266,11 @@ const float* ModelRunner::Impl::forward(const ForwardBatch& batch, KvCacheStorag
     });
     matmul(L.w_gate, xn.get(), T, gate.get(), pool);
     matmul(L.w_up, xn.get(), T, up.get(), pool);
-    pool.parallel_for(T, [&](int64_t b, int64_t e, int) {
+    rows(T, ffn, [&](int64_t b, int64_t e, int) {
       silu_mul(gate.get() + b * ffn, up.get() + b * ffn, gate.get() + b * ffn, (e - b) * ffn);
     });
     matmul(L.w_down, gate.get(), T, proj.get(), pool);
-    pool.parallel_for(T, [&](int64_t b, int64_t e, int) {
+    rows(T, dim, [&](int64_t b, int64_t e, int) {
       float* xr = x.get();
       const float* pr = proj.get();
       for (int64_t i = b * dim; i < e * dim; ++i) xr[i] += pr[i];
@@ -266,7 +287,7 @@ const float* ModelRunner::Impl::forward(const ForwardBatch& batch, KvCacheStorag
     n_rows += rows;
   }
   if (n_rows == 0) return logits.get();
-  pool.parallel_for(n_rows, [&](int64_t b, int64_t e, int) {
+  rows(n_rows, dim, [&](int64_t b, int64_t e, int) {
     rmsnorm_rows(xn.get() + b * dim, model.output_norm(), xn.get() + b * dim, e - b, dim, eps);
   });
   matmul(model.output(), xn.get(), n_rows, logits.get(), pool);
