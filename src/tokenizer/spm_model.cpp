@@ -68,8 +68,10 @@ class SpmModel final : public TokenizerModel {
     buf.reserve(text.size() + text.size() / 4 + 3);
     if (v_.add_space_prefix && after_special) buf.append(kSpaceMark);
     for (char c : text) {
-      if (c == ' ') buf.append(kSpaceMark);
-      else buf.push_back(c);
+      if (c == ' ')
+        buf.append(kSpaceMark);
+      else
+        buf.push_back(c);
     }
 
     // Cut the text between characters that no token has side by side: no merge can
