@@ -1,0 +1,335 @@
+// Prompts rendered from the published chat templates of the main model families, reproduced as
+// string literals (Llama-2-chat, Meta-Llama-3-Instruct, Mistral-7B-Instruct-v0.1,
+// Phi-3-mini-instruct, Qwen2.5-Instruct). Expected prompts follow Jinja semantics; they were
+// cross-checked against Python Jinja2 3.1 configured as transformers configures it.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "server/chat_template.h"
+
+namespace kvserve {
+namespace {
+
+// clang-format off
+const char* const kLlama2 = R"JINJA({% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}{% set system_message = messages[0]['content'] %}{% else %}{% set loop_messages = messages %}{% set system_message = false %}{% endif %}{% for message in loop_messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if loop.index0 == 0 and system_message != false %}{% set content = '<<SYS>>\n' + system_message + '\n<</SYS>>\n\n' + message['content'] %}{% else %}{% set content = message['content'] %}{% endif %}{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}{% elif message['role'] == 'assistant' %}{{ ' '  + content.strip() + ' ' + eos_token }}{% endif %}{% endfor %})JINJA";
+
+const char* const kLlama3 = R"JINJA({% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>
+
+'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>
+
+' }}{% endif %})JINJA";
+
+const char* const kMistral = R"JINJA({{ bos_token }}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token}}{% else %}{{ raise_exception('Only user and assistant roles are supported!') }}{% endif %}{% endfor %})JINJA";
+
+const char* const kPhi3 = R"JINJA({% for message in messages %}{% if message['role'] == 'system' %}{{'<|system|>
+' + message['content'] + '<|end|>
+'}}{% elif message['role'] == 'user' %}{{'<|user|>
+' + message['content'] + '<|end|>
+'}}{% elif message['role'] == 'assistant' %}{{'<|assistant|>
+' + message['content'] + '<|end|>
+'}}{% endif %}{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>
+' }}{% else %}{{ eos_token }}{% endif %})JINJA";
+
+const char* const kQwen25 = R"JINJA({%- if tools %}
+    {{- '<|im_start|>system\n' }}
+    {%- if messages[0]['role'] == 'system' %}
+        {{- messages[0]['content'] }}
+    {%- else %}
+        {{- 'You are Qwen, created by Alibaba Cloud. You are a helpful assistant.' }}
+    {%- endif %}
+    {{- "\n\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\nYou are provided with function signatures within <tools></tools> XML tags:\n<tools>" }}
+    {%- for tool in tools %}
+        {{- "\n" }}
+        {{- tool | tojson }}
+    {%- endfor %}
+    {{- "\n</tools>\n\nFor each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call><|im_end|>\n" }}
+{%- else %}
+    {%- if messages[0]['role'] == 'system' %}
+        {{- '<|im_start|>system\n' + messages[0]['content'] + '<|im_end|>\n' }}
+    {%- else %}
+        {{- '<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n' }}
+    {%- endif %}
+{%- endif %}
+{%- for message in messages %}
+    {%- if (message.role == "user") or (message.role == "system" and not loop.first) or (message.role == "assistant" and not message.tool_calls) %}
+        {{- '<|im_start|>' + message.role + '\n' + message.content + '<|im_end|>' + '\n' }}
+    {%- elif message.role == "assistant" %}
+        {{- '<|im_start|>' + message.role }}
+        {%- if message.content %}
+            {{- '\n' + message.content }}
+        {%- endif %}
+        {%- for tool_call in message.tool_calls %}
+            {%- if tool_call.function is defined %}
+                {%- set tool_call = tool_call.function %}
+            {%- endif %}
+            {{- '\n<tool_call>\n{"name": "' }}
+            {{- tool_call.name }}
+            {{- '", "arguments": ' }}
+            {{- tool_call.arguments | tojson }}
+            {{- '}\n</tool_call>' }}
+        {%- endfor %}
+        {{- '<|im_end|>\n' }}
+    {%- elif message.role == "tool" %}
+        {%- if (loop.index0 == 0) or (messages[loop.index0 - 1].role != "tool") %}
+            {{- '<|im_start|>user' }}
+        {%- endif %}
+        {{- '\n<tool_response>\n' }}
+        {{- message.content }}
+        {{- '\n</tool_response>' }}
+        {%- if loop.last or (messages[loop.index0 + 1].role != "tool") %}
+            {{- '<|im_end|>\n' }}
+        {%- endif %}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}
+    {{- '<|im_start|>assistant\n' }}
+{%- endif %}
+)JINJA";
+// clang-format on
+
+const std::vector<ChatMessage> kWithSystem = {
+    {"system", "You are terse."}, {"user", "Hi there "}, {"assistant", " Hello!"}, {"user", "2+2?"}};
+const std::vector<ChatMessage> kNoSystem(kWithSystem.begin() + 1, kWithSystem.end());
+
+std::string render_ok(const char* source, const std::vector<ChatMessage>& msgs, bool add_generation_prompt,
+                      const std::string& bos, const std::string& eos,
+                      const nlohmann::ordered_json& extra = nlohmann::ordered_json::object()) {
+  auto t = ChatTemplate::parse(source);
+  EXPECT_TRUE(t) << t.error().message;
+  if (!t) return "";
+  auto r = t->render(msgs, add_generation_prompt, bos, eos, extra);
+  EXPECT_TRUE(r) << r.error().message;
+  return r ? *r : "";
+}
+
+std::string render_error(const char* source, const std::vector<ChatMessage>& msgs) {
+  auto t = ChatTemplate::parse(source);
+  EXPECT_TRUE(t) << t.error().message;
+  if (!t) return "";
+  auto r = t->render(msgs, true, "<s>", "</s>");
+  EXPECT_FALSE(r) << "rendered: " << *r;
+  return r ? "" : r.error().message;
+}
+
+TEST(ChatTemplateFamilies, Llama2FoldsSystemIntoFirstInst) {
+  EXPECT_EQ(render_ok(kLlama2, kWithSystem, true, "<s>", "</s>"),
+            "<s>[INST] <<SYS>>\n"
+            "You are terse.\n"
+            "<</SYS>>\n"
+            "\n"
+            "Hi there [/INST] Hello! </s><s>[INST] 2+2? [/INST]");
+  EXPECT_EQ(render_ok(kLlama2, kNoSystem, false, "<s>", "</s>"),
+            "<s>[INST] Hi there [/INST] Hello! </s><s>[INST] 2+2? [/INST]");
+  EXPECT_NE(render_error(kLlama2, {{"user", "a"}, {"user", "b"}}).find("Conversation roles must alternate"),
+            std::string::npos);
+}
+
+TEST(ChatTemplateFamilies, Llama3HeadersAndBos) {
+  EXPECT_EQ(render_ok(kLlama3, kWithSystem, true, "<|begin_of_text|>", "<|eot_id|>"),
+            "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n"
+            "\n"
+            "You are terse.<|eot_id|><|start_header_id|>user<|end_header_id|>\n"
+            "\n"
+            "Hi there<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n"
+            "\n"
+            "Hello!<|eot_id|><|start_header_id|>user<|end_header_id|>\n"
+            "\n"
+            "2+2?<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n"
+            "\n");
+  EXPECT_EQ(render_ok(kLlama3, kNoSystem, false, "<|begin_of_text|>", "<|eot_id|>"),
+            "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n"
+            "\n"
+            "Hi there<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n"
+            "\n"
+            "Hello!<|eot_id|><|start_header_id|>user<|end_header_id|>\n"
+            "\n"
+            "2+2?<|eot_id|>");
+}
+
+TEST(ChatTemplateFamilies, MistralInstAndRoleAlternation) {
+  EXPECT_EQ(render_ok(kMistral, kNoSystem, true, "<s>", "</s>"),
+            "<s>[INST] Hi there  [/INST] Hello!</s>[INST] 2+2? [/INST]");
+  // A system message breaks the user/assistant alternation this template enforces.
+  EXPECT_NE(render_error(kMistral, kWithSystem).find("Conversation roles must alternate user/assistant"),
+            std::string::npos);
+  EXPECT_NE(render_error(kMistral, {{"user", "a"}, {"user", "b"}}).find("Conversation roles must alternate"),
+            std::string::npos);
+  // A tool message in an assistant slot passes the alternation check, then hits the role check.
+  EXPECT_NE(render_error(kMistral, {{"user", "a"}, {"tool", "b"}})
+                .find("Only user and assistant roles are supported!"),
+            std::string::npos);
+  EXPECT_NE(render_error(kMistral, {{"tool", "a"}}).find("Conversation roles must alternate"),
+            std::string::npos);
+}
+
+TEST(ChatTemplateFamilies, Phi3Markers) {
+  EXPECT_EQ(render_ok(kPhi3, kWithSystem, true, "<s>", "<|endoftext|>"),
+            "<|system|>\n"
+            "You are terse.<|end|>\n"
+            "<|user|>\n"
+            "Hi there <|end|>\n"
+            "<|assistant|>\n"
+            " Hello!<|end|>\n"
+            "<|user|>\n"
+            "2+2?<|end|>\n"
+            "<|assistant|>\n");
+  EXPECT_EQ(render_ok(kPhi3, kNoSystem, false, "<s>", "<|endoftext|>"),
+            "<|user|>\n"
+            "Hi there <|end|>\n"
+            "<|assistant|>\n"
+            " Hello!<|end|>\n"
+            "<|user|>\n"
+            "2+2?<|end|>\n"
+            "<|endoftext|>");
+}
+
+TEST(ChatTemplateFamilies, Qwen25DefaultSystemMessage) {
+  EXPECT_EQ(render_ok(kQwen25, kNoSystem, true, "", "<|im_end|>"),
+            "<|im_start|>system\n"
+            "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n"
+            "<|im_start|>user\n"
+            "Hi there <|im_end|>\n"
+            "<|im_start|>assistant\n"
+            " Hello!<|im_end|>\n"
+            "<|im_start|>user\n"
+            "2+2?<|im_end|>\n"
+            "<|im_start|>assistant\n");
+  EXPECT_EQ(render_ok(kQwen25, kWithSystem, true, "", "<|im_end|>"),
+            "<|im_start|>system\n"
+            "You are terse.<|im_end|>\n"
+            "<|im_start|>user\n"
+            "Hi there <|im_end|>\n"
+            "<|im_start|>assistant\n"
+            " Hello!<|im_end|>\n"
+            "<|im_start|>user\n"
+            "2+2?<|im_end|>\n"
+            "<|im_start|>assistant\n");
+}
+
+const char* const kTools =
+    R"([{"type": "function", "function": {"name": "get_weather", "description": "Weather in a city", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}])";
+
+TEST(ChatTemplateFamilies, Qwen25ToolsBranch) {
+  nlohmann::ordered_json extra = {{"tools", nlohmann::ordered_json::parse(kTools)}};
+  EXPECT_EQ(render_ok(kQwen25, {kWithSystem[0], kWithSystem[1]}, true, "", "<|im_end|>", extra),
+            "<|im_start|>system\n"
+            "You are terse.\n"
+            "\n"
+            "# Tools\n"
+            "\n"
+            "You may call one or more functions to assist with the user query.\n"
+            "\n"
+            "You are provided with function signatures within <tools></tools> XML tags:\n"
+            "<tools>\n"
+            "{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"description\": \"Weather "
+            "in a city\", \"parameters\": {\"type\": \"object\", \"properties\": {\"city\": {\"type\": "
+            "\"string\"}}, \"required\": [\"city\"]}}}\n"
+            "</tools>\n"
+            "\n"
+            "For each function call, return a json object with function name and arguments within "
+            "<tool_call></tool_call> XML tags:\n"
+            "<tool_call>\n"
+            "{\"name\": <function-name>, \"arguments\": <args-json-object>}\n"
+            "</tool_call><|im_end|>\n"
+            "<|im_start|>user\n"
+            "Hi there <|im_end|>\n"
+            "<|im_start|>assistant\n");
+  // Tool calls and consecutive tool results need the JSON message form.
+  auto messages = nlohmann::ordered_json::parse(R"([
+    {"role": "user", "content": "Weather in Paris?"},
+    {"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]},
+    {"role": "tool", "content": "{\"temp_c\": 21}"},
+    {"role": "tool", "content": "sunny"},
+    {"role": "assistant", "content": "21°C and sunny."}])");
+  auto t = ChatTemplate::parse(kQwen25);
+  ASSERT_TRUE(t) << t.error().message;
+  auto r = t->render_json(messages, true, "", "<|im_end|>", extra);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(*r,
+            "<|im_start|>system\n"
+            "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.\n"
+            "\n"
+            "# Tools\n"
+            "\n"
+            "You may call one or more functions to assist with the user query.\n"
+            "\n"
+            "You are provided with function signatures within <tools></tools> XML tags:\n"
+            "<tools>\n"
+            "{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"description\": \"Weather "
+            "in a city\", \"parameters\": {\"type\": \"object\", \"properties\": {\"city\": {\"type\": "
+            "\"string\"}}, \"required\": [\"city\"]}}}\n"
+            "</tools>\n"
+            "\n"
+            "For each function call, return a json object with function name and arguments within "
+            "<tool_call></tool_call> XML tags:\n"
+            "<tool_call>\n"
+            "{\"name\": <function-name>, \"arguments\": <args-json-object>}\n"
+            "</tool_call><|im_end|>\n"
+            "<|im_start|>user\n"
+            "Weather in Paris?<|im_end|>\n"
+            "<|im_start|>assistant\n"
+            "<tool_call>\n"
+            "{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n"
+            "</tool_call><|im_end|>\n"
+            "<|im_start|>user\n"
+            "<tool_response>\n"
+            "{\"temp_c\": 21}\n"
+            "</tool_response>\n"
+            "<tool_response>\n"
+            "sunny\n"
+            "</tool_response><|im_end|>\n"
+            "<|im_start|>assistant\n"
+            "21°C and sunny.<|im_end|>\n"
+            "<|im_start|>assistant\n");
+}
+
+TEST(ChatTemplate, BuiltinChatML) {
+  ChatTemplate t = ChatTemplate::chatml();
+  EXPECT_EQ(t.origin(), ChatTemplate::Origin::BuiltinChatML);
+  auto r = t.render(kWithSystem, true, "", "");
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(
+      *r,
+      "<|im_start|>system\nYou are terse.<|im_end|>\n<|im_start|>user\nHi there <|im_end|>\n"
+      "<|im_start|>assistant\n Hello!<|im_end|>\n<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n");
+  auto no_gen = t.render({{"user", "x"}}, false, "", "");
+  ASSERT_TRUE(no_gen);
+  EXPECT_EQ(*no_gen, "<|im_start|>user\nx<|im_end|>\n");
+}
+
+TEST(ChatTemplate, ResolveOrder) {
+  // No model, no override: the built-in ChatML.
+  auto def = ChatTemplate::resolve(nullptr, "");
+  ASSERT_TRUE(def) << def.error().message;
+  EXPECT_EQ(def->origin(), ChatTemplate::Origin::BuiltinChatML);
+  // An override file wins.
+  std::string path = ::testing::TempDir() + "/kvserve_chat_template_test.jinja";
+  {
+    FILE* f = std::fopen(path.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fputs("{% for m in messages %}[{{ m.role }}]{{ m.content }}{% endfor %}\n", f);
+    std::fclose(f);
+  }
+  auto file = ChatTemplate::resolve(nullptr, path);
+  ASSERT_TRUE(file) << file.error().message;
+  EXPECT_EQ(file->origin(), ChatTemplate::Origin::File);
+  auto r = file->render({{"user", "hi"}}, true, "", "");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(*r, "[user]hi");
+  std::remove(path.c_str());
+  auto missing = ChatTemplate::resolve(nullptr, path);
+  ASSERT_FALSE(missing);
+  EXPECT_NE(missing.error().message.find("cannot open"), std::string::npos);
+}
+
+TEST(ChatTemplate, ParseErrorsAreReported) {
+  auto t = ChatTemplate::parse("{% for m in messages %}{{ m.content }");
+  ASSERT_FALSE(t);
+  EXPECT_NE(t.error().message.find("line 1"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace kvserve

@@ -1,0 +1,69 @@
+// SmolLM2's own chat template, read from the model's GGUF metadata (tokenizer.chat_template).
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "common/test_paths.h"
+#include "gguf/gguf_file.h"
+#include "server/chat_template.h"
+
+namespace kvserve {
+namespace {
+
+std::unique_ptr<GgufFile> open_smollm2() {
+  const std::string path = test::smollm2_path();
+  if (!test::file_exists(path)) return nullptr;
+  auto f = GgufFile::open(path);
+  EXPECT_TRUE(f) << f.error().message;
+  return f ? std::move(*f) : nullptr;
+}
+
+TEST(ChatTemplateSmolLM2, TemplateFromGgufRendersChatML) {
+  auto model = open_smollm2();
+  if (!model) GTEST_SKIP() << "model not downloaded: run scripts/fetch_model.sh";
+  ASSERT_TRUE(model->get_string("tokenizer.chat_template"));
+  auto t = ChatTemplate::resolve(model.get(), "");
+  ASSERT_TRUE(t) << t.error().message;
+  EXPECT_EQ(t->origin(), ChatTemplate::Origin::Model);
+
+  // Without a system message the template inserts SmolLM's default one.
+  auto r = t->render({{"user", "What is 2+2?"}}, true, "<|im_start|>", "<|im_end|>");
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(
+      *r,
+      "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+      "<|im_start|>user\nWhat is 2+2?<|im_end|>\n"
+      "<|im_start|>assistant\n");
+
+  // With one, it is used as is; no generation prompt when not asked for.
+  const std::vector<ChatMessage> conv = {
+      {"system", "Be brief."}, {"user", "Hi"}, {"assistant", "Hello."}, {"user", "Bye"}};
+  r = t->render(conv, false, "<|im_start|>", "<|im_end|>");
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(*r,
+            "<|im_start|>system\nBe brief.<|im_end|>\n"
+            "<|im_start|>user\nHi<|im_end|>\n"
+            "<|im_start|>assistant\nHello.<|im_end|>\n"
+            "<|im_start|>user\nBye<|im_end|>\n");
+}
+
+TEST(ChatTemplateSmolLM2, OverrideFileBeatsModelTemplate) {
+  auto model = open_smollm2();
+  if (!model) GTEST_SKIP() << "model not downloaded: run scripts/fetch_model.sh";
+  std::string path = ::testing::TempDir() + "/kvserve_smollm2_override.jinja";
+  FILE* f = std::fopen(path.c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  std::fputs(ChatTemplate::chatml_source(), f);
+  std::fclose(f);
+  auto t = ChatTemplate::resolve(model.get(), path);
+  std::remove(path.c_str());
+  ASSERT_TRUE(t) << t.error().message;
+  EXPECT_EQ(t->origin(), ChatTemplate::Origin::File);
+  auto r = t->render({{"user", "Hi"}}, true, "", "");
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(*r, "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");  // no default system message
+}
+
+}  // namespace
+}  // namespace kvserve
