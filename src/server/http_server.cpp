@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <thread>
 #include <unordered_map>
 
@@ -196,6 +197,35 @@ struct HttpServer::Impl {
     });
     svr.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
       res.set_content(models_body(opts.model_names, unix_now(), backend.max_model_len()), kJson);
+    });
+    // vLLM's /tokenize and /detokenize, for clients that count or build token prompts.
+    svr.Post("/tokenize", [this](const httplib::Request& req, httplib::Response& res) {
+      auto j = nlohmann::json::parse(req.body, nullptr, false);
+      if (j.is_discarded() || !j.is_object() || !j.contains("prompt") || !j["prompt"].is_string())
+        return send_error(res,
+                          ApiError{400, "'prompt' must be a string.", "invalid_request_error", "prompt", ""});
+      bool add_special = j.value("add_special_tokens", true);
+      std::vector<int32_t> ids =
+          backend.tokenizer().encode(j["prompt"].get<std::string>(), add_special, true);
+      nlohmann::json out = {
+          {"tokens", ids}, {"count", ids.size()}, {"max_model_len", backend.max_model_len()}};
+      res.set_content(out.dump(), kJson);
+    });
+    svr.Post("/detokenize", [this](const httplib::Request& req, httplib::Response& res) {
+      auto j = nlohmann::json::parse(req.body, nullptr, false);
+      std::vector<int32_t> ids;
+      bool ok = !j.is_discarded() && j.is_object() && j.contains("tokens") && j["tokens"].is_array();
+      for (const auto& t : ok ? j["tokens"] : nlohmann::json::array()) {
+        if (!t.is_number_integer() || t.get<int64_t>() < 0 || t.get<int64_t>() >= limits.n_vocab)
+          ok = false;
+        else
+          ids.push_back(int32_t(t.get<int64_t>()));
+      }
+      if (!ok)
+        return send_error(res, ApiError{400, "'tokens' must be a list of token ids.", "invalid_request_error",
+                                        "tokens", ""});
+      nlohmann::json out = {{"prompt", backend.tokenizer().decode(ids)}};
+      res.set_content(out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), kJson);
     });
     svr.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
       handle_generate(req, res, ApiKind::Completion);
