@@ -27,6 +27,10 @@ float log_sum_exp(const float* x, int32_t n);
 // out[i] = x[i] - log_sum_exp(x); out may alias x.
 void log_softmax(const float* x, int32_t n, float* out);
 
+// The k largest values of x (k clamped to n) as (token, value) pairs, descending, ties to
+// the lower id; the `logprob` field holds the raw value. `out` is overwritten.
+void top_k_values(const float* x, int32_t n, int32_t k, std::vector<TokenLogprob>& out);
+
 // The k most likely tokens of row x (k clamped to n), descending by logit, ties to the
 // lower id, with logprob = x[id] - lse. `out` is overwritten; its capacity is reused.
 void top_k_logprobs(const float* x, int32_t n, int32_t k, float lse, std::vector<TokenLogprob>& out);

@@ -12,24 +12,29 @@ namespace sm = sampler_math;
 
 namespace {
 
-// Candidates within this many temperature-scaled nats of the maximum (probability ratio
-// e^-16 ~ 1e-7) are gathered first; if they already hold the top-k tokens or the top-p
-// mass, the rest of the vocabulary is never copied or partitioned.
-constexpr float kNearWindow = 16.0f;
+constexpr int32_t kBlock = SamplerKernels::kBlock;
 
-// Rows are reduced in blocks: float lanes inside a block, doubles across blocks.
-constexpr int32_t kBlock = 1024;
+// Up to this k, top-k keeps a heap while scanning the row (most tokens cost one vector
+// compare); above it, the row is gathered and partitioned with nth_element.
+constexpr int32_t kHeapTopKMax = 2048;
+
+// Candidate order: higher logit first, ties to the lower id (so top-k = 1 is greedy).
+template <class C>
+inline bool before(const C& a, const C& b) {
+  return a.logit > b.logit || (a.logit == b.logit && a.token < b.token);
+}
 
 }  // namespace
 
 Sampler::Sampler(int32_t n_vocab, std::vector<int32_t> eos_token_ids)
-    : n_vocab_(n_vocab), eos_(std::move(eos_token_ids)) {
+    : kernels_(&sampler_kernels()), n_vocab_(n_vocab), eos_(std::move(eos_token_ids)) {
   assert(n_vocab > 0);
   // Sized once here so sample() never allocates.
   work_.resize(size_t(n_vocab));
   probs_.resize(size_t(n_vocab));
-  cand_.reserve(size_t(n_vocab));
   block_sum_.resize(size_t((n_vocab + kBlock - 1) / kBlock));
+  idx_.resize(size_t(n_vocab));
+  cand_.reserve(size_t(n_vocab));
 }
 
 const float* Sampler::adjusted_logits(const float* logits, const SamplingParams& p,
@@ -68,16 +73,24 @@ const float* Sampler::adjusted_logits(const float* logits, const SamplingParams&
 int32_t Sampler::sample(const float* logits, const SamplingParams& p, SequenceSamplerState& state,
                         LogprobsEntry* logprobs) {
   const float* row = adjusted_logits(logits, p, state);
-  const int32_t token = p.greedy() ? sm::row_argmax(row, n_vocab_) : sample_random(row, p, state.rng());
+  int32_t token;
+  if (p.greedy()) {
+    // argmax, ties to the lowest id: the first element reaching the maximum.
+    const float m = kernels_->row_max(row, n_vocab_);
+    token = m > sm::kNegInf ? kernels_->first_greater(row, n_vocab_, 0, std::nextafter(m, sm::kNegInf)) : 0;
+  } else {
+    token = sample_random(row, p, state.rng());
+  }
   if (logprobs && p.logprobs >= 0) compute_logprobs(logits, n_vocab_, token, p.logprobs, *logprobs);
   return token;
 }
 
 int32_t Sampler::sample_random(const float* row, const SamplingParams& p, SamplerRng& rng) {
+  const SamplerKernels& k = *kernels_;
   const int32_t n = n_vocab_;
-  const float m = sm::row_max(row, n);
-  // Every token banned (all -inf) or a +inf logit: the distribution is degenerate.
-  if (!(m > sm::kNegInf) || std::isinf(m)) return sm::row_argmax(row, n);
+  const float m = k.row_max(row, n);
+  if (!(m > sm::kNegInf)) return 0;  // every token banned: nothing can be sampled sensibly
+  if (std::isinf(m)) return k.first_greater(row, n, 0, std::nextafter(m, sm::kNegInf));  // +inf: one-hot
 
   const float t = p.temperature;
   const float inv_t = 1.0f / t;
@@ -87,128 +100,111 @@ int32_t Sampler::sample_random(const float* row, const SamplingParams& p, Sample
   const float min_logit = p.min_p > 0.0f ? m + t * std::log(p.min_p) : sm::kNegInf;
   if (!top_k && !top_p) return draw_full(row, m, inv_t, min_logit, rng);
 
-  // One pass: the partition function z and the mass / count of the near window.
-  const float near_logit = m - kNearWindow * t;
-  double z = 0.0, z_near = 0.0;
-  int32_t n_near = 0;
-  for (int32_t b = 0; b < n; b += kBlock) {
-    const int32_t e = std::min(n, b + kBlock);
-    float s = 0.0f, s_near = 0.0f;
-    int32_t c = 0;
-    for (int32_t i = b; i < e; ++i) {
-      const float w = sm::exp_nonpos((row[i] - m) * inv_t);
-      const bool near = row[i] >= near_logit;
-      s += w;
-      s_near += near ? w : 0.0f;
-      c += near ? 1 : 0;
-    }
-    z += s;
-    z_near += s_near;
-    n_near += c;
-  }
-
-  const bool near_enough = top_k ? n_near >= p.top_k : z_near >= double(p.top_p) * z;
-  float gather_min = near_enough ? near_logit : sm::kNegInf;
-  // Without top-k, z is already final, so min-p can cut while gathering; with top-k, z must
-  // cover the whole top-k set first.
-  if (!top_k) gather_min = std::max(gather_min, min_logit);
+  double z = 0.0;
   cand_.clear();
-  for (int32_t i = 0; i < n; ++i)
-    if (row[i] >= gather_min) cand_.push_back({row[i], i});
-
   if (top_k) {
-    const auto before = [](const Cand& a, const Cand& b) {
-      return a.logit > b.logit || (a.logit == b.logit && a.token < b.token);
-    };
-    if (cand_.size() > size_t(p.top_k)) {
-      std::nth_element(cand_.begin(), cand_.begin() + p.top_k, cand_.end(), before);
+    if (p.top_k <= kHeapTopKMax) {
+      top_k_values(row, n, p.top_k, top_);
+      for (const auto& c : top_) cand_.push_back({c.logprob, c.token, 0.0f});
+    } else {
+      for (int32_t i = 0; i < n; ++i) cand_.push_back({row[i], i, 0.0f});
+      std::nth_element(cand_.begin(), cand_.begin() + p.top_k, cand_.end(), before<Cand>);
       cand_.resize(size_t(p.top_k));
     }
-    z = 0.0;
-    for (const Cand& c : cand_) z += sm::exp_nonpos((c.logit - m) * inv_t);
+    for (auto& c : cand_) z += c.w = sm::exp_nonpos((c.logit - m) * inv_t);
+  } else {
+    // z over the whole row, plus the mass within a few windows below the maximum: the
+    // smallest window already holding top_p of the mass contains the nucleus, so only it
+    // is gathered.
+    float lo[SamplerKernels::kWindows];
+    double mass[SamplerKernels::kWindows];
+    int32_t count[SamplerKernels::kWindows];
+    for (int j = 0; j < SamplerKernels::kWindows; ++j) lo[j] = m - SamplerKernels::kWindowNats[j] * t;
+    float* w = probs_.data();
+    z = k.window_masses(row, n, m, inv_t, lo, mass, count, w);
+    float gather_min = sm::kNegInf;
+    for (int j = 0; j < SamplerKernels::kWindows; ++j)
+      if (mass[j] >= double(p.top_p) * z) {
+        gather_min = lo[j];
+        break;
+      }
+    // z is final here, so min-p can cut while gathering.
+    gather_min = std::max(gather_min, min_logit);
+    const int32_t c = k.select_at_least(row, n, gather_min, idx_.data());
+    for (int32_t j = 0; j < c; ++j) {
+      const int32_t i = idx_[size_t(j)];
+      cand_.push_back({row[i], i, w[i]});
+    }
   }
-  if (top_p) keep_top_p(m, inv_t, z, p.top_p);
+  if (top_p) keep_top_p(z, p.top_p);
   if (top_k && p.min_p > 0.0f)
     cand_.erase(
         std::remove_if(cand_.begin(), cand_.end(), [&](const Cand& c) { return c.logit < min_logit; }),
         cand_.end());
-  return draw_candidates(m, inv_t, rng);
+  return draw_candidates(rng);
 }
 
-void Sampler::keep_top_p(float m, float inv_t, double z, float top_p) {
-  const auto before = [](const Cand& a, const Cand& b) {
-    return a.logit > b.logit || (a.logit == b.logit && a.token < b.token);
-  };
-  // Sort only as far as needed: chunks of growing size, each the next-best slice.
+void Sampler::keep_top_p(double z, float top_p) {
+  // Weighted quickselect instead of a sort: [0, lo) are known to be kept (mass `cum`), the
+  // cut lies in [lo, hi). Each step partitions the range in halves by rank and keeps the
+  // half holding the cut, so the cost is O(n) even when the nucleus is most of the row;
+  // only the last few dozen candidates are sorted.
   const double target = double(top_p) * z;
-  const size_t n = cand_.size();
+  const auto mass = [&](size_t from, size_t to) {
+    double s = 0.0;
+    for (size_t i = from; i < to; ++i) s += cand_[i].w;
+    return s;
+  };
   double cum = 0.0;
-  size_t a = 0, chunk = 64;
-  while (a < n) {
-    const size_t b = std::min(n, a + chunk);
-    if (b < n) std::nth_element(cand_.begin() + a, cand_.begin() + b, cand_.end(), before);
-    std::sort(cand_.begin() + a, cand_.begin() + b, before);
-    for (size_t i = a; i < b; ++i) {
-      cum += sm::exp_nonpos((cand_[i].logit - m) * inv_t);
-      if (cum >= target) {
-        cand_.resize(i + 1);
-        return;
-      }
+  size_t lo = 0, hi = cand_.size();
+  while (hi - lo > 64) {
+    const size_t mid = lo + (hi - lo) / 2;
+    std::nth_element(cand_.begin() + lo, cand_.begin() + mid, cand_.begin() + hi, before<Cand>);
+    const double upper = mass(lo, mid);
+    if (cum + upper >= target) {
+      hi = mid;
+    } else {
+      cum += upper;
+      lo = mid;
     }
-    a = b;
-    chunk *= 4;
   }
-  // Rounding kept the sum just under the target: every candidate stays.
+  std::sort(cand_.begin() + lo, cand_.begin() + hi, before<Cand>);
+  for (size_t i = lo; i < hi; ++i) {
+    cum += cand_[i].w;
+    if (cum >= target) {
+      cand_.resize(i + 1);
+      return;
+    }
+  }
+  // Only reached when rounding kept the sum just under the target at the very end.
+  cand_.resize(hi);
 }
 
-int32_t Sampler::draw_candidates(float m, float inv_t, SamplerRng& rng) {
+int32_t Sampler::draw_candidates(SamplerRng& rng) {
   assert(!cand_.empty());
   double w = 0.0;
-  for (size_t i = 0; i < cand_.size(); ++i) {
-    probs_[i] = sm::exp_nonpos((cand_[i].logit - m) * inv_t);
-    w += probs_[i];
-  }
+  for (const Cand& c : cand_) w += c.w;
   const double u = rng.uniform() * w;
   double acc = 0.0;
-  for (size_t i = 0; i < cand_.size(); ++i) {
-    acc += probs_[i];
-    if (u < acc) return cand_[i].token;
+  for (const Cand& c : cand_) {
+    acc += c.w;
+    if (u < acc) return c.token;
   }
   for (size_t i = cand_.size(); i-- > 0;)
-    if (probs_[i] > 0.0f) return cand_[i].token;
+    if (cand_[i].w > 0.0f) return cand_[i].token;
   return cand_[0].token;
 }
 
 int32_t Sampler::draw_full(const float* row, float m, float inv_t, float min_logit, SamplerRng& rng) {
   const int32_t n = n_vocab_;
-  float* pr = probs_.data();
-  double w = 0.0;
-  for (int32_t b = 0, k = 0; b < n; b += kBlock, ++k) {
-    const int32_t e = std::min(n, b + kBlock);
-    float lane[sm::kLanes] = {};
-    int32_t i = b;
-    for (; i + sm::kLanes <= e; i += sm::kLanes)
-      for (int j = 0; j < sm::kLanes; ++j) {
-        const float x = row[i + j];
-        const float v = sm::exp_nonpos((x - m) * inv_t);
-        pr[i + j] = x >= min_logit ? v : 0.0f;
-        lane[j] += pr[i + j];
-      }
-    double s = 0.0;
-    for (int j = 0; j < sm::kLanes; ++j) s += lane[j];
-    for (; i < e; ++i) {
-      pr[i] = row[i] >= min_logit ? sm::exp_nonpos((row[i] - m) * inv_t) : 0.0f;
-      s += pr[i];
-    }
-    block_sum_[size_t(k)] = s;
-    w += s;
-  }
+  const float* pr = probs_.data();
+  const double w = kernels_->exp_weights(row, n, m, inv_t, min_logit, probs_.data(), block_sum_.data());
   // Find the block holding the draw, then the token inside it.
   const double u = rng.uniform() * w;
   double acc = 0.0;
-  for (int32_t b = 0, k = 0; b < n; b += kBlock, ++k) {
-    if (u >= acc + block_sum_[size_t(k)]) {
-      acc += block_sum_[size_t(k)];
+  for (int32_t b = 0, blk = 0; b < n; b += kBlock, ++blk) {
+    if (u >= acc + block_sum_[size_t(blk)]) {
+      acc += block_sum_[size_t(blk)];
       continue;
     }
     const int32_t e = std::min(n, b + kBlock);
@@ -220,7 +216,7 @@ int32_t Sampler::draw_full(const float* row, float m, float inv_t, float min_log
   }
   for (int32_t i = n; i-- > 0;)
     if (pr[i] > 0.0f) return i;
-  return sm::row_argmax(row, n);
+  return 0;
 }
 
 }  // namespace kvserve

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "engine/logprobs.h"
+#include "engine/sampler_kernels.h"
 #include "engine/sampler_state.h"
 #include "kvserve/sampling_params.h"
 
@@ -45,19 +46,23 @@ class Sampler {
   struct Cand {
     float logit;
     int32_t token;
+    float w;  // exp((logit - max) / T): unnormalised probability
   };
 
   int32_t sample_random(const float* row, const SamplingParams& params, SamplerRng& rng);
   int32_t draw_full(const float* row, float m, float inv_t, float min_logit, SamplerRng& rng);
-  int32_t draw_candidates(float m, float inv_t, SamplerRng& rng);
-  void keep_top_p(float m, float inv_t, double z, float top_p);
+  int32_t draw_candidates(SamplerRng& rng);
+  void keep_top_p(double z, float top_p);
 
+  const SamplerKernels* kernels_;
   int32_t n_vocab_;
   std::vector<int32_t> eos_;
   std::vector<float> work_;        // [n_vocab] adjusted logits
-  std::vector<float> probs_;       // [n_vocab] unnormalised probabilities for full-row draws
+  std::vector<float> probs_;       // [n_vocab] unnormalised probabilities of a draw
+  std::vector<double> block_sum_;  // [ceil(n_vocab / kBlock)] per-block sums of probs_
+  std::vector<int32_t> idx_;       // [n_vocab] token ids selected by a threshold
+  std::vector<TokenLogprob> top_;  // [top_k] (token, logit) of a top-k scan
   std::vector<Cand> cand_;         // [<= n_vocab] surviving candidates
-  std::vector<double> block_sum_;  // [ceil(n_vocab / 1024)] per-block sums of probs_
 };
 
 }  // namespace kvserve

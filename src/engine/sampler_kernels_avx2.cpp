@@ -1,0 +1,13 @@
+// The sampler's row kernels with 32-byte vectors; this file is compiled with AVX2 flags.
+#include "engine/sampler_kernels_impl.h"
+
+namespace kvserve {
+
+const SamplerKernels& sampler_kernels_avx2() {
+  using VF = float __attribute__((vector_size(32)));
+  using VI = int32_t __attribute__((vector_size(32)));
+  static const SamplerKernels k = sampler_kernels_impl::Impl<VF, VI>::table();
+  return k;
+}
+
+}  // namespace kvserve
