@@ -6,8 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE=.cache/llamacpp
 BIN=$CACHE/build/bin
-TARGETS=${LLAMACPP_TARGETS:-"llama-bench llama-batched-bench llama-server llama-cli"}
-if [ -x "$BIN/llama-bench" ] && [ -x "$BIN/llama-batched-bench" ]; then
+TARGETS=${LLAMACPP_TARGETS:-"llama-bench llama-batched-bench llama-server llama-cli llama-quantize"}
+if [ -x "$BIN/llama-bench" ] && [ -x "$BIN/llama-quantize" ] && [ -x "$BIN/llama-server" ]; then
   echo "$BIN"; exit 0
 fi
 mkdir -p "$CACHE"
