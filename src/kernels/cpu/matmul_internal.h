@@ -36,7 +36,7 @@ struct MatmulArgs {
 // SIMD kernels hold 32-element block weights as unsigned bytes u = q + zero_point
 // (Q8_0's signed quants flipped to 0..255), so an unsigned x signed int8 dot product
 // applies; the zero point times the activation block's sum is subtracted back.
-inline int simd_zero_point(GgmlType t) {
+constexpr int simd_zero_point(GgmlType t) {
   switch (t) {
     case GgmlType::Q4_0: return 8;
     case GgmlType::Q5_0: return 16;
