@@ -4,8 +4,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <map>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -104,6 +107,66 @@ TEST(SpmTokenizer, Llama2VocabMatchesKnownIds) {
   EXPECT_EQ(tok->encode("Hello world", true, false), (std::vector<int32_t>{1, 15043, 3186}));
   EXPECT_EQ(tok->token_to_piece(15043), " Hello");
   for (const char* t : kMultilingual) EXPECT_EQ(tok->decode(tok->encode(t, true, false), true), t);
+}
+
+// Straightforward SPM: merge the best-scoring adjacent pair (leftmost on ties) until
+// none forms a token; symbols that are no token become byte tokens.
+std::vector<int32_t> reference_spm(const Vocab& v, const std::string& text) {
+  std::string s = "\xE2\x96\x81";
+  for (char c : text) s += c == ' ' ? std::string("\xE2\x96\x81") : std::string(1, c);
+  std::vector<std::string> sym;
+  for (size_t i = 0; i < s.size();) {
+    size_t n = std::min(utf8::seq_len(static_cast<unsigned char>(s[i])), s.size() - i);
+    sym.push_back(s.substr(i, n));
+    i += n;
+  }
+  while (true) {
+    int best = -1;
+    float best_score = 0;
+    for (size_t i = 0; i + 1 < sym.size(); ++i) {
+      int32_t id = v.find(sym[i] + sym[i + 1]);
+      if (id >= 0 && (best < 0 || v.scores[id] > best_score)) {
+        best = static_cast<int>(i);
+        best_score = v.scores[id];
+      }
+    }
+    if (best < 0) break;
+    sym[best] += sym[best + 1];
+    sym.erase(sym.begin() + best + 1);
+  }
+  std::vector<int32_t> ids;
+  for (const std::string& p : sym) {
+    if (int32_t id = v.find(p); id >= 0) {
+      ids.push_back(id);
+      continue;
+    }
+    for (unsigned char b : p) {
+      char name[8];
+      std::snprintf(name, sizeof(name), "<0x%02X>", b);
+      ids.push_back(v.find(name));
+    }
+  }
+  return ids;
+}
+
+TEST(SpmTokenizer, MatchesStraightforwardReferenceOnRandomText) {
+  const char* const parts[] = {
+      "the",    " quick",  "HELLO",  "don't",  " ",    "  ",     "\t",    "\n",
+      "\n\n",   "123",     "3.14",   "!!",     "...",  "(x)",    "<|x|>", "é",
+      "café",   "Straße",  "Привет", "日本語", "中文", "한국어", "🦙",  "👨‍👩‍👧",
+      "\u00a0", "x\u0301", "ﬁ",      "½",      "__",   "::",     "==",    "ing",
+      "tion"};
+  std::mt19937 rng(1234);
+  for (const char* rel : {"models/stories260K.gguf", "models/llama-2-tiny-random.gguf"}) {
+    const Tokenizer* tok = load(rel);
+    if (!tok) continue;
+    for (int n = 0; n < 400; ++n) {
+      std::string text;
+      const int k = 1 + static_cast<int>(rng() % 10);
+      for (int i = 0; i < k; ++i) text += parts[rng() % std::size(parts)];
+      ASSERT_EQ(tok->encode(text, false, false), reference_spm(tok->vocab(), text)) << rel << ": " << text;
+    }
+  }
 }
 
 TEST(SpecialTokens, ParsedOnlyWhenAsked) {
