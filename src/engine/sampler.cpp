@@ -73,24 +73,64 @@ const float* Sampler::adjusted_logits(const float* logits, const SamplingParams&
 int32_t Sampler::sample(const float* logits, const SamplingParams& p, SequenceSamplerState& state,
                         LogprobsEntry* logprobs) {
   const float* row = adjusted_logits(logits, p, state);
-  int32_t token;
+  int32_t token = 0;
   if (p.greedy()) {
-    // argmax, ties to the lowest id: the first element reaching the maximum.
-    const float m = kernels_->row_max(row, n_vocab_);
-    token = m > sm::kNegInf ? kernels_->first_greater(row, n_vocab_, 0, std::nextafter(m, sm::kNegInf)) : 0;
+    token = argmax(row);
   } else {
-    token = sample_random(row, p, state.rng());
+    const Prepared prep = prepare(row, p);
+    switch (prep.kind) {
+      case Prepared::Token: token = prep.token; break;
+      case Prepared::Full: token = draw_full(prep.total, state.rng()); break;
+      case Prepared::Candidates: token = draw_candidates(prep.total, state.rng()); break;
+    }
   }
   if (logprobs && p.logprobs >= 0) compute_logprobs(logits, n_vocab_, token, p.logprobs, *logprobs);
   return token;
 }
 
-int32_t Sampler::sample_random(const float* row, const SamplingParams& p, SamplerRng& rng) {
+int32_t Sampler::argmax(const float* row) const {
+  // Ties to the lowest id: the first element reaching the maximum.
+  const float m = kernels_->row_max(row, n_vocab_);
+  return m > sm::kNegInf ? kernels_->first_greater(row, n_vocab_, 0, std::nextafter(m, sm::kNegInf)) : 0;
+}
+
+void Sampler::distribution(const float* logits, const SamplingParams& p, const SequenceSamplerState& state,
+                           float* probs) {
+  const float* row = adjusted_logits(logits, p, state);
+  const Prepared prep = p.greedy() ? Prepared{Prepared::Token, argmax(row), 1.0} : prepare(row, p);
+  if (prep.kind == Prepared::Full) {
+    const float inv = float(1.0 / prep.total);
+    for (int32_t i = 0; i < n_vocab_; ++i) probs[i] = probs_[size_t(i)] * inv;
+    return;
+  }
+  std::fill(probs, probs + n_vocab_, 0.0f);
+  if (prep.kind == Prepared::Token) {
+    probs[prep.token] = 1.0f;
+    return;
+  }
+  for (const Cand& c : cand_) probs[c.token] = float(c.w / prep.total);
+}
+
+int32_t Sampler::sample_from(const float* weights, SamplerRng& rng) const {
+  double total = 0.0;
+  for (int32_t i = 0; i < n_vocab_; ++i) total += weights[i];
+  const double u = rng.uniform() * total;
+  double acc = 0.0;
+  for (int32_t i = 0; i < n_vocab_; ++i) {
+    acc += weights[i];
+    if (u < acc) return i;
+  }
+  for (int32_t i = n_vocab_; i-- > 0;)
+    if (weights[i] > 0.0f) return i;
+  return 0;
+}
+
+Sampler::Prepared Sampler::prepare(const float* row, const SamplingParams& p) {
   const SamplerKernels& k = *kernels_;
   const int32_t n = n_vocab_;
   const float m = k.row_max(row, n);
-  if (!(m > sm::kNegInf)) return 0;  // every token banned: nothing can be sampled sensibly
-  if (std::isinf(m)) return k.first_greater(row, n, 0, std::nextafter(m, sm::kNegInf));  // +inf: one-hot
+  // Every token banned (nothing sensible to sample) or a +inf logit (one-hot).
+  if (!(m > sm::kNegInf) || std::isinf(m)) return {Prepared::Token, argmax(row), 1.0};
 
   const float t = p.temperature;
   const float inv_t = 1.0f / t;
@@ -98,7 +138,8 @@ int32_t Sampler::sample_random(const float* row, const SamplingParams& p, Sample
   const bool top_p = p.top_p < 1.0f;
   // min-p keeps prob >= min_p * max prob, i.e. logit >= m + T * ln(min_p).
   const float min_logit = p.min_p > 0.0f ? m + t * std::log(p.min_p) : sm::kNegInf;
-  if (!top_k && !top_p) return draw_full(row, m, inv_t, min_logit, rng);
+  if (!top_k && !top_p)
+    return {Prepared::Full, 0, k.exp_weights(row, n, m, inv_t, min_logit, probs_.data(), block_sum_.data())};
 
   double z = 0.0;
   cand_.clear();
@@ -141,7 +182,9 @@ int32_t Sampler::sample_random(const float* row, const SamplingParams& p, Sample
     cand_.erase(
         std::remove_if(cand_.begin(), cand_.end(), [&](const Cand& c) { return c.logit < min_logit; }),
         cand_.end());
-  return draw_candidates(rng);
+  z = 0.0;
+  for (const Cand& c : cand_) z += c.w;
+  return {Prepared::Candidates, 0, z};
 }
 
 void Sampler::keep_top_p(double z, float top_p) {
@@ -180,11 +223,9 @@ void Sampler::keep_top_p(double z, float top_p) {
   cand_.resize(hi);
 }
 
-int32_t Sampler::draw_candidates(SamplerRng& rng) {
+int32_t Sampler::draw_candidates(double total, SamplerRng& rng) const {
   assert(!cand_.empty());
-  double w = 0.0;
-  for (const Cand& c : cand_) w += c.w;
-  const double u = rng.uniform() * w;
+  const double u = rng.uniform() * total;
   double acc = 0.0;
   for (const Cand& c : cand_) {
     acc += c.w;
@@ -195,12 +236,11 @@ int32_t Sampler::draw_candidates(SamplerRng& rng) {
   return cand_[0].token;
 }
 
-int32_t Sampler::draw_full(const float* row, float m, float inv_t, float min_logit, SamplerRng& rng) {
+int32_t Sampler::draw_full(double total, SamplerRng& rng) const {
   const int32_t n = n_vocab_;
   const float* pr = probs_.data();
-  const double w = kernels_->exp_weights(row, n, m, inv_t, min_logit, probs_.data(), block_sum_.data());
   // Find the block holding the draw, then the token inside it.
-  const double u = rng.uniform() * w;
+  const double u = rng.uniform() * total;
   double acc = 0.0;
   for (int32_t b = 0, blk = 0; b < n; b += kBlock, ++blk) {
     if (u >= acc + block_sum_[size_t(blk)]) {

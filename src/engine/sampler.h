@@ -40,6 +40,16 @@ class Sampler {
   const float* adjusted_logits(const float* logits, const SamplingParams& params,
                                const SequenceSamplerState& state);
 
+  // The distribution sample() draws from (after bias, penalties, temperature, top-k,
+  // top-p and min-p), normalised, into probs ([n_vocab]); one-hot at the argmax when
+  // greedy. For speculative decoding's acceptance test min(1, p / q).
+  void distribution(const float* logits, const SamplingParams& params, const SequenceSamplerState& state,
+                    float* probs);
+
+  // Draws a token from non-negative weights ([n_vocab], need not be normalised), e.g. the
+  // residual max(0, p - q) after a speculative rejection.
+  int32_t sample_from(const float* weights, SamplerRng& rng) const;
+
   int32_t n_vocab() const { return n_vocab_; }
 
  private:
@@ -49,9 +59,18 @@ class Sampler {
     float w;  // exp((logit - max) / T): unnormalised probability
   };
 
-  int32_t sample_random(const float* row, const SamplingParams& params, SamplerRng& rng);
-  int32_t draw_full(const float* row, float m, float inv_t, float min_logit, SamplerRng& rng);
-  int32_t draw_candidates(SamplerRng& rng);
+  // The outcome of the filters, before the random draw: a single possible token, the whole
+  // row (weights in probs_ / block_sum_) or the candidates in cand_; total = sum of weights.
+  struct Prepared {
+    enum Kind { Token, Full, Candidates } kind;
+    int32_t token;
+    double total;
+  };
+
+  int32_t argmax(const float* row) const;
+  Prepared prepare(const float* row, const SamplingParams& params);
+  int32_t draw_full(double total, SamplerRng& rng) const;
+  int32_t draw_candidates(double total, SamplerRng& rng) const;
   void keep_top_p(double z, float top_p);
 
   const SamplerKernels* kernels_;

@@ -91,8 +91,11 @@ void expect_matches_reference(const std::vector<float>& logits, const SamplingPa
   std::vector<int64_t> counts(logits.size(), 0);
   for (int64_t i = 0; i < n_samples; ++i) ++counts[size_t(sampler.sample(logits.data(), p, st))];
   const auto prob = test::reference_distribution(logits, p);
-  for (size_t i = 0; i < prob.size(); ++i)
-    if (prob[i] == 0.0) ASSERT_EQ(counts[i], 0) << "token " << i << " is outside the allowed set";
+  for (size_t i = 0; i < prob.size(); ++i) {
+    if (prob[i] == 0.0) {
+      ASSERT_EQ(counts[i], 0) << "token " << i << " is outside the allowed set";
+    }
+  }
   const auto [stat, df] = test::chi_square(counts, prob, n_samples);
   EXPECT_LT(stat, test::chi_square_bound(df)) << "df=" << df << " T=" << p.temperature << " top_k=" << p.top_k
                                               << " top_p=" << p.top_p << " min_p=" << p.min_p;
@@ -320,6 +323,66 @@ TEST(Sampler, LogprobsAreOfRawLogits) {
     EXPECT_NEAR(lp.top[i].logprob, ref[size_t(order[i])], 1e-5);
   }
   EXPECT_EQ(order[size_t(lp.rank - 1)], tok);
+}
+
+TEST(Sampler, DistributionMatchesReference) {
+  uint64_t seed = 500;
+  for (int32_t n : {50, 5000}) {
+    Sampler sampler(n);
+    for (int top_k : {-1, 3, 100}) {
+      for (float top_p : {1.0f, 0.7f}) {
+        for (float min_p : {0.0f, 0.1f}) {
+          SamplingParams p = seeded(++seed);
+          p.temperature = 0.9f;
+          p.top_k = top_k;
+          p.top_p = top_p;
+          p.min_p = min_p;
+          const auto logits = random_logits(n, seed, 2.0f);
+          const auto ref = test::reference_distribution(logits, p);
+          auto st = make_state(p);
+          std::vector<float> probs(static_cast<size_t>(n));
+          sampler.distribution(logits.data(), p, st, probs.data());
+          double sum = 0.0, worst = 0.0;
+          for (size_t i = 0; i < probs.size(); ++i) {
+            sum += probs[i];
+            worst = std::max(worst, std::abs(probs[i] - ref[i]));
+            if (ref[i] == 0.0) {
+              ASSERT_EQ(probs[i], 0.0f) << i;
+            }
+          }
+          EXPECT_NEAR(sum, 1.0, 1e-5);
+          EXPECT_LT(worst, 1e-5) << "n=" << n << " top_k=" << top_k << " top_p=" << top_p
+                                 << " min_p=" << min_p;
+        }
+      }
+    }
+  }
+}
+
+TEST(Sampler, DistributionIsOneHotWhenGreedy) {
+  const std::vector<float> logits = {0.1f, 3.0f, 3.0f, -1.0f};
+  SamplingParams p;
+  p.temperature = 0.0f;
+  Sampler sampler(4);
+  auto st = make_state(p);
+  std::vector<float> probs(4);
+  sampler.distribution(logits.data(), p, st, probs.data());
+  EXPECT_EQ(probs, (std::vector<float>{0.0f, 1.0f, 0.0f, 0.0f}));
+}
+
+TEST(Sampler, SampleFromWeights) {
+  const std::vector<float> weights = {0.0f, 2.0f, 1.0f, 0.0f, 5.0f, 0.5f};
+  Sampler sampler(6);
+  SamplerRng rng(17, 0);
+  std::vector<int64_t> counts(6, 0);
+  const int64_t n = 60000;
+  for (int64_t i = 0; i < n; ++i) ++counts[size_t(sampler.sample_from(weights.data(), rng))];
+  EXPECT_EQ(counts[0], 0);
+  EXPECT_EQ(counts[3], 0);
+  std::vector<double> prob;
+  for (float w : weights) prob.push_back(w / 8.5);
+  const auto [stat, df] = test::chi_square(counts, prob, n);
+  EXPECT_LT(stat, test::chi_square_bound(df));
 }
 
 }  // namespace
