@@ -82,6 +82,17 @@ void Generation::abort() {
     if (ps.submitted && ps.unfinished > 0) backend_.abort(ps.id);
 }
 
+void Generation::abandon() {
+  abort();
+  const Clock::time_point now = Clock::now();
+  for (Choice& c : choices_)
+    if (c.finish_reason.empty()) {
+      c.finish_reason = "abort";
+      record_finish(c, now);
+    }
+  unfinished_ = 0;
+}
+
 bool Generation::finished() const {
   return unfinished_ == 0;
 }

@@ -45,8 +45,11 @@ class Generation : public std::enable_shared_from_this<Generation> {
   // some; Done once [DONE] has been appended.
   Poll next_events(std::string& out, std::chrono::milliseconds wait);
 
-  // Aborts unfinished choices (client gone, shutdown); their final deltas still arrive.
+  // Aborts unfinished choices (shutdown); their final deltas still arrive and are read.
   void abort();
+  // The client is gone: aborts and counts every unfinished choice as aborted now, since
+  // nobody will read their final deltas.
+  void abandon();
   bool finished() const;
   int num_sequences() const { return int(choices_.size()); }
 

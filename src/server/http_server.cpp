@@ -315,7 +315,7 @@ struct HttpServer::Impl {
           return true;
         },
         [this, gen](bool success) {
-          if (!success || !gen->finished()) gen->abort();
+          if (!success || !gen->finished()) gen->abandon();
           untrack(gen.get());
         });
   }

@@ -1,0 +1,99 @@
+"""API key, client disconnect, queue limit (429) and graceful shutdown, each on its own server."""
+import json
+import signal
+import threading
+import time
+
+import openai
+import pytest
+import requests
+
+from conftest import SMOLLM2, STORIES, Server
+
+LONG = {"prompt": "Once upon a time", "max_tokens": 480, "temperature": 0.8, "seed": 1, "stream": True,
+        "ignore_eos": True}
+
+
+def read_events(resp, n):
+    # One iterator per response, kept on it: a dropped iter_lines generator makes urllib3
+    # close the connection, which the server rightly treats as a client disconnect.
+    if not hasattr(resp, "kv_lines"):
+        resp.kv_lines = resp.iter_lines(decode_unicode=True)
+    got = []
+    for line in resp.kv_lines:
+        if line and line.startswith("data: "):
+            got.append(line)
+            if len(got) >= n:
+                break
+    return got
+
+
+def test_api_key():
+    s = Server(STORIES, "--api-key", "sekret", "--threads", "1")
+    try:
+        assert requests.get(s.url + "/v1/models", timeout=10).status_code == 401
+        r = requests.get(s.url + "/v1/models", headers={"Authorization": "Bearer nope"}, timeout=10)
+        assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+        assert requests.get(s.url + "/health", timeout=10).status_code == 200
+        assert requests.get(s.url + "/v1/models", headers={"Authorization": "Bearer sekret"}, timeout=10).ok
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=s.url + "/v1", api_key="wrong", max_retries=0).completions.create(
+                model=s.model, prompt="x", max_tokens=1)
+        ok = openai.OpenAI(base_url=s.url + "/v1", api_key="sekret", max_retries=0).completions.create(
+            model=s.model, prompt="Once", max_tokens=2)
+        assert len(ok.choices) == 1
+    finally:
+        s.stop()
+
+
+def test_disconnect_aborts_and_frees(wait_idle):
+    s = Server(STORIES, "--threads", "1")
+    try:
+        r = requests.post(s.url + "/v1/completions", json=LONG, stream=True, timeout=60)
+        assert len(read_events(r, 3)) == 3
+        assert s.metric("kvserve:num_requests_running") == 1
+        assert s.metric("kvserve:kv_cache_usage_perc") > 0
+        t = time.time()
+        r.close()
+        wait_idle(s, timeout=10)
+        freed_s = time.time() - t
+        assert s.metric("kvserve:request_success_total", finished_reason="abort") == 1
+        assert freed_s < 5
+    finally:
+        s.stop()
+
+
+def test_queue_full_gets_429():
+    # SmolLM2 generates slowly enough on the CPU that the first request is still running.
+    s = Server(SMOLLM2, "--threads", "1", "--max-num-seqs", "1", "--max-waiting", "1", "--max-model-len", "1024")
+    try:
+        a = requests.post(s.url + "/v1/completions", json=LONG, stream=True, timeout=60)
+        read_events(a, 1)
+        b = requests.post(s.url + "/v1/completions", json=LONG, stream=True, timeout=60)
+        deadline = time.time() + 10
+        while s.metric("kvserve:num_requests_waiting") < 1 and time.time() < deadline:
+            time.sleep(0.02)
+        c = requests.post(s.url + "/v1/completions", json={**LONG, "stream": False}, timeout=60)
+        assert c.status_code == 429
+        assert c.headers.get("Retry-After") == "1"
+        assert c.json()["error"]["code"] == "queue_full"
+        a.close()
+        b.close()
+    finally:
+        s.stop()
+
+
+def test_graceful_shutdown():
+    s = Server(STORIES, "--threads", "1")
+    r = requests.post(s.url + "/v1/completions", json=LONG, stream=True, timeout=60)
+    lines = iter(r.iter_lines(decode_unicode=True))
+    first = [next(lines) for _ in range(4)]
+    assert any(l.startswith("data: ") for l in first)
+    t = time.time()
+    s.proc.send_signal(signal.SIGTERM)
+    rest = [l for l in lines if l.startswith("data: ")]
+    assert rest[-1] == "data: [DONE]"
+    last = json.loads(rest[-2][6:])
+    assert last["choices"][0]["finish_reason"] == "abort"
+    assert s.proc.wait(30) == 0
+    assert time.time() - t < 15
