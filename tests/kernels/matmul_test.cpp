@@ -79,17 +79,21 @@ TEST_P(MatmulTypeTest, MatchesReferenceOnEveryIsaAndShape) {
 
 TEST_P(MatmulTypeTest, ActivationConversionIsIdenticalOnEveryIsa) {
   const ActFormat f = act_format(GetParam());
-  const int64_t n = 3 * act_block_size(f) * (act_block_size(f) == 1 ? 37 : 1);
-  std::mt19937 rng(7);
-  auto x = test::random_floats(size_t(n), rng);
-  x[5] = 0.0f;
-  x[9] = -30.0f;
-  const auto ref = test::reference_acts(f, x.data(), n);
-  for (Isa isa : kAllIsas) {
-    if (!test::isa_available(isa)) continue;
-    std::vector<uint8_t> got(act_row_bytes(f, n), 0xcd);
-    quantize_act_row(isa, f, x.data(), n, got.data());
-    EXPECT_EQ(got, ref.bytes) << act_format_name(f) << " " << isa_name(isa);
+  const int64_t bs = act_block_size(f);
+  for (uint32_t seed = 0; seed < 20; ++seed) {
+    const int64_t n = bs == 1 ? 1 + seed * 13 : bs * (1 + seed % 3);
+    std::mt19937 rng(seed);
+    // Magnitudes from 1e-6 to 1e3, zeros, and a repeated extreme value of either sign.
+    auto x = test::random_floats(size_t(n), rng, std::pow(10.0f, float(seed % 10) - 6.0f));
+    x[0] = 0.0f;
+    if (n > 9) x[9] = -x[n - 1];
+    const auto ref = test::reference_acts(f, x.data(), n);
+    for (Isa isa : kAllIsas) {
+      if (!test::isa_available(isa)) continue;
+      std::vector<uint8_t> got(act_row_bytes(f, n), 0xcd);
+      quantize_act_row(isa, f, x.data(), n, got.data());
+      EXPECT_EQ(got, ref.bytes) << act_format_name(f) << " " << isa_name(isa) << " seed " << seed;
+    }
   }
 }
 

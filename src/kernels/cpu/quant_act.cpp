@@ -162,8 +162,10 @@ QuantizeActFn quantize_act_fn_scalar(ActFormat f) {
 
 void quantize_act_row(Isa isa, ActFormat f, const float* x, int64_t n, void* dst) {
   assert(n % act_block_size(f) == 0);
-  (void)isa;
-  detail::quantize_act_fn_scalar(f)(x, n, dst);
+  detail::QuantizeActFn fn = nullptr;
+  if (isa == Isa::Avx512) fn = detail::quantize_act_fn_avx512(f);
+  if (!fn) fn = detail::quantize_act_fn_scalar(f);
+  fn(x, n, dst);
 }
 
 }  // namespace kvserve

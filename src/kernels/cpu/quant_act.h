@@ -29,6 +29,7 @@ namespace detail {
 using QuantizeActFn = void (*)(const float* x, int64_t n, void* dst);
 // Per-ISA tables: nullptr where that ISA has no specialised version.
 QuantizeActFn quantize_act_fn_scalar(ActFormat f);
+QuantizeActFn quantize_act_fn_avx512(ActFormat f);  // nullptr where the scalar code serves
 }  // namespace detail
 
 }  // namespace kvserve
