@@ -122,6 +122,8 @@ void ModelRunner::Impl::validate(const ForwardBatch& batch, const KvCacheStorage
   int64_t total = 0;
   for (const SeqSlice& s : batch.seqs) {
     RUNNER_CHECK(s.n_past >= 0, "negative n_past");
+    RUNNER_CHECK(!s.tokens.empty() || s.logits == LogitsMode::None,
+                 "logits requested for a slice with no tokens");
     total += int64_t(s.tokens.size());
     const int64_t end = s.n_past + int64_t(s.tokens.size());
     RUNNER_CHECK(int64_t(s.block_table.size()) * kc.block_size >= end,
