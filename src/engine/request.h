@@ -30,6 +30,7 @@ struct Request {
   int priority = 0;                        // lower is more important (as in vLLM); FCFS within a priority
   uint64_t arrival = 0;                    // monotonically increasing admission order
   int num_preemptions = 0;
+  bool skip_prefix_cache = false;  // prompt logprobs need every prompt position computed
 
   int num_tokens() const { return int(token_ids.size()); }
   int num_output_tokens() const { return num_tokens() - num_prompt_tokens; }

@@ -125,7 +125,11 @@ void Scheduler::schedule_waiting() {
          int(out_.seqs.size()) < config_.max_num_seqs) {
     Request* r = waiting_.front();
     assert(!blocks_.holds_blocks(r->seq));
-    blocks_.match_prefix(r->token_ids, match_);
+    if (r->skip_prefix_cache) {
+      match_.clear();
+    } else {
+      blocks_.match_prefix(r->token_ids, match_);
+    }
     const int computed = match_.num_tokens;
     const int missing = r->num_tokens() - computed;
     const int n = chunk(missing);

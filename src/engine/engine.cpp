@@ -1,0 +1,257 @@
+// Engine set-up (model, KV-cache sizing), admission and abort. The step loop is in
+// engine_step.cpp.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <fstream>
+
+#include "core/log.h"
+#include "engine/engine_impl.h"
+
+namespace kvserve {
+
+namespace {
+
+// MemAvailable from /proc/meminfo, in bytes (0 if unreadable).
+int64_t available_memory() {
+  std::ifstream f("/proc/meminfo");
+  std::string key;
+  int64_t kb = 0;
+  std::string unit;
+  while (f >> key >> kb >> unit)
+    if (key == "MemAvailable:") return kb * 1024;
+  return 0;
+}
+
+}  // namespace
+
+Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Engine::~Engine() = default;
+
+Result<std::unique_ptr<Engine>> Engine::create(const EngineConfig& config) {
+  auto model = Model::load(config.model_path);
+  if (!model) return Error{fmt::format("loading {}: {}", config.model_path, model.error().message)};
+  auto tok = Tokenizer::from_gguf((*model)->gguf());
+  if (!tok) return Error{fmt::format("tokenizer of {}: {}", config.model_path, tok.error().message)};
+  return create(config, std::shared_ptr<const Model>(std::move(*model)),
+                std::shared_ptr<const Tokenizer>(std::move(*tok)));
+}
+
+Result<std::unique_ptr<Engine>> Engine::create(const EngineConfig& config, std::shared_ptr<const Model> model,
+                                               std::shared_ptr<const Tokenizer> tokenizer) {
+  auto im = std::make_unique<Impl>();
+  EngineConfig& c = im->config;
+  c = config;
+  if (c.block_size <= 0 || c.max_num_seqs <= 0 || c.max_num_batched_tokens <= 0)
+    return Error{"block_size, max_num_seqs and max_num_batched_tokens must be positive"};
+  const ModelConfig& mc = model->config();
+  if (c.max_model_len <= 0) c.max_model_len = mc.n_ctx_train > 0 ? mc.n_ctx_train : 2048;
+  im->model = std::move(model);
+  im->tok = std::move(tokenizer);
+  im->n_vocab = mc.n_vocab;
+
+  RunnerOptions ro;
+  ro.max_batch_tokens = c.max_num_batched_tokens;
+  ro.max_seqs = c.max_num_seqs;
+  ro.n_threads = c.n_threads;
+  im->runner = std::make_unique<ModelRunner>(*im->model, ro);
+
+  // KV-cache size: blocks explicitly, or a memory budget divided by the bytes of a block.
+  const size_t per_block = KvCacheStorage::bytes_per_block(im->runner->kv_config(1, c.block_size));
+  const int64_t blocks_per_seq = (c.max_model_len + c.block_size - 1) / c.block_size;
+  int64_t n_blocks = c.num_kv_blocks;
+  if (n_blocks <= 0) {
+    if (c.kv_cache_memory > 0) {
+      n_blocks = c.kv_cache_memory / int64_t(per_block);
+    } else {
+      n_blocks = int64_t(double(available_memory()) * c.kv_cache_fraction) / int64_t(per_block);
+      // More than every sequence at full length could use is only prefix cache: cap it
+      // so a tiny model does not claim a quarter of the machine.
+      n_blocks = std::min<int64_t>(n_blocks, blocks_per_seq * c.max_num_seqs * 2);
+    }
+  }
+  if (n_blocks < 1)
+    return Error{fmt::format("KV cache budget too small: one block of {} tokens needs {} bytes", c.block_size,
+                             per_block)};
+  n_blocks = std::min<int64_t>(n_blocks, 1 << 30);
+  c.num_kv_blocks = int(n_blocks);
+  c.kv_cache_memory = n_blocks * int64_t(per_block);
+  im->kv = std::make_unique<KvCacheStorage>(im->runner->kv_config(c.num_kv_blocks, c.block_size));
+
+  BlockManagerConfig bc;
+  bc.n_blocks = c.num_kv_blocks;
+  bc.block_size = c.block_size;
+  bc.enable_prefix_caching = c.enable_prefix_caching;
+  bc.max_blocks_per_seq = int(std::min<int64_t>(blocks_per_seq, n_blocks));
+  im->blocks = std::make_unique<BlockManager>(bc);
+
+  SchedulerConfig sc;
+  sc.max_num_seqs = c.max_num_seqs;
+  sc.max_num_batched_tokens = c.max_num_batched_tokens;
+  sc.max_model_len = c.max_model_len;
+  sc.enable_chunked_prefill = c.enable_chunked_prefill;
+  sc.max_chunk_tokens = c.max_chunk_tokens;
+  im->sched = std::make_unique<Scheduler>(sc, *im->blocks);
+
+  for (int32_t t = 0; t < im->tok->n_vocab(); ++t)
+    if (im->tok->is_eog(t)) im->eos_ids.push_back(t);
+  im->sampler = std::make_unique<Sampler>(im->n_vocab, im->eos_ids);
+  im->slices.reserve(size_t(c.max_num_seqs));
+  im->counters.block_size = c.block_size;
+  log_info(
+      "engine: {} KV blocks of {} tokens ({:.1f} MiB), max_model_len {}, max_num_seqs {}, budget {} tokens",
+      c.num_kv_blocks, c.block_size, double(c.kv_cache_memory) / (1 << 20), c.max_model_len, c.max_num_seqs,
+      c.max_num_batched_tokens);
+  return std::unique_ptr<Engine>(new Engine(std::move(im)));
+}
+
+SeqId Engine::Impl::new_slot(int group, int index) {
+  SeqId s;
+  if (!free_slots.empty()) {
+    s = free_slots.back();
+    free_slots.pop_back();
+  } else {
+    s = SeqId(slots.size());
+    slots.push_back(nullptr);
+  }
+  slots[s] = std::make_unique<SeqSlot>();
+  slots[s]->req.seq = s;
+  slots[s]->group = group;
+  slots[s]->index = index;
+  return s;
+}
+
+int Engine::Impl::new_group() {
+  int g;
+  if (!free_groups.empty()) {
+    g = free_groups.back();
+    free_groups.pop_back();
+  } else {
+    g = int(groups.size());
+    groups.push_back(nullptr);
+  }
+  groups[g] = std::make_unique<Group>();
+  return g;
+}
+
+void Engine::Impl::release_group(int g) {
+  Group& grp = *groups[g];
+  for (SeqId s : grp.seqs) {
+    SeqSlot& slot = *slots[s];
+    if (slot.req.status != RequestStatus::Finished) sched->remove(&slot.req);
+    slots[s].reset();
+    free_slots.push_back(s);
+  }
+  by_id.erase(grp.id);
+  groups[g].reset();
+  free_groups.push_back(g);
+}
+
+Status Engine::add_request(std::string id, std::string_view prompt, const SamplingParams& params,
+                           int priority) {
+  return add_request(std::move(id), impl_->tok->encode(prompt, /*add_special=*/true, /*parse_special=*/true),
+                     params, priority);
+}
+
+Status Engine::add_request(std::string id, std::vector<int32_t> prompt_tokens, const SamplingParams& params,
+                           int priority) {
+  Impl& m = *impl_;
+  if (m.by_id.count(id)) return Error{fmt::format("request id '{}' is already in use", id)};
+  if (auto st = check_request(prompt_tokens, params); !st) return st;
+
+  const int g = m.new_group();
+  Group& grp = *m.groups[g];
+  grp.id = id;
+  grp.params = params;
+  grp.buffered = params.effective_best_of() > params.n;
+  const SeqId s = m.new_slot(g, 0);
+  grp.seqs.push_back(s);
+  SeqSlot& slot = *m.slots[s];
+  Request& r = slot.req;
+  r.num_prompt_tokens = int(prompt_tokens.size());
+  r.token_ids = std::move(prompt_tokens);
+  r.token_ids.reserve(size_t(r.num_prompt_tokens + params.max_tokens));
+  r.params = &grp.params;
+  r.priority = priority;
+  r.arrival = m.next_arrival++;
+  r.skip_prefix_cache = params.prompt_logprobs >= 0;
+  slot.sampler.init(grp.params, r.token_ids, 0);
+  slot.detok.emplace(*m.tok, params.skip_special_tokens);
+  slot.stop.emplace(grp.params, m.eos_ids);
+  m.by_id.emplace(std::move(id), g);
+  m.sched->add(&r);
+  return ok_status();
+}
+
+Status Engine::check_request(std::span<const int32_t> prompt_tokens, const SamplingParams& params) const {
+  const Impl& m = *impl_;
+  if (auto st = params.validate(m.n_vocab); !st) return st.error();
+  for (int32_t t : prompt_tokens)
+    if (t < 0 || t >= m.n_vocab)
+      return Error{fmt::format("prompt token {} is out of vocabulary (size {})", t, m.n_vocab)};
+  return m.sched->check_admissible(int(prompt_tokens.size()), params.max_tokens);
+}
+
+bool Engine::abort(std::string_view id) {
+  Impl& m = *impl_;
+  auto it = m.by_id.find(std::string(id));
+  if (it == m.by_id.end()) return false;
+  const int g = it->second;
+  Group& grp = *m.groups[g];
+  const int n_out = grp.buffered ? grp.params.n : int(grp.seqs.size());
+  for (int i = 0; i < n_out; ++i) {
+    RequestOutput& o = m.pending.emplace_back();
+    o.request_id = grp.id;
+    o.index = i;
+    o.finished = true;
+    o.aborted = true;
+    if (!grp.buffered) {
+      const SeqSlot& slot = *m.slots[grp.seqs[size_t(i)]];
+      if (slot.finished) {  // already reported finished: nothing to add
+        m.pending.pop_back();
+        continue;
+      }
+      o.num_prompt_tokens = slot.req.num_prompt_tokens;
+      o.num_output_tokens = slot.req.num_output_tokens();
+    }
+  }
+  m.release_group(g);
+  return true;
+}
+
+bool Engine::has_unfinished() const {
+  return impl_->sched->has_unfinished() || !impl_->pending.empty();
+}
+
+const std::vector<RequestOutput>& Engine::step() {
+  impl_->step();
+  return impl_->outputs;
+}
+
+EngineStats Engine::stats() const {
+  const Impl& m = *impl_;
+  EngineStats s = m.counters;
+  s.preemptions = m.sched->num_preemptions();
+  s.running = m.sched->num_running();
+  s.waiting = m.sched->num_waiting();
+  BlockManagerStats b = m.blocks->stats();
+  s.blocks_total = b.blocks_total;
+  s.blocks_used = b.blocks_used;
+  s.blocks_cached = b.blocks_cached;
+  s.prefix_cache_hit_rate = b.prefix_hit_rate();
+  s.kv_fragmentation = b.fragmentation();
+  s.kv_usage = b.usage();
+  return s;
+}
+
+const Tokenizer& Engine::tokenizer() const {
+  return *impl_->tok;
+}
+const EngineConfig& Engine::config() const {
+  return impl_->config;
+}
+int32_t Engine::n_vocab() const {
+  return impl_->n_vocab;
+}
+
+}  // namespace kvserve

@@ -1,0 +1,93 @@
+// Engine internals shared by engine.cpp (set-up, admission, abort) and engine_step.cpp
+// (the step loop). A request group is what the user asked for (one id, n completions);
+// each completion is a sequence slot holding the scheduler's Request plus the per-
+// sequence sampling / detokenizing / stop state beside it.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "cache/block_manager.h"
+#include "cache/kv_cache.h"
+#include "engine/request.h"
+#include "engine/sampler.h"
+#include "engine/sampler_state.h"
+#include "engine/scheduler.h"
+#include "engine/stop_matcher.h"
+#include "kvserve/engine.h"
+#include "model/model.h"
+#include "model/model_runner.h"
+#include "tokenizer/tokenizer.h"
+
+namespace kvserve {
+
+struct SeqSlot {
+  Request req;
+  SequenceSamplerState sampler;
+  std::optional<StreamingDetokenizer> detok;
+  std::optional<StopMatcher> stop;
+  int group = -1;
+  int index = 0;  // completion index within the group
+  bool finished = false;
+  FinishReason finish = FinishReason::None;
+  double cumulative_logprob = 0.0;
+  int num_cached_tokens = -1;  // prefix-cache hit at first admission (-1 = not yet admitted)
+  // Completions of a best_of > n group are reported only at the end: kept here.
+  std::vector<int32_t> out_tokens;
+  std::string out_text;
+  std::vector<LogprobsEntry> out_logprobs;
+};
+
+struct Group {
+  std::string id;
+  SamplingParams params;
+  std::vector<SeqId> seqs;  // the first is the original; forks follow
+  int n_finished = 0;
+  bool buffered = false;  // best_of > n
+  bool forked = false;
+  int prompt_lp_next = 1;  // next prompt position whose logprob is due (position 0 has none)
+  std::vector<LogprobsEntry> prompt_logprobs;
+  bool prompt_lp_sent = false;
+};
+
+struct Engine::Impl {
+  EngineConfig config;
+  std::shared_ptr<const Model> model;
+  std::shared_ptr<const Tokenizer> tok;
+  std::unique_ptr<ModelRunner> runner;
+  std::unique_ptr<KvCacheStorage> kv;
+  std::unique_ptr<BlockManager> blocks;
+  std::unique_ptr<Scheduler> sched;
+  std::unique_ptr<Sampler> sampler;
+  std::vector<int32_t> eos_ids;
+  int32_t n_vocab = 0;
+
+  std::vector<std::unique_ptr<SeqSlot>> slots;  // indexed by SeqId
+  std::vector<SeqId> free_slots;
+  std::vector<std::unique_ptr<Group>> groups;
+  std::vector<int> free_groups;
+  std::unordered_map<std::string, int> by_id;
+  uint64_t next_arrival = 0;
+
+  std::vector<RequestOutput> outputs;  // returned by step()
+  std::vector<RequestOutput> pending;  // aborts since the last step
+  std::vector<SeqSlice> slices;        // [max_num_seqs] the batch being built
+  std::vector<uint8_t> sample_flags;   // [max_num_seqs] slice i samples a token this step
+  LogprobsEntry lp_tmp;                // scratch for one sampled token's logprobs
+  EngineStats counters;
+
+  SeqId new_slot(int group, int index);
+  int new_group();
+  void release_group(int g);
+  void finish_seq(SeqId s, FinishReason why);
+  void emit_group_results(Group& g);
+  void fork_group(SeqSlot& parent);
+  void sample_into(SeqSlot& slot, const float* row);
+  void take_prompt_logprobs(SeqSlot& slot, int first_pos, int n, const float* rows);
+  void step();
+};
+
+}  // namespace kvserve
