@@ -708,6 +708,10 @@ Result<Value> object_method(Object& o, const std::string& name, const CallArgs& 
     return d ? *d : Value::none();
   }
   if (name == "update") {
+    for (const Value& x : a.positional)
+      if (reaches(x, &o)) return Error{"cannot insert a dict into itself"};
+    for (const auto& kv : a.keyword)
+      if (reaches(kv.second, &o)) return Error{"cannot insert a dict into itself"};
     if (const Value* other = arg(a, 0, "other"); other && other->is_object())
       for (const auto& [k, v] : other->object().items()) o.set(k, v);
     for (const auto& [k, v] : a.keyword) o.set(k, v);
@@ -720,6 +724,7 @@ Result<Value> array_method(Array& arr, const std::string& name, const CallArgs& 
   if (name == "append") {
     if (a.positional.size() != 1) return Error{"append takes exactly one argument"};
     if (arr.size() >= static_cast<size_t>(kMaxRange)) return Error{"list grew too large"};
+    if (reaches(a.positional[0], &arr)) return Error{"cannot append a list to itself"};
     arr.push_back(a.positional[0]);
     return Value::none();
   }

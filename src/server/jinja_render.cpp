@@ -321,6 +321,7 @@ class Renderer {
       auto ns = eval(*s.cond);
       if (!ns) return ns.error();
       if (!ns->is_object()) return Error{"cannot assign attribute '" + s.text + "' on a " + ns->type_name()};
+      if (reaches(v, &ns->object())) return Error{"cannot store a namespace inside itself"};
       ns->object().set(s.text, std::move(v));
       return Flow::Normal;
     }

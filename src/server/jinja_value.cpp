@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <unordered_set>
 
 namespace kvserve::jinja {
 
@@ -246,6 +247,26 @@ static bool equals_at(const Value& a, const Value& b, int depth, int64_t& budget
     case Kind::Callable: return &a.callable() == &b.callable();
     default: return false;
   }
+}
+
+bool reaches(const Value& v, const void* container) {
+  std::vector<const Value*> stack{&v};
+  std::unordered_set<const void*> seen;
+  while (!stack.empty()) {
+    const Value* x = stack.back();
+    stack.pop_back();
+    const void* addr = x->is_array()    ? static_cast<const void*>(&x->array())
+                       : x->is_object() ? static_cast<const void*>(&x->object())
+                                        : nullptr;
+    if (!addr) continue;
+    if (addr == container) return true;
+    if (!seen.insert(addr).second) continue;
+    if (x->is_array())
+      for (const Value& c : x->array()) stack.push_back(&c);
+    else
+      for (const auto& kv : x->object().items()) stack.push_back(&kv.second);
+  }
+  return false;
 }
 
 bool equals(const Value& a, const Value& b) {

@@ -105,6 +105,10 @@ class Value {
   std::shared_ptr<Fn> fn_;
 };
 
+// Whether `container` (an Array or Object address) is reachable from `v`. Mutations use it
+// to refuse reference cycles, which shared ownership could never free.
+bool reaches(const Value& v, const void* container);
+
 // Python ==: numbers compare by value (True == 1), containers element-wise.
 bool equals(const Value& a, const Value& b);
 // Python <, defined for numbers, strings and arrays; Error otherwise.

@@ -268,8 +268,20 @@ TEST(Jinja, RenderErrorsAreValues) {
 
 TEST(Jinja, RunawayTemplatesAreStopped) {
   expect_error("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", "recursion depth");
-  expect_error("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
-               "loop iterations");
+  RenderLimits few;
+  few.max_loop_iterations = 10000;
+  auto loops =
+      render_str("{% for i in range(1000) %}{% for j in range(1000) %}{% endfor %}{% endfor %}", "{}", few);
+  ASSERT_FALSE(loops);
+  EXPECT_NE(loops.error().message.find("10000 loop iterations"), std::string::npos) << loops.error().message;
+  RenderLimits quick;
+  quick.max_render_ms = 50;
+  auto slow = render_str(
+      "{% for i in range(1000) %}{% for j in range(1000) %}{{ [j] | unique | list | sort }}"
+      "{% endfor %}{% endfor %}",
+      "{}", quick);
+  ASSERT_FALSE(slow);
+  EXPECT_NE(slow.error().message.find("longer than 50 ms"), std::string::npos) << slow.error().message;
   expect_error("{{ range(100000000) }}", "range too large");
   RenderLimits small;
   small.max_output_bytes = 1000;
@@ -284,11 +296,21 @@ TEST(Jinja, RunawayTemplatesAreStopped) {
   std::string deep_ifs;
   for (int i = 0; i < 1000; ++i) deep_ifs += "{% if true %}";
   EXPECT_FALSE(parse_template(deep_ifs));
-  // A list that contains itself must not recurse forever when printed or serialised.
-  auto cyc = render_str(
-      "{% set l = [1] %}{% set _ = l.append(l) %}{{ l | length }}{{ l | tojson | length > 0 }}"
-      "{{ (l | string | length) > 0 }}");
-  EXPECT_TRUE(cyc || !cyc.error().message.empty());
+  // Reference cycles are refused (shared ownership would leak them; printing would not end).
+  expect_error("{% set l = [1] %}{% set _ = l.append(l) %}", "itself");
+  expect_error("{% set l = [1] %}{% set m = [l] %}{% set _ = l.append(m) %}", "itself");
+  expect_error("{% set ns = namespace(a=1) %}{% set ns.self = [ns] %}", "itself");
+  expect_error("{% set d = {} %}{% set _ = d.update(x=[d]) %}", "itself");
+  // Exponentially shared data (2^40 leaves when expanded) is cut off, not expanded forever.
+  const std::string grow =
+      "{% set ns = namespace(l=[1]) %}{% for i in range(40) %}{% set ns.l = [ns.l, ns.l] %}{% endfor %}";
+  auto wide = render_str(grow + "{{ ns.l | tojson }}");
+  ASSERT_FALSE(wide);  // JSON text is capped while it is built, then exceeds the output limit
+  EXPECT_NE(wide.error().message.find("output exceeds"), std::string::npos) << wide.error().message;
+  auto eq = render_str(
+      grow + "{{ ns.l == ns.l }} {{ ns.l == [ns.l[0], ns.l[1]] }} {{ (ns.l | string | length) > 0 }}");
+  ASSERT_TRUE(eq) << eq.error().message;
+  EXPECT_EQ(*eq, "True True True");
 }
 
 // Every prefix of a real template must parse-fail or render cleanly; never crash or hang.
