@@ -122,6 +122,11 @@ int run_generate(const Opts& o) {
   if (auto st = params.validate(n_vocab); !st) return fail(st.error().message);
   if (o.max_tokens < 1) return fail("--max-tokens must be at least 1");
 
+  if (int64_t(n_prompt) + o.max_tokens > (*model)->config().n_ctx_train)
+    std::fprintf(
+        stderr,
+        "kvserve generate: warning: %d prompt + %d new tokens exceed the model's training context %d\n",
+        n_prompt, o.max_tokens, (*model)->config().n_ctx_train);
   RunnerOptions ropt;
   ropt.max_batch_tokens = std::min(n_prompt, kMaxChunk);
   ropt.max_seqs = 1;
