@@ -18,6 +18,10 @@ constexpr int32_t kBlock = SamplerKernels::kBlock;
 // compare); above it, the row is gathered and partitioned with nth_element.
 constexpr int32_t kHeapTopKMax = 2048;
 
+// Top-p buckets: 32 per temperature-scaled nat over 32 nats (beyond: the last bucket).
+constexpr int32_t kBinsPerNat = 32;
+constexpr int32_t kBins = 1024;
+
 // Candidate order: higher logit first, ties to the lower id (so top-k = 1 is greedy).
 template <class C>
 inline bool before(const C& a, const C& b) {
@@ -34,6 +38,7 @@ Sampler::Sampler(int32_t n_vocab, std::vector<int32_t> eos_token_ids)
   probs_.resize(size_t(n_vocab));
   block_sum_.resize(size_t((n_vocab + kBlock - 1) / kBlock));
   idx_.resize(size_t(n_vocab));
+  bin_mass_.resize(size_t(kBins));
   cand_.reserve(size_t(n_vocab));
 }
 
@@ -177,7 +182,7 @@ Sampler::Prepared Sampler::prepare(const float* row, const SamplingParams& p) {
       cand_.push_back({row[i], i, w[i]});
     }
   }
-  if (top_p) keep_top_p(z, p.top_p);
+  if (top_p) keep_top_p(z, p.top_p, m, inv_t);
   if (top_k && p.min_p > 0.0f)
     cand_.erase(
         std::remove_if(cand_.begin(), cand_.end(), [&](const Cand& c) { return c.logit < min_logit; }),
@@ -187,40 +192,38 @@ Sampler::Prepared Sampler::prepare(const float* row, const SamplingParams& p) {
   return {Prepared::Candidates, 0, z};
 }
 
-void Sampler::keep_top_p(double z, float top_p) {
-  // Weighted quickselect instead of a sort: [0, lo) are known to be kept (mass `cum`), the
-  // cut lies in [lo, hi). Each step partitions the range in halves by rank and keeps the
-  // half holding the cut, so the cost is O(n) even when the nucleus is most of the row;
-  // only the last few dozen candidates are sorted.
+void Sampler::keep_top_p(double z, float top_p, float m, float inv_t) {
+  // Bucket the candidates by distance below the maximum (kBinsPerNat buckets per scaled
+  // nat): whole buckets above the cut are kept without ordering them, and only the bucket
+  // the cut falls in is sorted. O(n) even when the nucleus is most of the vocabulary.
   const double target = double(top_p) * z;
-  const auto mass = [&](size_t from, size_t to) {
-    double s = 0.0;
-    for (size_t i = from; i < to; ++i) s += cand_[i].w;
-    return s;
+  std::fill(bin_mass_.begin(), bin_mass_.end(), 0.0);
+  const float scale = inv_t * float(kBinsPerNat);
+  const auto bin_of = [&](float logit) {
+    const float d = (m - logit) * scale;  // >= 0; monotone in the logit, so bins respect `before`
+    return d < float(kBins - 1) ? int32_t(d) : kBins - 1;
   };
+  for (const Cand& c : cand_) bin_mass_[size_t(bin_of(c.logit))] += c.w;
   double cum = 0.0;
-  size_t lo = 0, hi = cand_.size();
-  while (hi - lo > 64) {
-    const size_t mid = lo + (hi - lo) / 2;
-    std::nth_element(cand_.begin() + lo, cand_.begin() + mid, cand_.begin() + hi, before<Cand>);
-    const double upper = mass(lo, mid);
-    if (cum + upper >= target) {
-      hi = mid;
-    } else {
-      cum += upper;
-      lo = mid;
-    }
+  int32_t cut_bin = 0;
+  for (; cut_bin < kBins; ++cut_bin) {
+    if (cum + bin_mass_[size_t(cut_bin)] >= target) break;
+    cum += bin_mass_[size_t(cut_bin)];
   }
-  std::sort(cand_.begin() + lo, cand_.begin() + hi, before<Cand>);
-  for (size_t i = lo; i < hi; ++i) {
-    cum += cand_[i].w;
+  if (cut_bin == kBins) return;  // rounding kept the total just under the target: keep all
+  const auto mid =
+      std::partition(cand_.begin(), cand_.end(), [&](const Cand& c) { return bin_of(c.logit) < cut_bin; });
+  const auto end =
+      std::partition(mid, cand_.end(), [&](const Cand& c) { return bin_of(c.logit) == cut_bin; });
+  std::sort(mid, end, before<Cand>);
+  for (auto it = mid; it != end; ++it) {
+    cum += it->w;
     if (cum >= target) {
-      cand_.resize(i + 1);
+      cand_.resize(size_t(it - cand_.begin()) + 1);
       return;
     }
   }
-  // Only reached when rounding kept the sum just under the target at the very end.
-  cand_.resize(hi);
+  cand_.resize(size_t(end - cand_.begin()));  // rounding inside the bucket: keep all of it
 }
 
 int32_t Sampler::draw_candidates(double total, SamplerRng& rng) const {

@@ -71,7 +71,7 @@ class Sampler {
   Prepared prepare(const float* row, const SamplingParams& params);
   int32_t draw_full(double total, SamplerRng& rng) const;
   int32_t draw_candidates(double total, SamplerRng& rng) const;
-  void keep_top_p(double z, float top_p);
+  void keep_top_p(double z, float top_p, float m, float inv_t);
 
   const SamplerKernels* kernels_;
   int32_t n_vocab_;
@@ -81,6 +81,7 @@ class Sampler {
   std::vector<double> block_sum_;  // [ceil(n_vocab / kBlock)] per-block sums of probs_
   std::vector<int32_t> idx_;       // [n_vocab] token ids selected by a threshold
   std::vector<TokenLogprob> top_;  // [top_k] (token, logit) of a top-k scan
+  std::vector<double> bin_mass_;   // [1024] top-p bucket masses
   std::vector<Cand> cand_;         // [<= n_vocab] surviving candidates
 };
 
