@@ -5,11 +5,13 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <map>
 #include <memory>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/test_paths.h"
@@ -344,6 +346,34 @@ TEST(Streaming, HoldsBackSplitCharacter) {
   EXPECT_EQ(detok.push(ids[1]), "");
   EXPECT_EQ(detok.flush(), "\xEF\xBF\xBD");
   EXPECT_EQ(detok.flush(), "");
+}
+
+TEST(Tokenizer, LongRunsAndConcurrentUse) {
+  for (const char* rel : {"vocab/ggml-vocab-gpt-2.gguf", "vocab/ggml-vocab-llama-spm.gguf"}) {
+    const Tokenizer* tok = load(rel);
+    if (!tok) continue;
+    // Long runs exercise the regex matcher's stack and the merge queues.
+    for (const std::string& text : {std::string(200000, ' ') + "x", std::string(200000, 'a'),
+                                    std::string(50000, '\n') + "y", std::string(30000, '7')}) {
+      EXPECT_EQ(tok->decode(tok->encode(text, false, false)), text) << rel;
+    }
+    // One tokenizer, several threads: same ids as a single-threaded run.
+    std::vector<std::string> texts;
+    for (const char* t : kMultilingual) texts.emplace_back(t);
+    std::vector<std::vector<int32_t>> want;
+    for (const auto& t : texts) want.push_back(tok->encode(t, true, true));
+    std::vector<std::thread> threads;
+    std::atomic<int> bad{0};
+    for (int th = 0; th < 4; ++th) {
+      threads.emplace_back([&] {
+        for (int rep = 0; rep < 50; ++rep)
+          for (size_t i = 0; i < texts.size(); ++i)
+            if (tok->encode(texts[i], true, true) != want[i]) ++bad;
+      });
+    }
+    for (auto& t : threads) t.join();
+    EXPECT_EQ(bad.load(), 0) << rel;
+  }
 }
 
 TEST(Utf8, HelpersFollowTheStandard) {
