@@ -78,8 +78,10 @@ void Generation::on_delta(int prompt, GenDelta&& d) {
 }
 
 void Generation::abort() {
+  // Reads only what start() wrote, so shutdown() may call this from another thread;
+  // aborting an already finished request is a no-op in the backend.
   for (const PromptState& ps : prompt_state_)
-    if (ps.submitted && ps.unfinished > 0) backend_.abort(ps.id);
+    if (ps.submitted) backend_.abort(ps.id);
 }
 
 void Generation::abandon() {

@@ -90,14 +90,14 @@ class Server:
 
 @pytest.fixture(scope="session")
 def stories():
-    s = Server(STORIES, "--max-num-seqs", "32", "--threads", "2")
+    s = Server(STORIES, "--max-num-seqs", "32", "--threads", "1")
     yield s
     s.stop()
 
 
 @pytest.fixture(scope="session")
 def smollm2():
-    s = Server(SMOLLM2, "--max-num-seqs", "16", "--threads", "2", "--max-model-len", "2048")
+    s = Server(SMOLLM2, "--max-num-seqs", "16", "--threads", "1", "--max-model-len", "2048")
     yield s
     s.stop()
 

@@ -15,7 +15,7 @@ N_REQUESTS = 128
 
 @pytest.fixture(scope="module")
 def server():
-    s = Server(STORIES, "--max-num-seqs", "48", "--threads", "2")
+    s = Server(STORIES, "--max-num-seqs", "48", "--threads", "1")
     yield s
     s.stop()
 
