@@ -3,7 +3,9 @@
 #include "tokenizer/tokenizer.h"
 
 #include <algorithm>
+#include <cassert>
 #include <cctype>
+#include <cstdint>
 
 #include "tokenizer/tokenizer_model.h"
 #include "tokenizer/unicode.h"
@@ -140,6 +142,7 @@ std::vector<Tokenizer::Fragment> Tokenizer::partition(std::string_view text, boo
 }
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special, bool parse_special) const {
+  assert(text.size() <= UINT32_MAX && "fragment offsets are 32-bit");
   std::vector<int32_t> out;
   out.reserve(text.size() / 3 + 4);
   if (add_special && vocab_.add_bos && vocab_.bos_id >= 0) out.push_back(vocab_.bos_id);
