@@ -8,7 +8,7 @@
 // Two kernels:
 // - direct (few tokens, decode): each weight row is read once from memory and dotted
 //   with up to 4 tokens; lanes hold 2 blocks of one row and are scaled per block.
-// - panel GEMM (many tokens, prefill): 16 rows are repacked once into a layout where
+// - panel GEMM (many tokens, prefill): 16 rows x 512 columns are repacked once into a layout where
 //   lane r of a vector holds 4 bytes of row r, so every vpdpbusd advances 16 rows at
 //   once against a broadcast of 4 activation bytes, and the float scaling happens once
 //   per block per 16 rows; the panel stays in L1 while all tokens stream past it.
@@ -137,29 +137,32 @@ void matmul_direct(const MatmulArgs& a, int64_t o0, int64_t o1) {
 
 // A repacked panel of 16 rows: for block b, w[8 b + k] lane r = unpacked bytes 4k..4k+3
 // of row r's block b; d[b] / m[b] lane r = that block's scale / min.
+// Panels cover kChunk blocks of K at a time (10 KB for 16 rows), so a panel and the
+// activations of a token tile stay in L1 whatever n_in is.
+constexpr int64_t kChunk = 16;
+
 struct Panel {
-  std::vector<__m512i> w;  // [n_blocks * 8]
-  std::vector<__m512> d;   // [n_blocks]
-  std::vector<__m512> m;   // [n_blocks]
+  __m512i w[kChunk * 8];
+  __m512 d[kChunk];
+  __m512 m[kChunk];
 };
 
+// Repacks blocks [kb0, kb1) of rows o..o+rows into slots 0..kb1-kb0 of the panel.
 template <GgmlType T>
-void repack_panel(const MatmulArgs& a, int64_t o, int rows, Panel& p) {
+void repack_panel(const MatmulArgs& a, int64_t o, int rows, int64_t kb0, int64_t kb1, Panel& p) {
   constexpr Q32Layout L = kLayout<T>;
-  const int64_t nb = a.n_in / 32;
-  if (int64_t(p.w.size()) < nb * 8) {
-    p.w.resize(size_t(nb * 8));
-    p.d.resize(size_t(nb));
-    p.m.resize(size_t(nb));
-  }
   const __mmask16 mask = __mmask16((1u << rows) - 1);
-  const __m512i ridx =
-      _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                         _mm512_set1_epi32(int(a.w_row_bytes)));
+  // Copy the rows' chunks side by side first: sequential reads that the hardware
+  // prefetcher follows, after which the gathers below hit L1.
+  alignas(64) static thread_local uint8_t staged[16 * kChunk * 34];
+  const int64_t len = (kb1 - kb0) * L.bytes;
+  for (int r = 0; r < rows; ++r)
+    std::memcpy(staged + r * len, a.w + size_t(o + r) * a.w_row_bytes + kb0 * L.bytes, size_t(len));
+  const __m512i ridx = _mm512_mullo_epi32(
+      _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(int(len)));
   const __m512i zero = _mm512_setzero_si512();
-  const uint8_t* base = a.w + size_t(o) * a.w_row_bytes;
-  for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* blk = base + b * L.bytes;
+  for (int64_t b = 0; b < kb1 - kb0; ++b) {
+    const uint8_t* blk = staged + b * L.bytes;
     const __m512i g = _mm512_mask_i32gather_epi32(zero, mask, ridx, blk, 1);
     p.d[size_t(b)] = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));
     if constexpr (L.m >= 0) p.m[size_t(b)] = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(g, 16)));
@@ -190,24 +193,32 @@ void repack_panel(const MatmulArgs& a, int64_t o, int rows, Panel& p) {
   }
 }
 
-// y[t, o..o+rows) for NT tokens from t0 against a repacked panel.
+// Where a chunk's partial sums go: the first chunk starts from zero, later ones resume
+// from acc_buf, the last one writes y.
+struct ChunkPos {
+  int64_t kb0, kb1;
+  bool first, last;
+  __m512* acc_buf;  // [n_tokens] partial sums of the panel's 16 rows
+};
+
+// y[t, o..o+rows) for NT tokens from t0 against a repacked panel chunk.
 template <GgmlType T, int NT>
-void panel_tokens(const MatmulArgs& a, const Panel& p, int64_t o, int rows, int64_t t0) {
+void panel_tokens(const MatmulArgs& a, const Panel& p, int64_t o, int rows, int64_t t0, const ChunkPos& c) {
   constexpr bool kMin = T == GgmlType::Q4_1 || T == GgmlType::Q5_1;
   const int64_t nb = a.n_in / 32;
   __m512 acc[NT];
-  for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+  for (int t = 0; t < NT; ++t) acc[t] = c.first ? _mm512_setzero_ps() : c.acc_buf[t0 + t];
   const int8_t* xq[NT];
-  for (int t = 0; t < NT; ++t) xq[t] = a.xq + (t0 + t) * a.n_in;
-  for (int64_t b = 0; b < nb; ++b) {
+  for (int t = 0; t < NT; ++t) xq[t] = a.xq + (t0 + t) * a.n_in + c.kb0 * 32;
+  for (int64_t b = 0; b < c.kb1 - c.kb0; ++b) {
     __m512i s[NT];
     for (int t = 0; t < NT; ++t) {
       if constexpr (kMin)
         s[t] = _mm512_setzero_si512();
       else
-        s[t] = _mm512_set1_epi32(a.xcorr[(t0 + t) * nb + b]);
+        s[t] = _mm512_set1_epi32(a.xcorr[(t0 + t) * nb + c.kb0 + b]);
     }
-    const __m512i* w = &p.w[size_t(b * 8)];
+    const __m512i* w = &p.w[b * 8];
 #pragma GCC unroll 8
     for (int k = 0; k < 8; ++k) {
       const __m512i wk = _mm512_load_si512(w + k);
@@ -217,32 +228,59 @@ void panel_tokens(const MatmulArgs& a, const Panel& p, int64_t o, int rows, int6
         s[t] = _mm512_dpbusd_epi32(s[t], wk, _mm512_set1_epi32(x4));
       }
     }
-    const __m512 d = p.d[size_t(b)];
+    const __m512 d = p.d[b];
     for (int t = 0; t < NT; ++t) {
-      const int64_t xo = (t0 + t) * nb + b;
+      const int64_t xo = (t0 + t) * nb + c.kb0 + b;
       acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[t]), _mm512_mul_ps(d, _mm512_set1_ps(a.xd[xo])), acc[t]);
-      if constexpr (kMin) acc[t] = _mm512_fmadd_ps(p.m[size_t(b)], _mm512_set1_ps(a.xs[xo]), acc[t]);
+      if constexpr (kMin) acc[t] = _mm512_fmadd_ps(p.m[b], _mm512_set1_ps(a.xs[xo]), acc[t]);
     }
   }
   const __mmask16 mask = __mmask16((1u << rows) - 1);
-  for (int t = 0; t < NT; ++t) _mm512_mask_storeu_ps(a.y + (t0 + t) * a.ldy + o, mask, acc[t]);
+  for (int t = 0; t < NT; ++t) {
+    if (c.last)
+      _mm512_mask_storeu_ps(a.y + (t0 + t) * a.ldy + o, mask, acc[t]);
+    else
+      c.acc_buf[t0 + t] = acc[t];
+  }
 }
 
 constexpr int kPanelTokens = 8;
 
+// Weights bigger than the caches (the output layer) would otherwise reach the gathers
+// of repack_panel at DRAM latency: fetch the next chunk while this one is computed.
+template <GgmlType T>
+void prefetch_next_chunk(const MatmulArgs& a, int64_t o, int64_t kb0, int64_t n_blocks, int64_t o1) {
+  constexpr int bytes = kLayout<T>.bytes;
+  const int64_t len = std::min(n_blocks, a.n_in / 32 - kb0) * bytes;
+  for (int64_t r = o; r < std::min(o + 16, o1); ++r) {
+    const char* p = reinterpret_cast<const char*>(a.w + size_t(r) * a.w_row_bytes + kb0 * bytes);
+    for (int64_t i = 0; i < len; i += 64) _mm_prefetch(p + i, _MM_HINT_T1);
+  }
+}
+
 template <GgmlType T>
 void matmul_panels(const MatmulArgs& a, int64_t o0, int64_t o1) {
   thread_local Panel panel;
+  thread_local std::vector<__m512> acc_buf;
+  if (int64_t(acc_buf.size()) < a.n_tokens) acc_buf.resize(size_t(a.n_tokens));
+  const int64_t nb = a.n_in / 32;
+  // Equal chunks of at most kChunk blocks (576 = 18 blocks: 9 + 9, not 16 + 2).
+  const int64_t n_chunks = (nb + kChunk - 1) / kChunk;
+  const int64_t chunk = (nb + n_chunks - 1) / n_chunks;
   for (int64_t o = o0; o < o1; o += 16) {
     const int rows = int(std::min<int64_t>(16, o1 - o));
-    repack_panel<T>(a, o, rows, panel);
-    int64_t t = 0;
-    for (; t + kPanelTokens <= a.n_tokens; t += kPanelTokens)
-      panel_tokens<T, kPanelTokens>(a, panel, o, rows, t);
-    const int64_t rest = a.n_tokens - t;
-    if (rest & 4) panel_tokens<T, 4>(a, panel, o, rows, t), t += 4;
-    if (rest & 2) panel_tokens<T, 2>(a, panel, o, rows, t), t += 2;
-    if (rest & 1) panel_tokens<T, 1>(a, panel, o, rows, t);
+    for (int64_t kb0 = 0; kb0 < nb; kb0 += chunk) {
+      const ChunkPos c{kb0, std::min(nb, kb0 + chunk), kb0 == 0, kb0 + chunk >= nb, acc_buf.data()};
+      prefetch_next_chunk<T>(a, c.kb1 < nb ? o : o + 16, c.kb1 < nb ? c.kb1 : 0, c.kb1 - c.kb0, o1);
+      repack_panel<T>(a, o, rows, c.kb0, c.kb1, panel);
+      int64_t t = 0;
+      for (; t + kPanelTokens <= a.n_tokens; t += kPanelTokens)
+        panel_tokens<T, kPanelTokens>(a, panel, o, rows, t, c);
+      const int64_t rest = a.n_tokens - t;
+      if (rest & 4) panel_tokens<T, 4>(a, panel, o, rows, t, c), t += 4;
+      if (rest & 2) panel_tokens<T, 2>(a, panel, o, rows, t, c), t += 2;
+      if (rest & 1) panel_tokens<T, 1>(a, panel, o, rows, t, c);
+    }
   }
 }
 
