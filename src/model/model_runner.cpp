@@ -212,9 +212,12 @@ const float* ModelRunner::Impl::forward(const ForwardBatch& batch, KvCacheStorag
     seq_begin[s] = T;
     const int32_t n = int32_t(seq.tokens.size());
     for (int32_t i = 0; i < n; ++i) tok_pos[size_t(T + i)] = seq.n_past + i;
-    for (int h = 0; h < c.n_heads; ++h)
-      for (int32_t r0 = 0; r0 < n; r0 += kAttnRowTile)
-        items.push_back({int32_t(s), h, r0, std::min(kAttnRowTile, n - r0)});
+    // Last tiles first: under the causal mask they see the most keys, and handing out the
+    // heaviest items first evens out the threads' finishing times.
+    const int32_t n_tiles = (n + kAttnRowTile - 1) / kAttnRowTile;
+    for (int32_t t = n_tiles - 1; t >= 0; --t)
+      for (int h = 0; h < c.n_heads; ++h)
+        items.push_back({int32_t(s), h, t * kAttnRowTile, std::min(kAttnRowTile, n - t * kAttnRowTile)});
     T += n;
   }
   seq_begin[batch.seqs.size()] = T;
