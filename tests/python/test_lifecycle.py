@@ -97,3 +97,30 @@ def test_graceful_shutdown():
     assert last["choices"][0]["finish_reason"] == "abort"
     assert s.proc.wait(30) == 0
     assert time.time() - t < 15
+
+
+def test_disconnect_while_queued_aborts(wait_idle):
+    # One sequence at a time: b waits behind a; b's client leaves before any token. The
+    # server notices through its keep-alive comments and drops b from the queue.
+    s = Server(SMOLLM2, "--threads", "1", "--max-num-seqs", "1", "--max-model-len", "1024")
+    try:
+        a = requests.post(s.url + "/v1/completions", json=LONG, stream=True, timeout=60)
+        read_events(a, 1)
+        b = requests.post(s.url + "/v1/completions", json=LONG, stream=True, timeout=60)
+        deadline = time.time() + 10
+        while s.metric("kvserve:num_requests_waiting") < 1 and time.time() < deadline:
+            time.sleep(0.02)
+        assert s.metric("kvserve:num_requests_waiting") == 1
+        b.close()
+        t = time.time()
+        while s.metric("kvserve:num_requests_waiting") > 0 and time.time() - t < 10:
+            time.sleep(0.05)
+        assert s.metric("kvserve:num_requests_waiting") == 0
+        assert s.metric("kvserve:num_requests_running") == 1  # a is untouched
+        assert time.time() - t < 5
+        assert s.metric("kvserve:request_success_total", finished_reason="abort") == 1
+        assert len(read_events(a, 5)) == 5
+        a.close()
+        wait_idle(s, timeout=10)
+    finally:
+        s.stop()
