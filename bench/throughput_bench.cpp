@@ -14,9 +14,9 @@
 #include <random>
 #include <string>
 
-#include "common/test_paths.h"
 #include "core/paths.h"
 #include "kvserve/engine.h"
+#include "tokenizer/tokenizer.h"
 
 using namespace kvserve;
 
@@ -96,8 +96,11 @@ bool parse(int argc, char** argv, Args& a) {
 }
 
 void progress(int64_t done, int64_t total, void* user) {
+  static int64_t shown = -1;
   const bool quiet = *static_cast<bool*>(user);
-  if (!quiet) std::fprintf(stderr, "\r  %lld / %lld requests done", (long long)done, (long long)total);
+  if (quiet || done == shown) return;  // once per change, not once per step
+  shown = done;
+  std::fprintf(stderr, "\r  %lld / %lld requests done", (long long)done, (long long)total);
 }
 
 }  // namespace
@@ -109,8 +112,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (a.model.empty()) {
-    a.model = test::smollm2_path();
-    if (!test::file_exists(a.model)) a.model = test::shared_path("models/synth-3m-q8_0.gguf");
+    a.model = default_model_path();
+    if (!std::ifstream(a.model).good()) a.model = shared_dir() + "/models/synth-3m-q8_0.gguf";
   }
   EngineConfig c;
   c.model_path = a.model;
