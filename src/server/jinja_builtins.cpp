@@ -267,6 +267,66 @@ std::string indent(const std::string& in, const std::string& pad, bool first, bo
   return first ? pad + rv : rv;
 }
 
+// One %-conversion: flags, width and precision already parsed.
+Result<std::string> format_one(char conv, const std::string& flags, int width, int precision,
+                               const Value& v) {
+  std::string body;
+  bool numeric = false;
+  switch (conv) {
+    case 's': body = v.to_output(); break;
+    case 'r': body = v.is_string() ? v.repr() : v.to_output(); break;
+    case 'c':
+      if (v.is_string())
+        body = v.as_string();
+      else if (v.is_int())
+        body = std::string(1, static_cast<char>(v.as_int()));
+      else
+        return Error{"%c requires an int or a char"};
+      break;
+    default: {
+      if (!v.is_number() && !v.is_bool())
+        return Error{std::string("%") + conv + " format: a real number is required, not " + v.type_name()};
+      numeric = true;
+      double f = v.is_bool() ? v.as_bool() : v.as_float();
+      std::string spec = "%";
+      for (char c : flags)
+        if (c == '+' || c == ' ' || c == '#') spec += c;
+      char buf[512];
+      if (conv == 'd' || conv == 'i' || conv == 'x' || conv == 'X' || conv == 'o') {
+        long long i = v.is_int() ? v.as_int() : static_cast<long long>(f);
+        spec += conv == 'i' ? std::string("lld") : std::string("ll") + conv;
+        std::snprintf(buf, sizeof buf, spec.c_str(), i);
+      } else if (conv == 'f' || conv == 'F' || conv == 'e' || conv == 'E' || conv == 'g' || conv == 'G') {
+        spec += "." + std::to_string(precision < 0 ? 6 : std::min(precision, 100)) + conv;
+        std::snprintf(buf, sizeof buf, spec.c_str(), f);
+      } else {
+        return Error{std::string("unsupported format character '") + conv + "'"};
+      }
+      body = buf;
+    }
+  }
+  if (!numeric && precision >= 0 && conv != 'c') {
+    std::vector<std::string> chars = utf8_chars(body);
+    if (static_cast<size_t>(precision) < chars.size()) {
+      body.clear();
+      for (int i = 0; i < precision; ++i) body += chars[i];
+    }
+  }
+  size_t len = utf8_length(body);
+  if (width > 0 && len < static_cast<size_t>(width)) {
+    size_t pad = std::min<size_t>(width - len, 4096);
+    if (flags.find('-') != std::string::npos) {
+      body.append(pad, ' ');
+    } else if (numeric && flags.find('0') != std::string::npos) {
+      size_t sign = (!body.empty() && (body[0] == '-' || body[0] == '+' || body[0] == ' ')) ? 1 : 0;
+      body.insert(sign, pad, '0');
+    } else {
+      body.insert(0, pad, ' ');
+    }
+  }
+  return body;
+}
+
 using FilterFn = std::function<Result<Value>(const Value&, const CallArgs&)>;
 
 const std::unordered_map<std::string, FilterFn>& filters() {
@@ -526,6 +586,15 @@ const std::unordered_map<std::string, FilterFn>& filters() {
       }
       return total;
     };
+    f["format"] = [](const Value& v, const CallArgs& a) -> Result<Value> {
+      if (!a.keyword.empty()) {
+        if (!a.positional.empty()) return Error{"format: positional and keyword arguments cannot be mixed"};
+        Object o;
+        for (const auto& [k, x] : a.keyword) o.set(k, x);
+        return percent_format(v.to_output(), Value(std::move(o)));
+      }
+      return percent_format(v.to_output(), Value(a.positional));
+    };
     f["attr"] = [](const Value& v, const CallArgs& a) -> Result<Value> {
       const Value* name = arg(a, 0, "name");
       if (!name || !v.is_object()) return Value();
@@ -756,6 +825,54 @@ Result<Value> array_method(Array& arr, const std::string& name, const CallArgs& 
 }
 
 }  // namespace
+
+Result<Value> percent_format(const std::string& fmt, const Value& args) {
+  Array positional = args.is_array() ? args.array() : Array{args};
+  size_t next = 0;
+  std::string out;
+  for (size_t i = 0; i < fmt.size(); ++i) {
+    if (fmt[i] != '%') {
+      out += fmt[i];
+      continue;
+    }
+    if (++i >= fmt.size()) return Error{"incomplete format"};
+    if (fmt[i] == '%') {
+      out += '%';
+      continue;
+    }
+    const Value* value = nullptr;
+    if (fmt[i] == '(') {  // %(key)s
+      size_t close = fmt.find(')', i);
+      if (close == std::string::npos) return Error{"incomplete format key"};
+      if (!args.is_object()) return Error{"format requires a mapping"};
+      value = args.object().find(fmt.substr(i + 1, close - i - 1));
+      if (!value) return Error{"format: missing key '" + fmt.substr(i + 1, close - i - 1) + "'"};
+      i = close + 1;
+    }
+    std::string flags;
+    while (i < fmt.size() && std::string("-+ #0").find(fmt[i]) != std::string::npos) flags += fmt[i++];
+    int width = 0, precision = -1;
+    while (i < fmt.size() && std::isdigit(static_cast<unsigned char>(fmt[i])))
+      width = std::min(width * 10 + (fmt[i++] - '0'), 100000);
+    if (i < fmt.size() && fmt[i] == '.') {
+      precision = 0;
+      ++i;
+      while (i < fmt.size() && std::isdigit(static_cast<unsigned char>(fmt[i])))
+        precision = std::min(precision * 10 + (fmt[i++] - '0'), 100000);
+    }
+    if (i >= fmt.size()) return Error{"incomplete format"};
+    if (!value) {
+      if (next >= positional.size()) return Error{"not enough arguments for format string"};
+      value = &positional[next++];
+    }
+    auto piece = format_one(fmt[i], flags, width, precision, *value);
+    if (!piece) return piece.error();
+    out += *piece;
+  }
+  if (!args.is_object() && next < positional.size())
+    return Error{"not all arguments converted during string formatting"};
+  return Value(std::move(out));
+}
 
 Result<Array> iterate(const Value& v) {
   switch (v.kind()) {

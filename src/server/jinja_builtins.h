@@ -18,6 +18,10 @@ Result<bool> apply_test(const std::string& name, const Value& operand, const Cal
 Result<Value> call_method(const Value& obj, const std::string& name, const CallArgs& args);
 // The values a Python for loop would visit: list items, dict keys, string characters.
 Result<Array> iterate(const Value& v);
+// Python's `fmt % args` (the `format` filter and the string `%` operator): %s %r %d %i
+// %f %e %g %x %o %c %% with flags, width, precision, and %(key)s for a mapping argument.
+// An array argument is taken as the tuple of positional values.
+Result<Value> percent_format(const std::string& fmt, const Value& args);
 // range, namespace, dict, raise_exception, strftime_now.
 void add_global_functions(Object& globals);
 

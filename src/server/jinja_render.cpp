@@ -619,6 +619,11 @@ class Renderer {
       if (!c) return located(e.line, c.error());
       return Value(*c == (op == "in"));
     }
+    if (op == "%" && a->is_string()) {  // Python string formatting: '%s=%d' % (k, v)
+      auto r = percent_format(a->as_string(), *b);
+      if (!r) return located(e.line, r.error());
+      return r;
+    }
     auto r = arithmetic(op, *a, *b);
     if (!r) return located(e.line, r.error());
     return r;

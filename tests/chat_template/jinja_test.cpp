@@ -187,6 +187,14 @@ const Case kCases[] = {
     {"loop_cycle", "{% for x in range(4) %}{{ loop.cycle('a', 'b') }}{% endfor %}", R"({})", "abab"},
     {"str_multiply_and_join_attr", "{{ '-' * 3 }}{{ ms | join('/', attribute='n') }}",
      R"({"ms": [{"n": 1}, {"n": 2}]})", "---1/2"},
+    {"format_filter",
+     "{{ '%s=%d' | format('k', 3) }}|{{ '%5.2f|%-4s|%04d|%x|%r|%%' | format(3.14159, 'ab', 42, 255, 'q') "
+     "}}|{{ '%(a)s-%(b)s' | format(a=1, b='x') }}",
+     R"({})", "k=3| 3.14|ab  |0042|ff|'q'|%|1-x"},
+    {"percent_operator",
+     "{{ '%s and %s' % ('a', 'b') }}|{{ '%d%%' % 50 }}|{{ '%.1e' % 12345.678 }}|{{ '%+d' % 5 }}|{{ '%3s|' % "
+     "'é' }}",
+     R"({})", "a and b|50%|1.2e+04|+5|  é|"},
 };
 
 TEST(Jinja, MatchesReferenceJinja2) {
