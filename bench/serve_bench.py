@@ -20,6 +20,7 @@ import math
 import random
 import sys
 import time
+import urllib.request
 
 import openai
 
@@ -81,8 +82,24 @@ async def one_request(client, args, model, prompt, rec):
             rec["tpot"] = (chunk_times[-1] - chunk_times[0]) / (n - 1)
 
 
+def wait_ready(base_url, timeout):
+    """Polls /health until the server answers (it may still be loading the model)."""
+    deadline = time.time() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(base_url.rstrip("/") + "/health", timeout=5) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.time() > deadline:
+            raise SystemExit(f"{base_url} not ready after {timeout} s")
+        time.sleep(0.2)
+
+
 async def run(args):
     rng = random.Random(args.seed)
+    wait_ready(args.base_url, args.wait_ready)
     async with openai.AsyncOpenAI(base_url=args.base_url.rstrip("/") + "/v1", api_key=args.api_key or "none",
                                   max_retries=0, timeout=args.timeout) as client:
         model = args.model
@@ -170,6 +187,7 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=600.0)
     ap.add_argument("--output", default="", help="write the results as JSON here")
+    ap.add_argument("--wait-ready", type=float, default=120.0, help="seconds to wait for /health first")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()
     res = asyncio.run(run(args))
