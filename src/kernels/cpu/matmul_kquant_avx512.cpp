@@ -1,6 +1,6 @@
 // AVX-512 kernels for Q4_K, Q5_K and Q6_K weights against Q8_K activations. Each
 // 256-element super-block is unpacked to unsigned bytes once per row and dotted with up
-// to 4 tokens: vpmaddubsw makes int16 pair sums (no saturation: weights < 64), vpdpwssd
+// to 8 tokens: vpmaddubsw makes int16 pair sums (no saturation: weights < 64), vpdpwssd
 // applies the sub-block scales in int32, and the mins / Q6_K's offset of 32 come from
 // the activations' per-16 sums (bsums). Q2_K and Q3_K use the scalar kernel.
 #include <immintrin.h>
@@ -136,31 +136,40 @@ void q6k_row(const MatmulArgs& a, int64_t o, int64_t t0) {
   for (int t = 0; t < NT; ++t) a.y[(t0 + t) * a.ldy + o] = _mm512_reduce_add_ps(acc[t]);
 }
 
-template <
-    void (*Row1)(const MatmulArgs&, int64_t, int64_t), void (*Row2)(const MatmulArgs&, int64_t, int64_t),
-    void (*Row3)(const MatmulArgs&, int64_t, int64_t), void (*Row4)(const MatmulArgs&, int64_t, int64_t)>
+// Runs Row<NT>::run(a, o, t) over every row and token, tokens in tiles of 8, then 4, 2,
+// 1: each unpacked super-block serves a whole tile.
+template <template <int> class Row>
 void rows_by_token_tiles(const MatmulArgs& a, int64_t o0, int64_t o1) {
   for (int64_t o = o0; o < o1; ++o) {
     int64_t t = 0;
-    for (; t + 4 <= a.n_tokens; t += 4) Row4(a, o, t);
-    switch (a.n_tokens - t) {
-      case 3: Row3(a, o, t); break;
-      case 2: Row2(a, o, t); break;
-      case 1: Row1(a, o, t); break;
-      default: break;
-    }
+    for (; t + 8 <= a.n_tokens; t += 8) Row<8>::run(a, o, t);
+    const int64_t rest = a.n_tokens - t;
+    if (rest & 4) Row<4>::run(a, o, t), t += 4;
+    if (rest & 2) Row<2>::run(a, o, t), t += 2;
+    if (rest & 1) Row<1>::run(a, o, t);
   }
 }
+
+template <bool kHigh>
+struct K45 {
+  template <int NT>
+  struct Row {
+    static void run(const MatmulArgs& a, int64_t o, int64_t t) { k45_row<kHigh, NT>(a, o, t); }
+  };
+};
+
+template <int NT>
+struct Q6K {
+  static void run(const MatmulArgs& a, int64_t o, int64_t t) { q6k_row<NT>(a, o, t); }
+};
 
 }  // namespace
 
 MatmulRangeFn matmul_kquant_fn_avx512(GgmlType type) {
   switch (type) {
-    case GgmlType::Q4_K:
-      return rows_by_token_tiles<k45_row<false, 1>, k45_row<false, 2>, k45_row<false, 3>, k45_row<false, 4>>;
-    case GgmlType::Q5_K:
-      return rows_by_token_tiles<k45_row<true, 1>, k45_row<true, 2>, k45_row<true, 3>, k45_row<true, 4>>;
-    case GgmlType::Q6_K: return rows_by_token_tiles<q6k_row<1>, q6k_row<2>, q6k_row<3>, q6k_row<4>>;
+    case GgmlType::Q4_K: return rows_by_token_tiles<K45<false>::Row>;
+    case GgmlType::Q5_K: return rows_by_token_tiles<K45<true>::Row>;
+    case GgmlType::Q6_K: return rows_by_token_tiles<Q6K>;
     default: return nullptr;
   }
 }
