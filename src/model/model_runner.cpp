@@ -45,7 +45,7 @@ constexpr int64_t kMinParallelAttn = 1 << 16;    // attention multiply-adds wort
 
 struct AttnItem {
   int32_t seq;   // index in the batch
-  int32_t head;  // query head
+  int32_t head;  // query head / attn_group
   int32_t row0;  // first new-token row of the sequence in this item
   int32_t rows;
 };
@@ -89,6 +89,7 @@ struct ModelRunner::Impl {
   std::vector<int32_t> seq_begin;    // [max_seqs + 1] first stacked row of each sequence
   std::vector<AttnItem> items;       // attention work list, capacity fixed at construction
   int n_tokens = 0;
+  int attn_group = 1;  // query heads per attention work item (this step)
 };
 
 ModelRunner::Impl::Impl(const Model& m, const RunnerOptions& o)
@@ -163,12 +164,13 @@ void ModelRunner::Impl::attention_layer(const ForwardBatch& batch, int layer, Kv
     }
   }
 
-  // Attention over (sequence, head, row tile), handed out dynamically: causal prefill
-  // tiles differ in cost.
+  // Attention over (sequence, head or KV-head group, row tile), handed out dynamically:
+  // causal prefill tiles differ in cost.
   const float* k_base = kv.k_block(layer, 0);
   const float* v_base = kv.v_block(layer, 0);
   const float scale = 1.0f / std::sqrt(float(hd));
   const int group = c.n_heads / c.n_kv_heads;
+  const int n_group = attn_group;
   int64_t work = 0;  // multiply-adds of q.k and p.v, roughly
   for (size_t s = 0; s < batch.seqs.size(); ++s) {
     const int64_t n = seq_begin[s + 1] - seq_begin[s];
@@ -180,7 +182,8 @@ void ModelRunner::Impl::attention_layer(const ForwardBatch& batch, int layer, Kv
          i = next.fetch_add(1, std::memory_order_relaxed)) {
       const AttnItem& it = items[i];
       const SeqSlice& seq = batch.seqs[size_t(it.seq)];
-      const int kvh = it.head / group;
+      const int head = it.head * n_group;  // first query head of the item
+      const int kvh = head / group;
       PagedKvHead pk;
       pk.k = k_base + kvh * head_stride;
       pk.v = v_base + kvh * head_stride;
@@ -188,9 +191,9 @@ void ModelRunner::Impl::attention_layer(const ForwardBatch& batch, int layer, Kv
       pk.block_table = seq.block_table.data();
       pk.block_size = kc.block_size;
       const int64_t row = seq_begin[size_t(it.seq)] + it.row0;
-      attention_paged(q.get() + row * c.q_dim() + int64_t(it.head) * hd, c.q_dim(), it.rows,
-                      seq.n_past + it.row0, pk, hd, scale,
-                      att.get() + row * c.q_dim() + int64_t(it.head) * hd, c.q_dim());
+      attention_paged(q.get() + row * c.q_dim() + int64_t(head) * hd, c.q_dim(), it.rows, n_group,
+                      seq.n_past + it.row0, pk, hd, scale, att.get() + row * c.q_dim() + int64_t(head) * hd,
+                      c.q_dim());
     }
   };
   if (work < kMinParallelAttn || pool.size() == 1)
@@ -204,6 +207,15 @@ const float* ModelRunner::Impl::forward(const ForwardBatch& batch, KvCacheStorag
   const int dim = c.dim, qd = c.q_dim(), kvd = c.kv_dim(), hd = c.head_dim, ffn = c.ffn_dim;
   const float eps = c.norm_eps;
 
+  // Query heads sharing a KV head are attended together (each K/V block read once for
+  // the group) unless that would leave too few work items to occupy the threads.
+  const int group = c.n_heads / c.n_kv_heads;
+  int64_t n_tiles = 0;
+  for (const SeqSlice& seq : batch.seqs)
+    n_tiles += (int64_t(seq.tokens.size()) + kAttnRowTile - 1) / kAttnRowTile;
+  attn_group = group > 1 && (pool.size() == 1 || n_tiles * c.n_kv_heads >= 2 * pool.size()) ? group : 1;
+  const int n_units = c.n_heads / attn_group;  // work items per tile: KV heads or query heads
+
   // Stack the new tokens: embeddings, positions, RoPE tables, attention work items.
   int32_t T = 0;
   items.clear();
@@ -216,7 +228,7 @@ const float* ModelRunner::Impl::forward(const ForwardBatch& batch, KvCacheStorag
     // heaviest items first evens out the threads' finishing times.
     const int32_t n_tiles = (n + kAttnRowTile - 1) / kAttnRowTile;
     for (int32_t t = n_tiles - 1; t >= 0; --t)
-      for (int h = 0; h < c.n_heads; ++h)
+      for (int h = 0; h < n_units; ++h)
         items.push_back({int32_t(s), h, t * kAttnRowTile, std::min(kAttnRowTile, n - t * kAttnRowTile)});
     T += n;
   }

@@ -83,22 +83,37 @@ void run_case(const Case& c, uint32_t seed) {
   naive_attention(q, k, v, c, scale, ref);
 
   const int group = c.n_heads / c.n_kv_heads;
-  for (int variant = 0; variant < 2; ++variant) {
+  const int64_t stride = int64_t(c.n_heads) * hd;
+  auto head_kv = [&](int kvh) {
+    PagedKvHead kv;
+    kv.k = kpool.data() + int64_t(kvh) * c.block_size * hd;
+    kv.v = vpool.data() + int64_t(kvh) * c.block_size * hd;
+    kv.block_stride = block_stride;
+    kv.block_table = table.data();
+    kv.block_size = c.block_size;
+    return kv;
+  };
+  std::vector<float> first;
+  // Variants: scalar and dispatched ISA, each one query head at a time and grouped by KV
+  // head (GQA): the grouped call must give bit-identical rows.
+  for (int variant = 0; variant < 4; ++variant) {
+    auto fn = variant % 2 == 0 ? attention_paged_scalar : attention_paged;
+    const bool grouped = variant >= 2;
     std::vector<float> out(q.size(), -1.0f);
-    const int64_t stride = int64_t(c.n_heads) * hd;
-    for (int h = 0; h < c.n_heads; ++h) {
-      PagedKvHead kv;
-      kv.k = kpool.data() + int64_t(h / group) * c.block_size * hd;
-      kv.v = vpool.data() + int64_t(h / group) * c.block_size * hd;
-      kv.block_stride = block_stride;
-      kv.block_table = table.data();
-      kv.block_size = c.block_size;
-      auto fn = variant == 0 ? attention_paged_scalar : attention_paged;
-      fn(q.data() + h * hd, stride, c.n_rows, c.n_past, kv, hd, scale, out.data() + h * hd, stride);
+    if (grouped) {
+      for (int kvh = 0; kvh < c.n_kv_heads; ++kvh)
+        fn(q.data() + kvh * group * hd, stride, c.n_rows, group, c.n_past, head_kv(kvh), hd, scale,
+           out.data() + kvh * group * hd, stride);
+    } else {
+      for (int h = 0; h < c.n_heads; ++h)
+        fn(q.data() + h * hd, stride, c.n_rows, 1, c.n_past, head_kv(h / group), hd, scale,
+           out.data() + h * hd, stride);
     }
     for (size_t i = 0; i < out.size(); ++i)
       ASSERT_NEAR(out[i], ref[i], 2e-5 * (1.0 + std::abs(ref[i])))
-          << (variant ? "dispatched" : "scalar") << " at " << i;
+          << (variant % 2 ? "dispatched" : "scalar") << (grouped ? " grouped" : "") << " at " << i;
+    if (variant == 1) first = out;
+    if (variant == 3) ASSERT_EQ(out, first) << "grouping changed the dispatched kernel's results";
   }
 }
 

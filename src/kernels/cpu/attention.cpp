@@ -6,9 +6,9 @@
 namespace kvserve {
 
 // Defined in attention_avx2.cpp / attention_avx512.cpp (compiled for those ISAs).
-void attention_paged_avx2(const float* q, int64_t q_stride, int n_rows, int64_t n_past, const PagedKvHead& kv,
-                          int head_dim, float scale, float* out, int64_t out_stride);
-void attention_paged_avx512(const float* q, int64_t q_stride, int n_rows, int64_t n_past,
+void attention_paged_avx2(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
+                          const PagedKvHead& kv, int head_dim, float scale, float* out, int64_t out_stride);
+void attention_paged_avx512(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
                             const PagedKvHead& kv, int head_dim, float scale, float* out, int64_t out_stride);
 
 namespace {
@@ -26,7 +26,7 @@ struct ScalarOps {
   }
 };
 
-using AttentionFn = void (*)(const float*, int64_t, int, int64_t, const PagedKvHead&, int, float, float*,
+using AttentionFn = void (*)(const float*, int64_t, int, int, int64_t, const PagedKvHead&, int, float, float*,
                              int64_t);
 
 AttentionFn pick() {
@@ -38,17 +38,17 @@ AttentionFn pick() {
 }
 }  // namespace
 
-void attention_paged_scalar(const float* q, int64_t q_stride, int n_rows, int64_t n_past,
+void attention_paged_scalar(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
                             const PagedKvHead& kv, int head_dim, float scale, float* out,
                             int64_t out_stride) {
-  attention_detail::attention_paged_impl<ScalarOps>(q, q_stride, n_rows, n_past, kv, head_dim, scale, out,
-                                                    out_stride);
+  attention_detail::attention_paged_impl<ScalarOps>(q, q_stride, n_rows, n_group, n_past, kv, head_dim, scale,
+                                                    out, out_stride);
 }
 
-void attention_paged(const float* q, int64_t q_stride, int n_rows, int64_t n_past, const PagedKvHead& kv,
-                     int head_dim, float scale, float* out, int64_t out_stride) {
+void attention_paged(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
+                     const PagedKvHead& kv, int head_dim, float scale, float* out, int64_t out_stride) {
   static const AttentionFn fn = pick();
-  fn(q, q_stride, n_rows, n_past, kv, head_dim, scale, out, out_stride);
+  fn(q, q_stride, n_rows, n_group, n_past, kv, head_dim, scale, out, out_stride);
 }
 
 }  // namespace kvserve

@@ -19,14 +19,16 @@ struct PagedKvHead {
   int block_size = 0;
 };
 
-// q: n_rows query rows of head_dim floats, row r at q + r * q_stride, at position
-// n_past + r; it attends to the keys at positions 0 .. n_past + r (all must be in the
-// cache). out: row r at out + r * out_stride (head_dim floats).
-void attention_paged(const float* q, int64_t q_stride, int n_rows, int64_t n_past, const PagedKvHead& kv,
-                     int head_dim, float scale, float* out, int64_t out_stride);
+// Queries of n_rows tokens for the n_group query heads that share this KV head (GQA;
+// 1 = one head): token r, group head g at q + r * q_stride + g * head_dim (head_dim
+// floats), at position n_past + r; it attends to the keys at positions 0 .. n_past + r
+// (all must be in the cache). out: likewise at out + r * out_stride + g * head_dim.
+// Grouping reads each K/V block once for the whole group; results do not depend on it.
+void attention_paged(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
+                     const PagedKvHead& kv, int head_dim, float scale, float* out, int64_t out_stride);
 
 // The plain scalar version, the reference the dispatched one is tested against.
-void attention_paged_scalar(const float* q, int64_t q_stride, int n_rows, int64_t n_past,
+void attention_paged_scalar(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
                             const PagedKvHead& kv, int head_dim, float scale, float* out, int64_t out_stride);
 
 }  // namespace kvserve

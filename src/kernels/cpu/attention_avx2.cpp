@@ -38,10 +38,10 @@ struct Avx2Ops {
 };
 }  // namespace
 
-void attention_paged_avx2(const float* q, int64_t q_stride, int n_rows, int64_t n_past, const PagedKvHead& kv,
-                          int head_dim, float scale, float* out, int64_t out_stride) {
-  attention_detail::attention_paged_impl<Avx2Ops>(q, q_stride, n_rows, n_past, kv, head_dim, scale, out,
-                                                  out_stride);
+void attention_paged_avx2(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
+                          const PagedKvHead& kv, int head_dim, float scale, float* out, int64_t out_stride) {
+  attention_detail::attention_paged_impl<Avx2Ops>(q, q_stride, n_rows, n_group, n_past, kv, head_dim, scale,
+                                                  out, out_stride);
 }
 
 }  // namespace kvserve
