@@ -164,6 +164,29 @@ TEST(Engine, GreedyStoryMatchesReference) {
   EXPECT_STREQ(outs[0].completions[0].finish_reason_name(), "length");
 }
 
+TEST(Engine, StopStringsAndStopTokensEndGeneration) {
+  auto e = make("stories260K.gguf", base_config());
+  GenerateInput in;
+  in.prompt = "Once upon a time";
+  SamplingParams p;
+  p.temperature = 0;
+  p.max_tokens = 40;
+  p.stop = {"Lily"};
+  auto outs = generate(*e, std::span(&in, 1), p);
+  EXPECT_EQ(outs[0].completions[0].text, ", there was a little girl named ");
+  EXPECT_STREQ(outs[0].completions[0].finish_reason_name(), "stop");
+  // The same continuation's 3rd token as a stop token id: generation ends right there.
+  SamplingParams q;
+  q.temperature = 0;
+  q.max_tokens = 40;
+  auto full = generate(*e, std::span(&in, 1), q)[0].completions[0].token_ids;
+  q.stop_token_ids = {full[2]};
+  auto cut = generate(*e, std::span(&in, 1), q)[0].completions[0];
+  EXPECT_EQ(cut.token_ids, std::vector<int32_t>(full.begin(), full.begin() + 3));
+  EXPECT_STREQ(cut.finish_reason_name(), "stop");
+  EXPECT_EQ(e->stats().blocks_used, 0);
+}
+
 TEST(Engine, AbortInPrefillAndDecodeReleasesEverything) {
   EngineConfig c = base_config();
   c.max_num_batched_tokens = 16;
@@ -255,6 +278,41 @@ TEST(Engine, ParallelSamplesShareThePromptAndCopyOnWrite) {
     }
   }
   EXPECT_GT(distinct, 0);
+}
+
+TEST(Engine, ForkedSamplesSurvivePreemption) {
+  // Seeded n = 3 / best_of = 3 requests give the same completions in a roomy cache and in
+  // one so small that forks are preempted and recomputed: a recomputed fork keeps its
+  // tokens and its RNG stream, and copy-on-write never lets siblings disturb each other.
+  std::vector<GenerateInput> inputs(6);
+  std::vector<SamplingParams> params(6);
+  for (int i = 0; i < 6; ++i) {
+    inputs[i].token_ids = {1};
+    for (int k = 0; k < 20 + 7 * i; ++k) inputs[i].token_ids.push_back(3 + (k * 31 + i * 7) % 500);
+    params[i].temperature = 0.8f;
+    params[i].seed = uint64_t(100 + i);
+    params[i].max_tokens = 30;
+    params[i].ignore_eos = true;
+    params[i].n = i % 2 ? 3 : 2;
+    params[i].best_of = i % 3 == 0 ? 3 : 0;
+  }
+  std::vector<std::vector<GenerateOutput>> runs;
+  int64_t preemptions = 0;
+  for (int blocks : {512, 12}) {
+    EngineConfig c = base_config();
+    c.num_kv_blocks = blocks;
+    auto e = make("stories260K.gguf", c);
+    GenerateStats st;
+    runs.push_back(generate(*e, inputs, SamplingParams{}, &st, params));
+    preemptions = st.preemptions;
+    EXPECT_EQ(e->stats().blocks_used, 0);
+  }
+  EXPECT_GT(preemptions, 5);
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    ASSERT_EQ(runs[0][i].completions.size(), size_t(params[i].n));
+    for (size_t k = 0; k < runs[0][i].completions.size(); ++k)
+      EXPECT_EQ(runs[0][i].completions[k].token_ids, runs[1][i].completions[k].token_ids) << i << "/" << k;
+  }
 }
 
 TEST(Engine, BestOfReturnsTheMostLikelyOfItsCandidates) {
