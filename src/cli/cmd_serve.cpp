@@ -103,6 +103,8 @@ int run_serve(const ServeOpts& o) {
     return chat->render(m, add_generation_prompt, bos, eos);
   };
 
+  if (o.api_key.empty() && o.host != "127.0.0.1" && o.host != "localhost" && o.host != "::1")
+    log_warn("listening on {} without --api-key: anyone who can reach it can use the model", o.host);
   server::HttpServer http(backend, so);
   if (auto st = http.bind(); !st) {
     std::fprintf(stderr, "kvserve serve: %s\n", st.error().message.c_str());
