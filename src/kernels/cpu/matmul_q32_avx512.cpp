@@ -79,57 +79,74 @@ inline void load_scales16(const uint8_t* blk, __mmask16 mask, __m512& d, __m512&
   if constexpr (L.m >= 0) m = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(g, 16)));
 }
 
-// y[t, o] for one row o and NT tokens starting at t0.
-template <GgmlType T, int NT>
-void direct_row(const MatmulArgs& a, int64_t o, int64_t t0) {
+// y[t, o..o+R) for R rows from o and NT tokens from t0. Several rows (for one token) or
+// tokens keep R * NT independent accumulation chains in flight.
+template <GgmlType T, int R, int NT>
+void direct_rows(const MatmulArgs& a, int64_t o, int64_t t0) {
   constexpr Q32Layout L = kLayout<T>;
   const int64_t nb = a.n_in / 32;
-  const uint8_t* row = a.w + size_t(o) * a.w_row_bytes;
-  __m512 acc[NT];
-  for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+  const uint8_t* row[R];
+  for (int r = 0; r < R; ++r) row[r] = a.w + size_t(o + r) * a.w_row_bytes;
+  __m512 acc[R][NT];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_setzero_ps();
   for (int64_t bb = 0; bb < nb; bb += 16) {
     const int n = int(std::min<int64_t>(16, nb - bb));
     const __mmask16 mask = __mmask16((1u << n) - 1);
-    __m512 dw, mw;
-    load_scales16<T>(row + bb * L.bytes, mask, dw, mw);
-    __m512 sc[NT];
-    for (int t = 0; t < NT; ++t) {
-      const int64_t xo = (t0 + t) * nb + bb;
-      sc[t] = _mm512_mul_ps(dw, _mm512_maskz_loadu_ps(mask, a.xd + xo));
-      if constexpr (T == GgmlType::Q4_1 || T == GgmlType::Q5_1)
-        acc[t] = _mm512_fmadd_ps(mw, _mm512_maskz_loadu_ps(mask, a.xs + xo), acc[t]);
-      else
-        acc[t] =
-            _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(mask, a.xcorr + xo)), sc[t], acc[t]);
+    __m512 sc[R][NT];
+    for (int r = 0; r < R; ++r) {
+      __m512 dw, mw;
+      load_scales16<T>(row[r] + bb * L.bytes, mask, dw, mw);
+      for (int t = 0; t < NT; ++t) {
+        const int64_t xo = (t0 + t) * nb + bb;
+        sc[r][t] = _mm512_mul_ps(dw, _mm512_maskz_loadu_ps(mask, a.xd + xo));
+        if constexpr (T == GgmlType::Q4_1 || T == GgmlType::Q5_1)
+          acc[r][t] = _mm512_fmadd_ps(mw, _mm512_maskz_loadu_ps(mask, a.xs + xo), acc[r][t]);
+        else
+          acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(mask, a.xcorr + xo)),
+                                      sc[r][t], acc[r][t]);
+      }
     }
     for (int j = 0; j < n; j += 2) {
       const bool two = j + 1 < n;
-      const __m512i wv = unpack2<T>(row + (bb + j) * L.bytes, two);
       // Lanes 0-7 take block j's scale, lanes 8-15 block j + 1's.
       const __m512i perm =
           _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi32(j)), _mm256_set1_epi32(j + 1), 1);
+      __m512i xv[NT];
       for (int t = 0; t < NT; ++t) {
         const int8_t* xq = a.xq + (t0 + t) * a.n_in + (bb + j) * 32;
-        const __m512i xv =
-            two ? _mm512_loadu_si512(xq)
-                : _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq)));
-        const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv, xv);
-        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_permutexvar_ps(perm, sc[t]), acc[t]);
+        xv[t] = two ? _mm512_loadu_si512(xq)
+                    : _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq)));
+      }
+      for (int r = 0; r < R; ++r) {
+        const __m512i wv = unpack2<T>(row[r] + (bb + j) * L.bytes, two);
+        for (int t = 0; t < NT; ++t) {
+          const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv, xv[t]);
+          acc[r][t] =
+              _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_permutexvar_ps(perm, sc[r][t]), acc[r][t]);
+        }
       }
     }
   }
-  for (int t = 0; t < NT; ++t) a.y[(t0 + t) * a.ldy + o] = _mm512_reduce_add_ps(acc[t]);
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < NT; ++t) a.y[(t0 + t) * a.ldy + o + r] = _mm512_reduce_add_ps(acc[r][t]);
 }
 
 template <GgmlType T>
 void matmul_direct(const MatmulArgs& a, int64_t o0, int64_t o1) {
+  if (a.n_tokens == 1) {  // decode: 4 rows at a time
+    int64_t o = o0;
+    for (; o + 4 <= o1; o += 4) direct_rows<T, 4, 1>(a, o, 0);
+    for (; o < o1; ++o) direct_rows<T, 1, 1>(a, o, 0);
+    return;
+  }
   for (int64_t o = o0; o < o1; ++o) {
     int64_t t = 0;
-    for (; t + 4 <= a.n_tokens; t += 4) direct_row<T, 4>(a, o, t);
+    for (; t + 4 <= a.n_tokens; t += 4) direct_rows<T, 1, 4>(a, o, t);
     switch (a.n_tokens - t) {
-      case 3: direct_row<T, 3>(a, o, t); break;
-      case 2: direct_row<T, 2>(a, o, t); break;
-      case 1: direct_row<T, 1>(a, o, t); break;
+      case 3: direct_rows<T, 1, 3>(a, o, t); break;
+      case 2: direct_rows<T, 1, 2>(a, o, t); break;
+      case 1: direct_rows<T, 1, 1>(a, o, t); break;
       default: break;
     }
   }
