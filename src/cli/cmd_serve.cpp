@@ -5,6 +5,7 @@
 
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -115,11 +116,20 @@ int run_serve(const ServeOpts& o) {
               http.port());
   std::fflush(stdout);
 
+  // The first SIGINT/SIGTERM starts a graceful shutdown; a second one exits at once.
+  // SIGUSR1 comes from this function when the server has stopped.
   std::thread waiter([&] {
     int sig = 0;
     sigwait(&sigs, &sig);
-    if (sig != SIGUSR1) log_info("signal {}: shutting down", sig);
-    http.shutdown();
+    if (sig == SIGUSR1) return;
+    log_info("signal {}: shutting down (again to exit now)", sig);
+    std::thread shutter([&] { http.shutdown(); });
+    sigwait(&sigs, &sig);
+    if (sig != SIGUSR1) {
+      log_warn("signal {}: exiting without finishing", sig);
+      std::_Exit(1);
+    }
+    shutter.join();
   });
   bool ok = http.run();
   pthread_kill(waiter.native_handle(), SIGUSR1);  // no-op if it already returned
