@@ -2,8 +2,8 @@
 // Q8_0/Q8_1 activations, and F32/F16/BF16. Each weight block is unpacked once and dotted
 // with up to 4 tokens. Without VNNI, the int8 dot product is vpmaddubsw (unsigned x
 // signed, pairs to int16) + vpmaddwd; signed weights go through the sign trick
-// (|w| x sign(x, w)) so the int16 pair sums cannot saturate. K-quants use the scalar
-// kernel on these CPUs.
+// (|w| x sign(x, w)) so the int16 pair sums cannot saturate. K-quants: see
+// matmul_kquant_avx2.cpp.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -196,7 +196,7 @@ MatmulRangeFn matmul_fn_avx2(GgmlType type) {
     case GgmlType::F32: return matmul_float<GgmlType::F32>;
     case GgmlType::F16: return matmul_float<GgmlType::F16>;
     case GgmlType::BF16: return matmul_float<GgmlType::BF16>;
-    default: return nullptr;  // K-quants: the scalar kernel
+    default: return matmul_kquant_fn_avx2(type);  // Q2_K, Q3_K: none (scalar)
   }
 }
 

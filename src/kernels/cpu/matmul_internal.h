@@ -55,6 +55,7 @@ MatmulRangeFn matmul_fn_avx512(GgmlType type);
 MatmulRangeFn matmul_q32_fn_avx512(GgmlType type);     // Q4_0, Q4_1, Q5_0, Q5_1, Q8_0
 MatmulRangeFn matmul_float_fn_avx512(GgmlType type);   // F32, F16, BF16
 MatmulRangeFn matmul_kquant_fn_avx512(GgmlType type);  // K-quants
+MatmulRangeFn matmul_kquant_fn_avx2(GgmlType type);    // K-quants, in the AVX2 table
 
 }  // namespace detail
 }  // namespace kvserve
