@@ -145,8 +145,12 @@ TEST_P(EngineEquivalence, BatchedChunkedCachedAndPreemptedEqualAlone) {
   }
 }
 
+// Not q8_0 / q4_0 yet: their AVX-512 matmul takes a different path below 12 tokens
+// (direct) than above (repacked panels), and the two differ by ~0.04 in the logits, so
+// the chunking of a prompt changes greedy outputs of these random-weight models.
 INSTANTIATE_TEST_SUITE_P(Models, EngineEquivalence,
-                         ::testing::Values("stories260K.gguf", "synth-3m-f32.gguf", "synth-3m-f16.gguf"));
+                         ::testing::Values("stories260K.gguf", "synth-3m-f32.gguf", "synth-3m-f16.gguf",
+                                           "synth-3m-q4_k_m.gguf"));
 
 TEST(Engine, GreedyStoryMatchesReference) {
   auto e = make("stories260K.gguf", base_config());
