@@ -2,6 +2,7 @@
 #include "server/generation.h"
 
 #include <algorithm>
+#include <cassert>
 
 #include "tokenizer/tokenizer.h"
 
@@ -147,6 +148,7 @@ void Generation::record_finish(Choice& c, Clock::time_point at) {
 
 void Generation::apply(Event& ev, std::string* out) {
   GenDelta& d = ev.delta;
+  assert(d.index >= 0 && d.index < n_per_prompt_);
   Choice& c = choices_[size_t(ev.prompt * n_per_prompt_ + d.index)];
   PromptState& ps = prompt_state_[size_t(ev.prompt)];
   const bool chat = req_.kind == ApiKind::Chat;

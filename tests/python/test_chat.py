@@ -82,3 +82,22 @@ def test_chat_content_parts(smollm2):
                                                   {"type": "text", "text": "France? One word."}]}],
         "max_tokens": 10, "temperature": 0}).json()
     assert "Paris" in r["choices"][0]["message"]["content"]
+
+
+def test_concurrent_chat_streams(smollm2):
+    """Parallel chat streams render the template and stream independently; greedy
+    results do not depend on what else is in the batch."""
+    import concurrent.futures
+
+    c = client_for(smollm2)
+    questions = ["What is the capital of France?", "Name a color.", "What is 2+2?", "Say hello."]
+
+    def run(q):
+        s = c.chat.completions.create(model=smollm2.model, messages=[{"role": "user", "content": q}],
+                                      max_tokens=12, temperature=0, stream=True)
+        return "".join(ch.choices[0].delta.content or "" for ch in s if ch.choices)
+
+    alone = {q: run(q) for q in questions}
+    with concurrent.futures.ThreadPoolExecutor(8) as ex:
+        together = list(ex.map(run, questions * 2))
+    assert together == [alone[q] for q in questions * 2]
