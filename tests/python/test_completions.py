@@ -188,3 +188,17 @@ def test_metrics_exposition(client, stories):
     assert stories.metric("kvserve:generation_tokens_total") >= 3
     assert stories.metric("kvserve:time_to_first_token_seconds_count") >= 1
     assert stories.metric("kvserve:prefix_cache_queries_total") >= 5
+
+
+def test_prefix_cache_metrics(client, stories):
+    prompt = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. " * 2
+    q0 = stories.metric("kvserve:prefix_cache_queries_total")
+    h0 = stories.metric("kvserve:prefix_cache_hits_total")
+    first = client.completions.create(model=stories.model, prompt=prompt, max_tokens=4, temperature=0)
+    second = client.completions.create(model=stories.model, prompt=prompt, max_tokens=4, temperature=0)
+    n = first.usage.prompt_tokens
+    assert n > 32
+    assert first.choices[0].text == second.choices[0].text
+    assert stories.metric("kvserve:prefix_cache_queries_total") - q0 == 2 * n
+    # The second request finds at least the full 16-token blocks of the first.
+    assert stories.metric("kvserve:prefix_cache_hits_total") - h0 >= (n // 16 - 1) * 16

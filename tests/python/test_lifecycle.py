@@ -124,3 +124,28 @@ def test_disconnect_while_queued_aborts(wait_idle):
         wait_idle(s, timeout=10)
     finally:
         s.stop()
+
+
+def test_preemption_under_small_cache(wait_idle):
+    # 24 blocks of 16 tokens cannot hold 8 sequences of ~260 tokens: the engine preempts
+    # and recomputes, and every request still completes with its full length.
+    import concurrent.futures
+
+    s = Server(STORIES, "--threads", "1", "--num-kv-blocks", "24", "--max-num-seqs", "8")
+    try:
+        def run(i):
+            r = requests.post(s.url + "/v1/completions", timeout=120, json={
+                "prompt": "Once upon a time", "max_tokens": 250, "ignore_eos": True, "temperature": 0.7,
+                "seed": i})
+            return r.status_code, r.json()
+
+        with concurrent.futures.ThreadPoolExecutor(8) as ex:
+            results = list(ex.map(run, range(8)))
+        for status, body in results:
+            assert status == 200, body
+            assert body["choices"][0]["finish_reason"] == "length"
+            assert body["usage"]["completion_tokens"] == 250
+        assert s.metric("kvserve:num_preemptions_total") > 0
+        wait_idle(s, timeout=10)
+    finally:
+        s.stop()
