@@ -1,8 +1,12 @@
 // Running several sequences together in one batch — prefill chunks mixed with decode
-// tokens, interleaved block tables — gives the same logits as running each alone.
+// tokens, interleaved block tables — gives the same logits as running each alone:
+// bit for bit against the same steps run one sequence at a time, and within 1e-4 of one
+// whole-sequence prefill (which takes the prefill attention kernel where the batch took
+// the decode one, so only rounding differs).
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <memory>
 
 #include "model_test_util.h"
 
@@ -17,7 +21,10 @@ struct Part {
 
 constexpr int kBlockSize = 4;
 
-void check_equivalence(const std::string& model_name) {
+// whole_tol: against the whole-sequence prefill. Where weights are f16, activations are
+// rounded to f16 before each matmul (as llama.cpp does), which turns the kernels' last-bit
+// differences into f16 rounding steps (~1e-3 relative), so that comparison needs more room.
+void check_equivalence(const std::string& model_name, double whole_tol) {
   auto model = Model::load(test::shared_path("models/" + model_name + ".gguf"));
   ASSERT_TRUE(model) << model.error().message;
   const auto golden = test::load_golden(model_name);
@@ -35,10 +42,15 @@ void check_equivalence(const std::string& model_name) {
     auto t = golden[size_t(g)].prompt_tokens;
     t.insert(t.end(), golden[size_t(g)].greedy_tokens.begin(), golden[size_t(g)].greedy_tokens.begin() + 8);
     // Same block size as the batched run: block boundaries are where the online softmax
-    // rescales, so other sizes round differently (and f16 activations amplify that).
+    // rescales, so other sizes round differently.
     alone.push_back(test::run_prefill(runner, t, LogitsMode::All, kBlockSize));
     seqs.push_back(std::move(t));
   }
+
+  // Reference for the same steps run one sequence per forward, each with its own pool.
+  std::vector<std::unique_ptr<KvCacheStorage>> kv_alone;
+  for (int s = 0; s < 4; ++s)
+    kv_alone.push_back(std::make_unique<KvCacheStorage>(runner.kv_config(4 * 16, kBlockSize)));
 
   // One pool; sequence s owns blocks s, s + 4, s + 8, ... in reversed order, so the
   // tables interleave and run backwards through memory.
@@ -69,6 +81,13 @@ void check_equivalence(const std::string& model_name) {
       s.logits = p.mode;
       slices.push_back(s);
     }
+    // Each slice alone first (the runner's logits buffer is reused, so keep copies).
+    std::vector<std::vector<float>> step_alone;
+    for (size_t i = 0; i < slices.size(); ++i) {
+      const float* lg = runner.forward(ForwardBatch{std::span<const SeqSlice>(&slices[i], 1)},
+                                       *kv_alone[size_t(schedule[step][i].seq)]);
+      step_alone.emplace_back(lg, lg + logits_rows(slices[i]) * V);
+    }
     const float* logits = runner.forward(ForwardBatch{slices}, kv);
     int64_t row = 0;
     for (size_t i = 0; i < slices.size(); ++i) {
@@ -78,10 +97,13 @@ void check_equivalence(const std::string& model_name) {
       const int64_t first_pos = s.n_past + int64_t(s.tokens.size()) - rows;
       for (int64_t r = 0; r < rows; ++r, ++row) {
         const float* ours = logits + row * V;
-        const float* ref = alone[size_t(seq)].data() + (first_pos + r) * V;
+        const float* same_steps = step_alone[i].data() + r * V;
+        const float* whole = alone[size_t(seq)].data() + (first_pos + r) * V;
         for (int v = 0; v < V; ++v) {
-          worst = std::max(worst, double(std::abs(ours[v] - ref[v])));
-          ASSERT_NEAR(ours[v], ref[v], 1e-4) << "step " << step << " seq " << seq << " pos " << first_pos + r;
+          ASSERT_EQ(ours[v], same_steps[v]) << "step " << step << " seq " << seq << " pos " << first_pos + r;
+          worst = std::max(worst, double(std::abs(ours[v] - whole[v])));
+          ASSERT_NEAR(ours[v], whole[v], whole_tol)
+              << "step " << step << " seq " << seq << " pos " << first_pos + r;
         }
         ++checked;
       }
@@ -89,17 +111,17 @@ void check_equivalence(const std::string& model_name) {
     }
   }
   EXPECT_EQ(checked, 10 + 9 + 1 + 1 + 8 + 5 + 3 + 1 + 1 + 1 + 1 + 1 + 1 + 1);
-  std::printf("%s: %d rows, worst |logit diff| %.3g\n", model_name.c_str(), checked, worst);
+  std::printf("%s: %d rows, worst |logit diff| vs whole prefill %.3g\n", model_name.c_str(), checked, worst);
 }
 
 TEST(BatchEquivalence, Stories260K) {
-  check_equivalence("stories260K");
+  check_equivalence("stories260K", 1e-4);
 }
 TEST(BatchEquivalence, Synth3mQ4KM) {
-  check_equivalence("synth-3m-q4_k_m");
+  check_equivalence("synth-3m-q4_k_m", 1e-4);
 }
 TEST(BatchEquivalence, Synth3mF16) {
-  check_equivalence("synth-3m-f16");
+  check_equivalence("synth-3m-f16", 5e-3);
 }
 
 }  // namespace

@@ -1,0 +1,173 @@
+// Prefill attention with query rows in vector lanes (AVX-512; this file is compiled with
+// -mavx512f ...). Sixteen (token, head) query rows share one register: a score for all
+// of them is hd FMAs against a broadcast key element, with no horizontal sums; the
+// running max, normalizer and exp of the online softmax are lane-wise vector ops. Used
+// for calls with several tokens (prefill chunks); single tokens keep the per-row kernel.
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "kernels/cpu/attention.h"
+
+namespace kvserve {
+
+namespace {
+
+constexpr int kLanes = 16;
+constexpr int kKeys = 32;  // keys scored at once (scores and probabilities kept on the stack)
+constexpr int kMaxLaneHeadDim = 256;
+
+// exp(x) for x <= 0 lanes, Cephes-style polynomial (about 1 ulp); lanes below -87 give 0.
+inline __m512 exp_nonpos(__m512 x) {
+  const __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.0f), _CMP_GE_OQ);
+  x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
+  const __m512 fx = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(0.693359375f), x);
+  x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(-2.12194440e-4f), x);
+  __m512 y = _mm512_set1_ps(1.9875691500e-4f);
+  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.3981999507e-3f));
+  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(8.3334519073e-3f));
+  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(4.1665795894e-2f));
+  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.6666665459e-1f));
+  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(5.0000001201e-1f));
+  y = _mm512_fmadd_ps(y, _mm512_mul_ps(x, x), _mm512_add_ps(x, _mm512_set1_ps(1.0f)));
+  return _mm512_maskz_mov_ps(live, _mm512_scalef_ps(y, fx));
+}
+
+inline __mmask16 tail(int n) {
+  return n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1u);
+}
+
+// acc (NV vectors of one row) = acc * corr + sum_j p[j] * v_j, over nk keys.
+template <int NV>
+void accumulate_row(float* acc, int head_dim, float corr, const float* p, int p_stride, const float* v,
+                    int nk) {
+  __m512 a[NV];
+  for (int t = 0; t < NV; ++t)
+    a[t] = _mm512_mul_ps(_mm512_maskz_loadu_ps(tail(head_dim - 16 * t), acc + 16 * t), _mm512_set1_ps(corr));
+  for (int j = 0; j < nk; ++j) {
+    const __m512 pj = _mm512_set1_ps(p[j * p_stride]);
+    const float* vj = v + int64_t(j) * head_dim;
+    for (int t = 0; t < NV; ++t)
+      a[t] = _mm512_fmadd_ps(pj, _mm512_maskz_loadu_ps(tail(head_dim - 16 * t), vj + 16 * t), a[t]);
+  }
+  for (int t = 0; t < NV; ++t) _mm512_mask_storeu_ps(acc + 16 * t, tail(head_dim - 16 * t), a[t]);
+}
+
+using AccumulateFn = void (*)(float*, int, float, const float*, int, const float*, int);
+
+AccumulateFn accumulate_for(int head_dim) {
+  switch ((head_dim + 15) / 16) {
+    case 1: return accumulate_row<1>;
+    case 2: return accumulate_row<2>;
+    case 3: return accumulate_row<3>;
+    case 4: return accumulate_row<4>;
+    case 5: return accumulate_row<5>;
+    case 6: return accumulate_row<6>;
+    case 7: return accumulate_row<7>;
+    case 8: return accumulate_row<8>;
+    case 9: return accumulate_row<9>;
+    case 10: return accumulate_row<10>;
+    case 11: return accumulate_row<11>;
+    case 12: return accumulate_row<12>;
+    case 13: return accumulate_row<13>;
+    case 14: return accumulate_row<14>;
+    case 15: return accumulate_row<15>;
+    default: return accumulate_row<16>;
+  }
+}
+
+}  // namespace
+
+void attention_lanes_avx512(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
+                            const PagedKvHead& kv, int head_dim, float scale, float* out,
+                            int64_t out_stride) {
+  const int bs = kv.block_size;
+  const int n_flat = n_rows * n_group;
+  const AccumulateFn accumulate = accumulate_for(head_dim);
+  alignas(64) float qt[kMaxLaneHeadDim * kLanes];  // [head_dim][lane] scaled queries of the tile
+  alignas(64) float s[kKeys * kLanes];             // [key][lane] scores, then probabilities
+  alignas(64) float corr_l[kLanes];
+  alignas(64) int32_t last_l[kLanes];
+
+  for (int i0 = 0; i0 < n_flat; i0 += kLanes) {
+    const int nl = n_flat - i0 < kLanes ? n_flat - i0 : kLanes;
+    // Lane i is row i0 + i: token r = row / n_group, head g = row % n_group. Spare lanes
+    // repeat the last row (finite values; never written back).
+    for (int i = 0; i < kLanes; ++i) {
+      const int row = i0 + (i < nl ? i : nl - 1);
+      const int r = row / n_group, g = row % n_group;
+      const float* qr = q + r * q_stride + g * head_dim;
+      for (int d = 0; d < head_dim; ++d) qt[d * kLanes + i] = qr[d] * scale;
+      last_l[i] = int32_t(n_past + r);  // last visible key position
+    }
+    for (int i = 0; i < nl; ++i) {
+      const int row = i0 + i;
+      float* o = out + (row / n_group) * out_stride + (row % n_group) * head_dim;
+      for (int d = 0; d < head_dim; ++d) o[d] = 0.0f;
+    }
+    const __m512i last = _mm512_load_si512(last_l);
+    __m512 m = _mm512_set1_ps(-INFINITY);  // running max per lane
+    __m512 l = _mm512_setzero_ps();        // running normalizer per lane
+    const int64_t n_keys = n_past + (i0 + nl - 1) / n_group + 1;
+    const int64_t n_blocks = (n_keys + bs - 1) / bs;
+    for (int64_t b = 0; b < n_blocks; ++b) {
+      const int64_t phys = kv.block_table[b];
+      const float* kb = kv.k + phys * kv.block_stride;  // [bs, head_dim]
+      const float* vb = kv.v + phys * kv.block_stride;
+      const int block_keys = int(n_keys - b * bs < bs ? n_keys - b * bs : bs);
+      for (int j0 = 0; j0 < block_keys; j0 += kKeys) {
+        const int nk = block_keys - j0 < kKeys ? block_keys - j0 : kKeys;
+        // Scores, masked causally per lane.
+        __m512 mx = _mm512_set1_ps(-INFINITY);
+        for (int j = 0; j < nk; ++j) {
+          const float* kj = kb + int64_t(j0 + j) * head_dim;
+          __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+          int d = 0;
+          for (; d + 2 <= head_dim; d += 2) {
+            a0 = _mm512_fmadd_ps(_mm512_load_ps(qt + d * kLanes), _mm512_set1_ps(kj[d]), a0);
+            a1 = _mm512_fmadd_ps(_mm512_load_ps(qt + (d + 1) * kLanes), _mm512_set1_ps(kj[d + 1]), a1);
+          }
+          if (d < head_dim) a0 = _mm512_fmadd_ps(_mm512_load_ps(qt + d * kLanes), _mm512_set1_ps(kj[d]), a0);
+          const __mmask16 vis =
+              _mm512_cmp_epi32_mask(_mm512_set1_epi32(int32_t(b * bs + j0 + j)), last, _MM_CMPINT_LE);
+          const __m512 sj = _mm512_mask_mov_ps(_mm512_set1_ps(-INFINITY), vis, _mm512_add_ps(a0, a1));
+          _mm512_store_ps(s + j * kLanes, sj);
+          mx = _mm512_max_ps(mx, sj);
+        }
+        const __m512 m_new = _mm512_max_ps(m, mx);
+        // exp(-inf - finite) = 0 on the first chunk; a lane with nothing visible yet keeps
+        // m = -inf and gets corr = 0 (-inf - -inf is NaN, so guard it).
+        const __mmask16 has = _mm512_cmp_ps_mask(m_new, _mm512_set1_ps(-INFINITY), _CMP_NEQ_OQ);
+        const __m512 corr = _mm512_maskz_mov_ps(has, exp_nonpos(_mm512_sub_ps(m, m_new)));
+        __m512 sum = _mm512_setzero_ps();
+        for (int j = 0; j < nk; ++j) {
+          const __m512 p =
+              _mm512_maskz_mov_ps(has, exp_nonpos(_mm512_sub_ps(_mm512_load_ps(s + j * kLanes), m_new)));
+          _mm512_store_ps(s + j * kLanes, p);
+          sum = _mm512_add_ps(sum, p);
+        }
+        l = _mm512_fmadd_ps(l, corr, sum);
+        m = m_new;
+        _mm512_store_ps(corr_l, corr);
+        for (int i = 0; i < nl; ++i) {
+          const int row = i0 + i;
+          accumulate(out + (row / n_group) * out_stride + (row % n_group) * head_dim, head_dim, corr_l[i],
+                     s + i, kLanes, vb + int64_t(j0) * head_dim, nk);
+        }
+      }
+    }
+    alignas(64) float l_l[kLanes];
+    _mm512_store_ps(l_l, l);
+    for (int i = 0; i < nl; ++i) {
+      const int row = i0 + i;
+      float* o = out + (row / n_group) * out_stride + (row % n_group) * head_dim;
+      const float inv = 1.0f / l_l[i];
+      for (int d = 0; d < head_dim; ++d) o[d] *= inv;
+    }
+  }
+}
+
+}  // namespace kvserve
