@@ -156,11 +156,24 @@ TEST(Softmax, MatchesReferenceAndReturnsLogNormalizer) {
 }
 
 TEST(SiluMul, MatchesReference) {
-  const auto g = randn(37, 1, 4.0f), u = randn(37, 2);
-  std::vector<float> out(37);
-  silu_mul(g.data(), u.data(), out.data(), 37);
-  for (size_t i = 0; i < g.size(); ++i)
-    EXPECT_NEAR(out[i], g[i] / (1.0 + std::exp(-double(g[i]))) * u[i], 1e-5 * (1 + std::abs(out[i])));
+  auto g = randn(101, 1, 4.0f);
+  g[0] = -100.0f;  // exp saturates: silu -> 0
+  g[1] = 100.0f;   // silu -> g
+  g[2] = 0.0f;
+  g[3] = -87.5f;
+  const auto u = randn(101, 2);
+  for (const bool dispatched : {false, true}) {
+    std::vector<float> out(g.size());
+    (dispatched ? silu_mul : silu_mul_scalar)(g.data(), u.data(), out.data(), int64_t(g.size()));
+    for (size_t i = 0; i < g.size(); ++i)
+      EXPECT_NEAR(out[i], g[i] / (1.0 + std::exp(-double(g[i]))) * u[i], 1e-6 + 2e-6 * std::abs(out[i]))
+          << (dispatched ? "dispatched " : "scalar ") << i << " g " << g[i];
+  }
+  // In place, on a length that is not a multiple of the vector width.
+  std::vector<float> a(g.begin(), g.begin() + 37), ref(37);
+  silu_mul_scalar(a.data(), u.data(), ref.data(), 37);
+  silu_mul(a.data(), u.data(), a.data(), 37);
+  for (size_t i = 0; i < 37; ++i) EXPECT_NEAR(a[i], ref[i], 1e-6 + 2e-6 * std::abs(ref[i]));
 }
 
 }  // namespace

@@ -2,13 +2,25 @@
 
 #include <cmath>
 
+#include "core/cpu_features.h"
+
 namespace kvserve {
 
-void silu_mul(const float* gate, const float* up, float* out, int64_t n) {
+void silu_mul_avx512(const float* gate, const float* up, float* out, int64_t n);  // activation_avx512.cpp
+
+void silu_mul_scalar(const float* gate, const float* up, float* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const float g = gate[i];
     out[i] = g / (1.0f + std::exp(-g)) * up[i];
   }
+}
+
+void silu_mul(const float* gate, const float* up, float* out, int64_t n) {
+  static const bool avx512 = best_isa() == Isa::Avx512;
+  if (avx512)
+    silu_mul_avx512(gate, up, out, n);
+  else
+    silu_mul_scalar(gate, up, out, n);
 }
 
 float softmax(float* x, int64_t n) {

@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "kernels/cpu/attention.h"
+#include "kernels/cpu/exp_avx512.h"
 
 namespace kvserve {
 
@@ -17,24 +18,6 @@ namespace {
 constexpr int kLanes = 16;
 constexpr int kKeys = 32;  // keys scored at once (scores and probabilities kept on the stack)
 constexpr int kMaxLaneHeadDim = 256;
-
-// exp(x) for x <= 0 lanes, Cephes-style polynomial (about 1 ulp); lanes below -87 give 0.
-inline __m512 exp_nonpos(__m512 x) {
-  const __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.0f), _CMP_GE_OQ);
-  x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
-  const __m512 fx = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(0.693359375f), x);
-  x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(-2.12194440e-4f), x);
-  __m512 y = _mm512_set1_ps(1.9875691500e-4f);
-  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.3981999507e-3f));
-  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(8.3334519073e-3f));
-  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(4.1665795894e-2f));
-  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.6666665459e-1f));
-  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(5.0000001201e-1f));
-  y = _mm512_fmadd_ps(y, _mm512_mul_ps(x, x), _mm512_add_ps(x, _mm512_set1_ps(1.0f)));
-  return _mm512_maskz_mov_ps(live, _mm512_scalef_ps(y, fx));
-}
 
 inline __mmask16 tail(int n) {
   return n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1u);
@@ -141,11 +124,11 @@ void attention_lanes_avx512(const float* q, int64_t q_stride, int n_rows, int n_
         // exp(-inf - finite) = 0 on the first chunk; a lane with nothing visible yet keeps
         // m = -inf and gets corr = 0 (-inf - -inf is NaN, so guard it).
         const __mmask16 has = _mm512_cmp_ps_mask(m_new, _mm512_set1_ps(-INFINITY), _CMP_NEQ_OQ);
-        const __m512 corr = _mm512_maskz_mov_ps(has, exp_nonpos(_mm512_sub_ps(m, m_new)));
+        const __m512 corr = _mm512_maskz_mov_ps(has, exp512(_mm512_sub_ps(m, m_new)));
         __m512 sum = _mm512_setzero_ps();
         for (int j = 0; j < nk; ++j) {
           const __m512 p =
-              _mm512_maskz_mov_ps(has, exp_nonpos(_mm512_sub_ps(_mm512_load_ps(s + j * kLanes), m_new)));
+              _mm512_maskz_mov_ps(has, exp512(_mm512_sub_ps(_mm512_load_ps(s + j * kLanes), m_new)));
           _mm512_store_ps(s + j * kLanes, p);
           sum = _mm512_add_ps(sum, p);
         }
