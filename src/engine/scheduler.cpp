@@ -120,11 +120,24 @@ void Scheduler::schedule_running(bool decodes) {
   }
 }
 
+bool Scheduler::preempt_for(const Request* r) {
+  // Only a strictly less important request (higher priority value) makes room: within a
+  // priority, arrival order rules and running requests keep their progress.
+  if (running_.empty() || running_.back()->priority <= r->priority) return false;
+  preempt(running_.back());
+  return true;
+}
+
 void Scheduler::schedule_waiting() {
-  while (!waiting_.empty() && budget_ > 0 && int(running_.size()) < config_.max_num_seqs &&
-         int(out_.seqs.size()) < config_.max_num_seqs) {
+  while (!waiting_.empty() && budget_ > 0) {
     Request* r = waiting_.front();
     assert(!blocks_.holds_blocks(r->seq));
+    // A request preempted in this very step waits for the next one (no churn).
+    if (std::find(out_.preempted.begin(), out_.preempted.end(), r) != out_.preempted.end()) return;
+    if (int(running_.size()) >= config_.max_num_seqs || int(out_.seqs.size()) >= config_.max_num_seqs) {
+      if (!preempt_for(r)) return;
+      continue;  // re-check: the victim may not have held a slot of this step's batch
+    }
     if (r->skip_prefix_cache) {
       match_.clear();
     } else {
@@ -134,7 +147,10 @@ void Scheduler::schedule_waiting() {
     const int missing = r->num_tokens() - computed;
     const int n = chunk(missing);
     if (!config_.enable_chunked_prefill && n < missing) return;
-    if (!blocks_.allocate_slots(r->seq, computed, n, &match_)) return;  // wait for memory
+    bool fits;
+    while (!(fits = blocks_.allocate_slots(r->seq, computed, n, &match_)) && preempt_for(r)) {
+    }
+    if (!fits) return;  // wait for memory
     r->num_computed_tokens = computed;
     waiting_.erase(waiting_.begin());
     add_running(r);

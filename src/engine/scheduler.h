@@ -7,7 +7,9 @@
 // When a running request's blocks cannot be allocated, the least important running
 // request (lowest priority, latest arrival) is preempted: its blocks are freed and it is
 // re-queued to recompute (its full blocks usually come back from the prefix cache).
-// No new request is admitted in a step that preempted.
+// No new request is admitted in a step whose running requests preempted; a waiting
+// request may preempt strictly lower-priority running ones to get in (sequences or
+// memory).
 //
 // The scheduler decides; the engine executes the returned SchedulerOutput and then calls
 // commit_step(); the block manager owns the memory. Nothing allocates per step once the
@@ -81,6 +83,7 @@ class Scheduler {
   void schedule_running(bool decodes);
   void schedule_waiting();
   void preempt(Request* victim);
+  bool preempt_for(const Request* r);  // frees room for r if a less important request runs
   void unschedule(Request* req);
   int chunk(int missing) const;
   static void insert_sorted(std::vector<Request*>& q, Request* r);

@@ -146,6 +146,30 @@ TEST(Scheduler, PreemptsLatestArrivalWhenBlocksRunOut) {
   EXPECT_EQ(h.sched.num_preemptions(), second->num_preemptions);
 }
 
+TEST(Scheduler, MoreImportantArrivalPreemptsLessImportantRunningRequest) {
+  for (bool by_seqs : {false, true}) {
+    // by_seqs: one sequence slot; else memory: 6 blocks of 4, the first request holds 5.
+    Harness h(by_seqs ? 64 : 6, 4, sc(by_seqs ? 1 : 8, 64));
+    Request* low = h.add(prompt(16, 1), 8, /*priority=*/5);
+    h.step();
+    h.step();
+    Request* same = h.add(prompt(10, 3), 2, /*priority=*/5);  // same priority: waits its turn
+    auto out = h.step();
+    EXPECT_TRUE(out.preempted.empty());
+    Request* high = h.add(prompt(10, 2), 2, /*priority=*/0);
+    out = h.step();
+    ASSERT_EQ(out.preempted.size(), 1u);
+    EXPECT_EQ(out.preempted[0], low);
+    ASSERT_EQ(out.seqs.size(), 1u);
+    EXPECT_EQ(out.seqs[0].req, high);
+    while (h.sched.has_unfinished()) h.step();
+    EXPECT_EQ(h.finished, 3);
+    EXPECT_EQ(low->num_output_tokens(), 8);
+    EXPECT_EQ(same->num_output_tokens(), 2);
+    EXPECT_EQ(h.blocks.num_free_blocks(), h.blocks.n_blocks());
+  }
+}
+
 TEST(Scheduler, RejectsRequestsThatCanNeverFit) {
   Harness h(8, 4, sc(8, 64, /*max_len=*/100));
   auto ctx = h.sched.check_admissible(90, 20);
