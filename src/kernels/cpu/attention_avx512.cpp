@@ -56,17 +56,21 @@ struct Avx512Ops {
 };
 }  // namespace
 
-// Lane-parallel kernel for prefill chunks (attention_lanes_avx512.cpp), head_dim <= 256.
+// Kernels of attention_fast_avx512.cpp (head_dim <= 256): lane-parallel for prefill
+// chunks, row by row for decode.
 void attention_lanes_avx512(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
                             const PagedKvHead& kv, int head_dim, float scale, float* out, int64_t out_stride);
+void attention_rows_avx512(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
+                           const PagedKvHead& kv, int head_dim, float scale, float* out, int64_t out_stride);
 
 void attention_paged_avx512(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
                             const PagedKvHead& kv, int head_dim, float scale, float* out,
                             int64_t out_stride) {
   // The choice depends only on the call's token count, never on what else is batched,
   // so a sequence step gives the same bits alone or in any batch.
-  if (n_rows >= kMinLaneTokens && head_dim <= 256) {
-    attention_lanes_avx512(q, q_stride, n_rows, n_group, n_past, kv, head_dim, scale, out, out_stride);
+  if (head_dim <= 256) {
+    (n_rows >= kMinLaneTokens ? attention_lanes_avx512 : attention_rows_avx512)(
+        q, q_stride, n_rows, n_group, n_past, kv, head_dim, scale, out, out_stride);
     return;
   }
   attention_detail::attention_paged_impl<Avx512Ops>(q, q_stride, n_rows, n_group, n_past, kv, head_dim, scale,
