@@ -198,21 +198,20 @@ bool Engine::abort(std::string_view id) {
   if (it == m.by_id.end()) return false;
   const int g = it->second;
   Group& grp = *m.groups[g];
-  const int n_out = grp.buffered ? grp.params.n : int(grp.seqs.size());
-  for (int i = 0; i < n_out; ++i) {
+  // One final output per completion not yet reported finished: all n of them if the
+  // group is buffered (best_of > n) or has not forked yet.
+  for (int i = 0; i < grp.params.n; ++i) {
+    const SeqSlot* slot =
+        !grp.buffered && size_t(i) < grp.seqs.size() ? m.slots[grp.seqs[size_t(i)]].get() : nullptr;
+    if (slot && slot->finished) continue;
     RequestOutput& o = m.pending.emplace_back();
     o.request_id = grp.id;
     o.index = i;
     o.finished = true;
     o.aborted = true;
-    if (!grp.buffered) {
-      const SeqSlot& slot = *m.slots[grp.seqs[size_t(i)]];
-      if (slot.finished) {  // already reported finished: nothing to add
-        m.pending.pop_back();
-        continue;
-      }
-      o.num_prompt_tokens = slot.req.num_prompt_tokens;
-      o.num_output_tokens = slot.req.num_output_tokens();
+    if (slot) {
+      o.num_prompt_tokens = slot->req.num_prompt_tokens;
+      o.num_output_tokens = slot->req.num_output_tokens();
     }
   }
   m.release_group(g);

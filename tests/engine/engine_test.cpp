@@ -221,6 +221,62 @@ TEST(Engine, AbortInPrefillAndDecodeReleasesEverything) {
   EXPECT_TRUE(e->add_request("decoding", short_prompt, p).ok());
 }
 
+TEST(Engine, RandomAddsAbortsAndStepsKeepTheBooksStraight) {
+  // Random requests (n, best_of, lengths, priorities, logprobs) added and aborted at
+  // random points in a small cache: every completion reports exactly one final output,
+  // abort included, and all memory comes back.
+  EngineConfig c = base_config();
+  c.num_kv_blocks = 20;
+  c.max_num_seqs = 8;
+  c.max_num_batched_tokens = 48;
+  auto e = make("stories260K.gguf", c);
+  std::mt19937_64 rng(7);
+  std::map<std::string, int> expected_finals;  // id -> completions still owed a final output
+  std::map<std::string, int> finals;           // "id/index" -> reported finished
+  std::map<std::string, int> n_of;
+  int added = 0;
+  for (int step = 0; step < 3000 && (added < 60 || e->has_unfinished()); ++step) {
+    if (added < 60 && rng() % 3 == 0) {
+      SamplingParams p;
+      p.temperature = rng() % 2 ? 0.0f : 1.0f;
+      p.seed = rng();
+      p.max_tokens = 1 + int(rng() % 30);
+      p.ignore_eos = rng() % 2;
+      p.n = 1 + int(rng() % 3);
+      p.best_of = rng() % 3 == 0 ? p.n + 1 : 0;
+      p.logprobs = rng() % 2 ? 1 : -1;
+      std::vector<int32_t> prompt{1};
+      const int len = int(rng() % 100);
+      for (int i = 0; i < len; ++i) prompt.push_back(3 + int32_t(rng() % 40));  // shared prefixes likely
+      const std::string id = "r" + std::to_string(added++);
+      ASSERT_TRUE(e->add_request(id, prompt, p, int(rng() % 3)).ok());
+      expected_finals[id] = p.n;
+      n_of[id] = p.n;
+    }
+    if (!expected_finals.empty() && rng() % 15 == 0) {
+      auto it = expected_finals.begin();
+      std::advance(it, long(rng() % expected_finals.size()));
+      e->abort(it->first);
+    }
+    for (const RequestOutput& o : e->step()) {
+      ASSERT_TRUE(expected_finals.count(o.request_id)) << o.request_id;
+      const std::string key = o.request_id + "/" + std::to_string(o.index);
+      ASSERT_EQ(finals.count(key), 0u) << "output after the final one: " << key;
+      ASSERT_LT(o.index, n_of[o.request_id]);
+      if (o.finished) {
+        finals[key] = 1;
+        if (--expected_finals[o.request_id] == 0) expected_finals.erase(o.request_id);
+      }
+    }
+  }
+  EXPECT_TRUE(expected_finals.empty());
+  EXPECT_FALSE(e->has_unfinished());
+  EngineStats st = e->stats();
+  EXPECT_EQ(st.blocks_used, 0);
+  EXPECT_EQ(st.running + st.waiting, 0);
+  EXPECT_GT(st.preemptions, 0);
+}
+
 TEST(Engine, RejectsRequestsThatCanNeverFit) {
   EngineConfig c = base_config();
   c.num_kv_blocks = 8;  // 128 tokens of cache
