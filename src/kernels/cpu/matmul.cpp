@@ -39,6 +39,19 @@ void fill_dense_views(const detail::MatmulArgs& a, GgmlType type, int64_t t0, in
   auto* xc = const_cast<int32_t*>(a.xcorr);
   for (int64_t t = t0; t < t1; ++t) {
     const uint8_t* row = a.x + size_t(t) * a.x_row_bytes;
+    if (act_format(type) == ActFormat::Q8_K) {
+      for (int64_t k = 0; k < a.n_in / QK_K; ++k) {
+        const auto* blk = reinterpret_cast<const BlockQ8_K*>(row) + k;
+        std::memcpy(xq + t * a.n_in + k * QK_K, blk->qs, QK_K);
+        for (int u = 0; u < 8; ++u) {
+          const int64_t i = t * nb + k * 8 + u;
+          xd[i] = blk->d;
+          xs[i] = blk->d * float(blk->bsums[2 * u] + blk->bsums[2 * u + 1]);
+          xc[i] = 0;
+        }
+      }
+      continue;
+    }
     for (int64_t b = 0; b < nb; ++b) {
       const int8_t* qs;
       if (q81) {
@@ -84,7 +97,8 @@ void matmul_isa(Isa isa, const WeightView& w, const float* x, int64_t n_tokens, 
   args.n_tokens = n_tokens;
   args.y = y;
   args.ldy = w.n_out;
-  const bool dense = isa != Isa::Scalar && (fmt == ActFormat::Q8_0 || fmt == ActFormat::Q8_1);
+  const bool dense = (isa != Isa::Scalar && (fmt == ActFormat::Q8_0 || fmt == ActFormat::Q8_1)) ||
+                     (isa == Isa::Avx512 && fmt == ActFormat::Q8_K && n_tokens >= detail::kKPanelMinTokens);
   if (fmt != ActFormat::F32) {
     thread_local std::vector<uint8_t> scratch;
     uint8_t* dst = scratch_buffer(scratch, x_row_bytes * size_t(n_tokens));
@@ -96,7 +110,7 @@ void matmul_isa(Isa isa, const WeightView& w, const float* x, int64_t n_tokens, 
       const size_t nb = size_t(n_tokens * (w.n_in / 32));
       args.xq = scratch_buffer(dense_q, size_t(n_tokens * w.n_in));
       args.xd = scratch_buffer(dense_d, nb);
-      args.xs = fmt == ActFormat::Q8_1 ? scratch_buffer(dense_s, nb) : nullptr;
+      args.xs = fmt != ActFormat::Q8_0 ? scratch_buffer(dense_s, nb) : nullptr;
       args.xcorr = scratch_buffer(dense_c, nb);
     }
     const int64_t n_in = w.n_in;

@@ -25,8 +25,9 @@ struct MatmulArgs {
   int64_t n_tokens;
   float* y;  // [n_tokens, ldy]
   int64_t ldy;
-  // Dense views of Q8_0/Q8_1 activations for the SIMD kernels of 32-element block
-  // types (null for other types), n_blocks = n_in / 32:
+  // Dense views of Q8_0/Q8_1 (and, for AVX-512, Q8_K) activations for the SIMD
+  // kernels (null for other types), n_blocks = n_in / 32 (Q8_K: per 32-element unit,
+  // d repeated, s = d * sum of the unit's quants from bsums):
   const int8_t* xq;      // [n_tokens, n_in] the quants, contiguous
   const float* xd;       // [n_tokens, n_blocks] block scales d
   const float* xs;       // [n_tokens, n_blocks] Q8_1's s = d * sum(q) (null for Q8_0)
@@ -56,6 +57,9 @@ MatmulRangeFn matmul_q32_fn_avx512(GgmlType type);     // Q4_0, Q4_1, Q5_0, Q5_1
 MatmulRangeFn matmul_float_fn_avx512(GgmlType type);   // F32, F16, BF16
 MatmulRangeFn matmul_kquant_fn_avx512(GgmlType type);  // K-quants
 MatmulRangeFn matmul_kquant_fn_avx2(GgmlType type);    // K-quants, in the AVX2 table
+// The panel GEMM for Q4_K / Q5_K (needs the dense activation views; many tokens).
+MatmulRangeFn matmul_kpanel_fn_avx512(GgmlType type);
+constexpr int64_t kKPanelMinTokens = 12;
 
 }  // namespace detail
 }  // namespace kvserve

@@ -163,12 +163,21 @@ struct Q6K {
   static void run(const MatmulArgs& a, int64_t o, int64_t t) { q6k_row<NT>(a, o, t); }
 };
 
+// Many tokens: the repacked panel kernel (matmul_q32_avx512.cpp); few: per row.
+template <bool kHigh>
+void k45_matmul(const MatmulArgs& a, int64_t o0, int64_t o1) {
+  if (a.n_tokens >= kKPanelMinTokens && a.xq)
+    matmul_kpanel_fn_avx512(kHigh ? GgmlType::Q5_K : GgmlType::Q4_K)(a, o0, o1);
+  else
+    rows_by_token_tiles<K45<kHigh>::template Row>(a, o0, o1);
+}
+
 }  // namespace
 
 MatmulRangeFn matmul_kquant_fn_avx512(GgmlType type) {
   switch (type) {
-    case GgmlType::Q4_K: return rows_by_token_tiles<K45<false>::Row>;
-    case GgmlType::Q5_K: return rows_by_token_tiles<K45<true>::Row>;
+    case GgmlType::Q4_K: return k45_matmul<false>;
+    case GgmlType::Q5_K: return k45_matmul<true>;
     case GgmlType::Q6_K: return rows_by_token_tiles<Q6K>;
     default: return nullptr;
   }

@@ -15,6 +15,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
 #include <vector>
 
@@ -35,6 +36,20 @@ constexpr Q32Layout kLayout = T == GgmlType::Q4_0   ? Q32Layout{18, 2, -1, -1, t
                               : T == GgmlType::Q5_0 ? Q32Layout{22, 6, 2, -1, true}
                               : T == GgmlType::Q5_1 ? Q32Layout{24, 8, 4, 2, true}
                                                     : Q32Layout{34, 2, -1, -1, false};
+
+// Q4_K / Q5_K also run on the panel kernel: each 32-element sub-block acts as a block
+// with scale d * sc and min -dmin * m (sub-block indices kb count 32-element units).
+template <GgmlType T>
+constexpr bool kIsK = T == GgmlType::Q4_K || T == GgmlType::Q5_K;
+
+// Byte offset of 32-element unit kb in a row (kb a multiple of 8 for K-quants).
+template <GgmlType T>
+constexpr int64_t unit_offset(int64_t kb) {
+  if constexpr (kIsK<T>)
+    return kb / 8 * (T == GgmlType::Q4_K ? int64_t(sizeof(BlockQ4_K)) : int64_t(sizeof(BlockQ5_K)));
+  else
+    return kb * kLayout<T>.bytes;
+}
 
 // 64 unsigned weights of blocks blk[0] and (if two) blk[1] of one row.
 template <GgmlType T>
@@ -171,7 +186,7 @@ void repack_panel(const MatmulArgs& a, int64_t o, int rows, int64_t kb0, int64_t
   const __mmask16 mask = __mmask16((1u << rows) - 1);
   // Copy the rows' chunks side by side first: sequential reads that the hardware
   // prefetcher follows, after which the gathers below hit L1.
-  alignas(64) static thread_local uint8_t staged[16 * kChunk * 34];
+  alignas(64) static thread_local uint8_t staged[16 * kChunk * 34];  // >= 16 rows x kChunk units
   const int64_t len = (kb1 - kb0) * L.bytes;
   for (int r = 0; r < rows; ++r)
     std::memcpy(staged + r * len, a.w + size_t(o + r) * a.w_row_bytes + kb0 * L.bytes, size_t(len));
@@ -218,10 +233,66 @@ struct ChunkPos {
   __m512* acc_buf;  // [n_tokens] partial sums of the panel's 16 rows
 };
 
+// Repacks 32-element units [kb0, kb1) (whole super-blocks) of Q4_K / Q5_K rows.
+template <GgmlType T>
+void repack_panel_k(const MatmulArgs& a, int64_t o, int rows, int64_t kb0, int64_t kb1, Panel& p) {
+  constexpr bool kHigh = T == GgmlType::Q5_K;
+  constexpr int kBytes = kHigh ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K);
+  constexpr int kQs = kHigh ? offsetof(BlockQ5_K, qs) : offsetof(BlockQ4_K, qs);
+  const __mmask16 mask = __mmask16((1u << rows) - 1);
+  alignas(64) static thread_local uint8_t staged[16 * kChunk / 8 * sizeof(BlockQ5_K)];
+  const int64_t len = unit_offset<T>(kb1) - unit_offset<T>(kb0);
+  for (int r = 0; r < rows; ++r)
+    std::memcpy(staged + r * len, a.w + size_t(o + r) * a.w_row_bytes + unit_offset<T>(kb0), size_t(len));
+  const __m512i ridx = _mm512_mullo_epi32(
+      _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(int(len)));
+  const __m512i zero = _mm512_setzero_si512(), lo4 = _mm512_set1_epi8(0x0f);
+  for (int64_t k = 0; k < (kb1 - kb0) / 8; ++k) {
+    const uint8_t* blk = staged + k * kBytes;
+    // d and dmin of each row, then the 6-bit scales and mins unpacked per row.
+    const __m512i g = _mm512_mask_i32gather_epi32(zero, mask, ridx, blk, 1);
+    const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));
+    const __m512 dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(g, 16)));
+    alignas(64) float sc[8][16] = {}, mn[8][16] = {};
+    for (int r = 0; r < rows; ++r) {
+      const uint8_t* q = blk + r * len + 4;  // the 12 packed scale bytes
+      for (int j = 0; j < 4; ++j) {
+        sc[j][r] = float(q[j] & 63);
+        mn[j][r] = float(q[j + 4] & 63);
+        sc[j + 4][r] = float((q[j + 8] & 0xf) | ((q[j] >> 6) << 4));
+        mn[j + 4][r] = float((q[j + 8] >> 4) | ((q[j + 4] >> 6) << 4));
+      }
+    }
+    for (int sb = 0; sb < 8; ++sb) {
+      p.d[k * 8 + sb] = _mm512_mul_ps(d, _mm512_load_ps(sc[sb]));
+      p.m[k * 8 + sb] = _mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(dmin, _mm512_load_ps(mn[sb])));
+    }
+    // Sub-block 2c: low nibbles of qs[32c..32c+31], 2c + 1: the high nibbles.
+    for (int c = 0; c < 4; ++c)
+      for (int j = 0; j < 8; ++j) {
+        const __m512i q = _mm512_mask_i32gather_epi32(zero, mask, ridx, blk + kQs + 32 * c + 4 * j, 1);
+        p.w[(k * 8 + 2 * c) * 8 + j] = _mm512_and_si512(q, lo4);
+        p.w[(k * 8 + 2 * c + 1) * 8 + j] = _mm512_and_si512(_mm512_srli_epi32(q, 4), lo4);
+      }
+    if constexpr (kHigh) {
+      // The 5th bit of element 32 sb + l is bit sb of qh[l].
+      for (int j = 0; j < 8; ++j) {
+        const __m512i h =
+            _mm512_mask_i32gather_epi32(zero, mask, ridx, blk + offsetof(BlockQ5_K, qh) + 4 * j, 1);
+        for (int sb = 0; sb < 8; ++sb) {
+          const __m512i bit = _mm512_and_si512(_mm512_srli_epi32(h, sb), _mm512_set1_epi8(1));
+          __m512i& w = p.w[(k * 8 + sb) * 8 + j];
+          w = _mm512_or_si512(w, _mm512_slli_epi32(bit, 4));
+        }
+      }
+    }
+  }
+}
+
 // y[t, o..o+rows) for NT tokens from t0 against a repacked panel chunk.
 template <GgmlType T, int NT>
 void panel_tokens(const MatmulArgs& a, const Panel& p, int64_t o, int rows, int64_t t0, const ChunkPos& c) {
-  constexpr bool kMin = T == GgmlType::Q4_1 || T == GgmlType::Q5_1;
+  constexpr bool kMin = T == GgmlType::Q4_1 || T == GgmlType::Q5_1 || kIsK<T>;
   const int64_t nb = a.n_in / 32;
   __m512 acc[NT];
   for (int t = 0; t < NT; ++t) acc[t] = c.first ? _mm512_setzero_ps() : c.acc_buf[t0 + t];
@@ -267,10 +338,9 @@ constexpr int kPanelTokens = 8;
 // of repack_panel at DRAM latency: fetch the next chunk while this one is computed.
 template <GgmlType T>
 void prefetch_next_chunk(const MatmulArgs& a, int64_t o, int64_t kb0, int64_t n_blocks, int64_t o1) {
-  constexpr int bytes = kLayout<T>.bytes;
-  const int64_t len = std::min(n_blocks, a.n_in / 32 - kb0) * bytes;
+  const int64_t len = unit_offset<T>(std::min(kb0 + n_blocks, a.n_in / 32)) - unit_offset<T>(kb0);
   for (int64_t r = o; r < std::min(o + 16, o1); ++r) {
-    const char* p = reinterpret_cast<const char*>(a.w + size_t(r) * a.w_row_bytes + kb0 * bytes);
+    const char* p = reinterpret_cast<const char*>(a.w + size_t(r) * a.w_row_bytes + unit_offset<T>(kb0));
     for (int64_t i = 0; i < len; i += 64) _mm_prefetch(p + i, _MM_HINT_T1);
   }
 }
@@ -282,14 +352,19 @@ void matmul_panels(const MatmulArgs& a, int64_t o0, int64_t o1) {
   if (int64_t(acc_buf.size()) < a.n_tokens) acc_buf.resize(size_t(a.n_tokens));
   const int64_t nb = a.n_in / 32;
   // Equal chunks of at most kChunk blocks (576 = 18 blocks: 9 + 9, not 16 + 2).
+  // K-quant chunks hold whole super-blocks (8 units).
+  constexpr int64_t kUnit = kIsK<T> ? 8 : 1;
   const int64_t n_chunks = (nb + kChunk - 1) / kChunk;
-  const int64_t chunk = (nb + n_chunks - 1) / n_chunks;
+  const int64_t chunk = ((nb + n_chunks - 1) / n_chunks + kUnit - 1) / kUnit * kUnit;
   for (int64_t o = o0; o < o1; o += 16) {
     const int rows = int(std::min<int64_t>(16, o1 - o));
     for (int64_t kb0 = 0; kb0 < nb; kb0 += chunk) {
       const ChunkPos c{kb0, std::min(nb, kb0 + chunk), kb0 == 0, kb0 + chunk >= nb, acc_buf.data()};
       prefetch_next_chunk<T>(a, c.kb1 < nb ? o : o + 16, c.kb1 < nb ? c.kb1 : 0, c.kb1 - c.kb0, o1);
-      repack_panel<T>(a, o, rows, c.kb0, c.kb1, panel);
+      if constexpr (kIsK<T>)
+        repack_panel_k<T>(a, o, rows, c.kb0, c.kb1, panel);
+      else
+        repack_panel<T>(a, o, rows, c.kb0, c.kb1, panel);
       int64_t t = 0;
       for (; t + kPanelTokens <= a.n_tokens; t += kPanelTokens)
         panel_tokens<T, kPanelTokens>(a, panel, o, rows, t, c);
@@ -313,6 +388,14 @@ void matmul_q32(const MatmulArgs& a, int64_t o0, int64_t o1) {
 }
 
 }  // namespace
+
+MatmulRangeFn matmul_kpanel_fn_avx512(GgmlType type) {
+  switch (type) {
+    case GgmlType::Q4_K: return matmul_panels<GgmlType::Q4_K>;
+    case GgmlType::Q5_K: return matmul_panels<GgmlType::Q5_K>;
+    default: return nullptr;
+  }
+}
 
 MatmulRangeFn matmul_q32_fn_avx512(GgmlType type) {
   switch (type) {
