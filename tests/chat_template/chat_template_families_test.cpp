@@ -5,7 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "server/chat_template.h"
@@ -323,6 +325,65 @@ TEST(ChatTemplate, ResolveOrder) {
   auto missing = ChatTemplate::resolve(nullptr, path);
   ASSERT_FALSE(missing);
   EXPECT_NE(missing.error().message.find("cannot open"), std::string::npos);
+}
+
+// One parsed template is shared by all request threads of the server.
+TEST(ChatTemplate, ConcurrentRendersAgree) {
+  auto t = ChatTemplate::parse(kQwen25);
+  ASSERT_TRUE(t) << t.error().message;
+  auto expected = t->render(kWithSystem, true, "", "<|im_end|>");
+  ASSERT_TRUE(expected);
+  std::vector<std::thread> threads;
+  std::vector<int> mismatches(4, 0);
+  for (int w = 0; w < 4; ++w) {
+    threads.emplace_back([&, w] {
+      for (int i = 0; i < 200; ++i) {
+        auto r = t->render(kWithSystem, true, "", "<|im_end|>");
+        if (!r || *r != *expected) ++mismatches[w];
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (int m : mismatches) EXPECT_EQ(m, 0);
+}
+
+// Random edits of real templates (fixed seed): each must parse-fail or render; no crash or hang.
+TEST(ChatTemplate, MutatedFamilyTemplatesNeverCrash) {
+  const char* sources[] = {kLlama2, kLlama3, kMistral, kPhi3, kQwen25};
+  const std::string alphabet = "{}%#-+'\"()[]|.,:=~ \nabcdefghijklmnopqrstuvwxyz_0123456789";
+  nlohmann::ordered_json extra = {{"tools", nlohmann::ordered_json::parse(kTools)}};
+  std::mt19937 rng(1234);
+  int rendered = 0, failed = 0;
+  for (const char* src : sources) {
+    for (int k = 0; k < 400; ++k) {
+      std::string s = src;
+      int edits = 1 + static_cast<int>(rng() % 4);
+      for (int e = 0; e < edits && !s.empty(); ++e) {
+        size_t pos = rng() % s.size();
+        char c = alphabet[rng() % alphabet.size()];
+        switch (rng() % 3) {
+          case 0: s[pos] = c; break;
+          case 1: s.insert(s.begin() + pos, c); break;
+          default: s.erase(pos, 1 + rng() % 8);
+        }
+      }
+      auto t = ChatTemplate::parse(s);
+      if (!t) {
+        EXPECT_FALSE(t.error().message.empty());
+        ++failed;
+        continue;
+      }
+      auto r = t->render(kWithSystem, true, "<s>", "</s>", extra);
+      if (r)
+        ++rendered;
+      else {
+        EXPECT_FALSE(r.error().message.empty());
+        ++failed;
+      }
+    }
+  }
+  EXPECT_GT(rendered, 0);
+  EXPECT_GT(failed, 0);
 }
 
 TEST(ChatTemplate, ParseErrorsAreReported) {
