@@ -25,6 +25,7 @@ enum class ExprKind : uint8_t {
   Slice,    // a[b:c:d]; null children are omitted bounds
   Unary,    // op a  ("not", "-", "+")
   Binary,   // a op b
+  Compare,  // items[0] ops[0] items[1] ops[1] items[2]...: Python's chained comparison
   Cond,     // b if a else c
   Call,     // a(args, kwargs)
   Filter,   // a | name(args, kwargs)
@@ -40,6 +41,7 @@ struct Expr {
   std::vector<ExprPtr> items;                           // List, Tuple, Dict (k0, v0, k1, v1...), args
   std::vector<std::pair<std::string, ExprPtr>> kwargs;  // Call, Filter
   bool negated = false;                                 // Test
+  std::vector<std::string> ops;                         // Compare
 };
 
 struct Stmt;

@@ -381,8 +381,11 @@ class Parser {
     return u->a ? std::move(u) : nullptr;
   }
   ExprPtr compare() {
-    ExprPtr a = math1();
-    while (a) {
+    ExprPtr first = math1();
+    if (!first) return nullptr;
+    auto chain = node(ExprKind::Compare);
+    chain->items.push_back(std::move(first));
+    while (true) {
       std::string op;
       if (cur().kind == Tok::Op && (cur().text == "==" || cur().text == "!=" || cur().text == "<" ||
                                     cur().text == "<=" || cur().text == ">" || cur().text == ">=")) {
@@ -398,9 +401,15 @@ class Parser {
       } else {
         break;
       }
-      a = binary(op, std::move(a), math1());
+      ExprPtr next = math1();
+      if (!next) return nullptr;
+      chain->ops.push_back(std::move(op));
+      chain->items.push_back(std::move(next));
     }
-    return a;
+    if (chain->ops.empty()) return std::move(chain->items[0]);
+    if (chain->ops.size() == 1)
+      return binary(chain->ops[0], std::move(chain->items[0]), std::move(chain->items[1]));
+    return chain;  // a < b < c means a < b and b < c, b evaluated once
   }
   ExprPtr math1() {
     ExprPtr a = concat();

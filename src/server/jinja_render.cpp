@@ -560,6 +560,7 @@ class Renderer {
         return arithmetic("+", Value(0), *v);
       }
       case ExprKind::Binary: return eval_binary(e);
+      case ExprKind::Compare: return eval_chain(e);
       case ExprKind::Cond: {
         auto c = eval(*e.a);
         if (!c) return c.error();
@@ -589,6 +590,39 @@ class Renderer {
     return Value();
   }
 
+  static bool is_comparison(const std::string& op) {
+    return op == "==" || op == "!=" || op == "<" || op == ">" || op == "<=" || op == ">=" || op == "in" ||
+           op == "not in";
+  }
+
+  static Result<bool> compare(const std::string& op, const Value& a, const Value& b) {
+    if (op == "==") return equals(a, b);
+    if (op == "!=") return !equals(a, b);
+    if (op == "in" || op == "not in") {
+      auto c = contains(b, a);
+      if (!c) return c.error();
+      return *c == (op == "in");
+    }
+    bool swap = op == ">" || op == "<=";
+    auto lt = swap ? less_than(b, a) : less_than(a, b);
+    if (!lt) return lt.error();
+    return (op == "<" || op == ">") ? *lt : !*lt;
+  }
+
+  Result<Value> eval_chain(const Expr& e) {
+    auto left = eval(*e.items[0]);
+    if (!left) return left.error();
+    for (size_t i = 0; i < e.ops.size(); ++i) {
+      auto right = eval(*e.items[i + 1]);
+      if (!right) return right.error();
+      auto c = compare(e.ops[i], *left, *right);
+      if (!c) return located(e.line, c.error());
+      if (!*c) return Value(false);
+      left = std::move(right);
+    }
+    return Value(true);
+  }
+
   Result<Value> eval_binary(const Expr& e) {
     auto a = eval(*e.a);
     if (!a) return a.error();
@@ -606,18 +640,10 @@ class Renderer {
       if (n > limits_.max_output_bytes) return located(e.line, Error{"string or list grew too large"});
     }
     if (op == "~") return Value(a->to_output() + b->to_output());
-    if (op == "==") return Value(equals(*a, *b));
-    if (op == "!=") return Value(!equals(*a, *b));
-    if (op == "<" || op == ">" || op == "<=" || op == ">=") {
-      bool swap = op == ">" || op == "<=";
-      auto lt = swap ? less_than(*b, *a) : less_than(*a, *b);
-      if (!lt) return located(e.line, lt.error());
-      return Value((op == "<" || op == ">") ? *lt : !*lt);
-    }
-    if (op == "in" || op == "not in") {
-      auto c = contains(*b, *a);
+    if (is_comparison(op)) {
+      auto c = compare(op, *a, *b);
       if (!c) return located(e.line, c.error());
-      return Value(*c == (op == "in"));
+      return Value(*c);
     }
     if (op == "%" && a->is_string()) {  // Python string formatting: '%s=%d' % (k, v)
       auto r = percent_format(a->as_string(), *b);

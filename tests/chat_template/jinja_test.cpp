@@ -195,6 +195,9 @@ const Case kCases[] = {
      "{{ '%s and %s' % ('a', 'b') }}|{{ '%d%%' % 50 }}|{{ '%.1e' % 12345.678 }}|{{ '%+d' % 5 }}|{{ '%3s|' % "
      "'é' }}",
      R"({})", "a and b|50%|1.2e+04|+5|  é|"},
+    {"chained_compare",
+     "{{ 1 < 2 < 3 }} {{ 1 < 3 < 2 }} {{ 1 == 1 != 2 }} {{ 0 <= x < 10 }} {{ 'a' in 'abc' in 'xabcx' }}",
+     R"({"x": 5})", "True False True True True"},
 };
 
 TEST(Jinja, MatchesReferenceJinja2) {
