@@ -1,5 +1,6 @@
 #include "kernels/cpu/quant_act.h"
 
+#include <algorithm>
 #include <cassert>
 #include <cmath>
 #include <cstring>
@@ -65,6 +66,10 @@ size_t act_row_bytes(ActFormat f, int64_t n) {
 
 namespace {
 
+// Round to nearest, ties to even (nearbyint in the default mode) for |v| < 2^22 without
+// a libm call: after adding 1.5 * 2^23 no fraction bits are left.
+inline float round_even(float v) { return (v + 12582912.0f) - 12582912.0f; }
+
 void to_f32(const float* x, int64_t n, void* dst) {
   std::memcpy(dst, x, size_t(n) * 4);
 }
@@ -87,13 +92,13 @@ void to_q8_01(const float* x, int64_t n, void* dst, bool with_sum) {
   auto* y = static_cast<Block*>(dst);
   for (int64_t b = 0; b < n / 32; ++b, x += 32) {
     float amax = 0.0f;
-    for (int i = 0; i < 32; ++i) amax = std::fmax(amax, std::fabs(x[i]));
+    for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(x[i]));
     const float d = amax / 127.0f;
     const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
     y[b].d = fp32_to_fp16(d);
     int sum = 0;
     for (int i = 0; i < 32; ++i) {
-      const int q = int(std::nearbyint(x[i] * id));
+      const int q = int(round_even(x[i] * id));
       y[b].qs[i] = int8_t(q);
       sum += q;
     }
@@ -130,7 +135,7 @@ void to_q8_k(const float* x, int64_t n, void* dst) {
     }
     const float iscale = -127.0f / vmax;
     for (int i = 0; i < QK_K; ++i) {
-      const int q = int(std::nearbyint(iscale * x[i]));
+      const int q = int(round_even(iscale * x[i]));
       y[b].qs[i] = int8_t(q < 127 ? q : 127);
     }
     for (int g = 0; g < QK_K / 16; ++g) {
