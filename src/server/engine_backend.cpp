@@ -162,8 +162,10 @@ void EngineBackend::loop() {
     if (!engine_->has_unfinished()) continue;
     const Clock::time_point start = Clock::now();
     const std::vector<RequestOutput>& outputs = engine_->step();
-    dispatch(outputs, start);
+    // Stats first: a client that has seen its request finish must not then read
+    // /metrics from before that step.
     publish_stats();
+    dispatch(outputs, start);
   }
 }
 

@@ -227,17 +227,23 @@ Usage Generation::usage() const {
   return u;
 }
 
-std::string Generation::wait_body() {
+bool Generation::wait_finished(std::chrono::milliseconds wait) {
+  const Clock::time_point deadline = Clock::now() + wait;
   std::deque<Event> batch;
   while (unfinished_ > 0) {
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return !queue_.empty(); });
+      if (!cv_.wait_until(lock, deadline, [&] { return !queue_.empty(); })) return false;
       batch.swap(queue_);
     }
     for (Event& ev : batch) apply(ev, nullptr);
     batch.clear();
   }
+  return true;
+}
+
+std::string Generation::body() {
+  assert(unfinished_ == 0);
   // best_of: keep each prompt's n most likely sequences, in that order.
   const int n = req_.params.n;
   std::vector<ChoiceResult> results;

@@ -37,8 +37,10 @@ class Generation : public std::enable_shared_from_this<Generation> {
 
   // Submits every prompt; on an error aborts the ones already submitted.
   Status start();
-  // Non-streaming: waits for every choice, then returns the response body.
-  std::string wait_body();
+  // Non-streaming: consumes deltas until every choice has finished (true) or `wait`
+  // has passed (false); then body() is the response.
+  bool wait_finished(std::chrono::milliseconds wait);
+  std::string body();
 
   enum class Poll { Data, Idle, Done };
   // Streaming: appends the SSE events that are ready to `out`, waiting up to `wait` for

@@ -75,7 +75,10 @@ class GrowingPool : public httplib::TaskQueue {
   bool stop_ = false;
 };
 
-constexpr const char* kJson = "application/json";
+// The charset parameter also keeps httplib from gzip-compressing responses (it matches
+// "application/json" exactly): compression would buffer the keep-alive bytes of a
+// chunked body, and on loopback it only costs CPU.
+constexpr const char* kJson = "application/json; charset=utf-8";
 
 void send_error(httplib::Response& res, const ApiError& err, int retry_after_s = 0) {
   res.status = err.status;
@@ -293,15 +296,33 @@ struct HttpServer::Impl {
     if (Status st = gen->start(); !st) return send_error(res, make_error(400, st.error().message));
     track(gen);
 
+    const auto idle = std::chrono::milliseconds(std::max(10, opts.keepalive_ms));
     if (!ar.stream) {
-      std::string body = gen->wait_body();
-      untrack(gen.get());
-      res.set_content(body, kJson);
+      if (gen->wait_finished(idle)) {
+        untrack(gen.get());
+        res.set_content(gen->body(), kJson);
+        return;
+      }
+      // Still running after a keep-alive period: send the body chunked, preceded by a
+      // space each period. JSON allows leading whitespace, and the writes are how a
+      // client that gave up is noticed (its request is then aborted).
+      res.set_chunked_content_provider(
+          kJson,
+          [gen, idle](size_t, httplib::DataSink& sink) {
+            if (!gen->wait_finished(idle)) return sink.write(" ", 1);
+            std::string body = gen->body();
+            if (!sink.write(body.data(), body.size())) return false;
+            sink.done();
+            return true;
+          },
+          [this, gen](bool success) {
+            if (!success || !gen->finished()) gen->abandon();
+            untrack(gen.get());
+          });
       return;
     }
     res.set_header("Cache-Control", "no-cache");
     res.set_header("X-Accel-Buffering", "no");
-    const auto idle = std::chrono::milliseconds(std::max(10, opts.keepalive_ms));
     res.set_chunked_content_provider(
         "text/event-stream",
         [gen, idle](size_t, httplib::DataSink& sink) {

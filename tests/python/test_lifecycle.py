@@ -149,3 +149,47 @@ def test_preemption_under_small_cache(wait_idle):
         wait_idle(s, timeout=10)
     finally:
         s.stop()
+
+
+def test_non_streaming_disconnect_aborts(wait_idle):
+    # A non-streaming request that runs longer than the keep-alive period is answered
+    # chunked with leading spaces; a client that leaves is noticed and its request aborted.
+    import socket
+
+    s = Server(SMOLLM2, "--threads", "1", "--max-model-len", "1024")
+    try:
+        ok = requests.post(s.url + "/v1/completions", timeout=120,
+                           json={"prompt": "Once upon a time", "max_tokens": 60, "ignore_eos": True})
+        assert ok.status_code == 200 and ok.json()["usage"]["completion_tokens"] == 60
+        body = json.dumps({**LONG, "stream": False, "max_tokens": 900}).encode()
+        sock = socket.create_connection((s.host, s.port))
+        sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        deadline = time.time() + 10
+        while s.metric("kvserve:num_requests_running") < 1 and time.time() < deadline:
+            time.sleep(0.02)
+        assert s.metric("kvserve:num_requests_running") == 1
+        sock.close()
+        t = time.time()
+        while s.metric("kvserve:request_success_total", finished_reason="abort") < 1 and time.time() - t < 10:
+            time.sleep(0.05)
+        assert s.metric("kvserve:request_success_total", finished_reason="abort") == 1
+        assert time.time() - t < 5
+        wait_idle(s, timeout=10)
+    finally:
+        s.stop()
+
+
+def test_long_non_streaming_response_is_valid_json():
+    s = Server(SMOLLM2, "--threads", "1", "--max-model-len", "1024")
+    try:
+        r = requests.post(s.url + "/v1/completions", timeout=300,
+                          json={"prompt": "Once upon a time", "max_tokens": 300, "ignore_eos": True})
+        assert r.status_code == 200
+        assert r.json()["usage"]["completion_tokens"] == 300
+        c = openai.OpenAI(base_url=s.url + "/v1", api_key="x", max_retries=0, timeout=300)
+        out = c.completions.create(model=s.model, prompt="Once upon a time", max_tokens=300,
+                                   extra_body={"ignore_eos": True})
+        assert out.usage.completion_tokens == 300
+    finally:
+        s.stop()
