@@ -21,6 +21,23 @@ struct GoldenCase {
 
 class Golden : public ::testing::TestWithParam<GoldenCase> {};
 
+// Compares logits rows with llama.cpp's steps; rows(i) gives our row for step i.
+template <class RowFn>
+void compare_steps(const test::GoldenPrompt& g, int V, double tol, RowFn rows, double& worst) {
+  for (size_t i = 0; i < g.steps.size(); ++i) {
+    const float* row = rows(i);
+    const double lse = logsumexp(row, V);
+    const auto& top = g.steps[i].top;
+    if (top[0].second - top[1].second > tol) EXPECT_EQ(test::argmax(row, V), top[0].first) << "step " << i;
+    for (const auto& [tok, logit] : top) {
+      const double ours = row[tok] - lse, theirs = logit - g.steps[i].logsumexp;
+      worst = std::max(worst, std::abs(ours - theirs));
+      EXPECT_NEAR(ours, theirs, tol) << "step " << i << " token " << tok;
+    }
+  }
+}
+
+// The prompt and its greedy continuation as one prefill with logits for every row.
 TEST_P(Golden, TeacherForcedMatchesLlamaCpp) {
   const GoldenCase& gc = GetParam();
   auto model = Model::load(test::shared_path(std::string("models/") + gc.model + ".gguf"));
@@ -39,20 +56,48 @@ TEST_P(Golden, TeacherForcedMatchesLlamaCpp) {
     tokens.insert(tokens.end(), g.greedy_tokens.begin(), g.greedy_tokens.end());
     ASSERT_LE(tokens.size(), size_t(opt.max_batch_tokens));
     const auto logits = test::run_prefill(runner, tokens, LogitsMode::All);
-    for (size_t i = 0; i < g.steps.size(); ++i) {
-      const float* row = logits.data() + (g.prompt_tokens.size() - 1 + i) * size_t(V);
-      const double lse = logsumexp(row, V);
-      const auto& top = g.steps[i].top;
-      if (top[0].second - top[1].second > gc.tol)
-        EXPECT_EQ(test::argmax(row, V), top[0].first) << "step " << i;
-      for (const auto& [tok, logit] : top) {
-        const double ours = row[tok] - lse, theirs = logit - g.steps[i].logsumexp;
-        worst = std::max(worst, std::abs(ours - theirs));
-        EXPECT_NEAR(ours, theirs, gc.tol) << "step " << i << " token " << tok;
-      }
-    }
+    compare_steps(
+        g, V, gc.tol, [&](size_t i) { return logits.data() + (g.prompt_tokens.size() - 1 + i) * size_t(V); },
+        worst);
   }
-  std::printf("%s: worst |logprob diff| %.4g (tolerance %.3g)\n", gc.model, worst, gc.tol);
+  std::printf("%s prefill: worst |logprob diff| %.4g (tolerance %.3g)\n", gc.model, worst, gc.tol);
+}
+
+// The prompt as one prefill, then each greedy token as a decode step through the paged
+// cache (the decode attention kernel and single-token matmuls).
+TEST_P(Golden, TeacherForcedDecodeStepsMatchLlamaCpp) {
+  const GoldenCase& gc = GetParam();
+  auto model = Model::load(test::shared_path(std::string("models/") + gc.model + ".gguf"));
+  ASSERT_TRUE(model) << model.error().message;
+  RunnerOptions opt;
+  opt.max_batch_tokens = 64;
+  opt.max_seqs = 1;
+  ModelRunner runner(**model, opt);
+  const int V = runner.n_vocab();
+  const int block_size = 8;
+  double worst = 0;
+  for (const auto& g : test::load_golden(gc.model)) {
+    SCOPED_TRACE(g.prompt);
+    const int n_total = int(g.prompt_tokens.size() + g.greedy_tokens.size());
+    const int n_blocks = (n_total + block_size - 1) / block_size;
+    KvCacheStorage kv(runner.kv_config(2 * n_blocks + 1, block_size));
+    const auto table = test::scattered_table(n_blocks);
+    std::vector<float> rows;  // [steps, V]
+    int32_t n_past = 0;
+    for (size_t i = 0; i < g.steps.size(); ++i) {
+      SeqSlice s;
+      s.n_past = n_past;
+      s.tokens = i == 0 ? std::span<const int32_t>(g.prompt_tokens)
+                        : std::span<const int32_t>(&g.greedy_tokens[i - 1], 1);
+      s.block_table = table;
+      const float* lg = runner.forward(ForwardBatch{std::span<const SeqSlice>(&s, 1)}, kv);
+      rows.insert(rows.end(), lg, lg + V);
+      n_past += int32_t(s.tokens.size());
+    }
+    compare_steps(
+        g, V, gc.tol, [&](size_t i) { return rows.data() + i * size_t(V); }, worst);
+  }
+  std::printf("%s decode: worst |logprob diff| %.4g (tolerance %.3g)\n", gc.model, worst, gc.tol);
 }
 
 INSTANTIATE_TEST_SUITE_P(
