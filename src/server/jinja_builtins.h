@@ -1,6 +1,8 @@
 // Built-in filters, tests, methods and global functions of the chat-template interpreter:
 // the part of Jinja2 (and of the Python str/list/dict methods it exposes) that Hugging
 // Face chat templates use, plus transformers' raise_exception and strftime_now.
+// Filters and tests live in jinja_filters.cpp, string behaviour in jinja_text.cpp, the
+// rest in jinja_builtins.cpp.
 #pragma once
 
 #include <string>
