@@ -30,7 +30,7 @@ T* scratch_buffer(std::vector<T>& v, size_t n) {
 
 // Fills the dense activation views of `a` for tokens [t0, t1) from Q8_0/Q8_1 blocks.
 void fill_dense_views(const detail::MatmulArgs& a, GgmlType type, int64_t t0, int64_t t1) {
-  const int64_t nb = a.n_in / 32;
+  const int64_t nb = a.n_in / detail::dense_unit(type);
   const bool q81 = act_format(type) == ActFormat::Q8_1;
   const int zp = detail::simd_zero_point(type);
   auto* xq = const_cast<int8_t*>(a.xq);
@@ -43,6 +43,13 @@ void fill_dense_views(const detail::MatmulArgs& a, GgmlType type, int64_t t0, in
       for (int64_t k = 0; k < a.n_in / QK_K; ++k) {
         const auto* blk = reinterpret_cast<const BlockQ8_K*>(row) + k;
         std::memcpy(xq + t * a.n_in + k * QK_K, blk->qs, QK_K);
+        if (type == GgmlType::Q6_K) {  // 16-element units, corrected for the zero point
+          for (int u = 0; u < 16; ++u) {
+            xd[t * nb + k * 16 + u] = blk->d;
+            xc[t * nb + k * 16 + u] = -zp * blk->bsums[u];
+          }
+          continue;
+        }
         for (int u = 0; u < 8; ++u) {
           const int64_t i = t * nb + k * 8 + u;
           xd[i] = blk->d;
@@ -107,7 +114,7 @@ void matmul_isa(Isa isa, const WeightView& w, const float* x, int64_t n_tokens, 
       thread_local std::vector<int8_t> dense_q;
       thread_local std::vector<float> dense_d, dense_s;
       thread_local std::vector<int32_t> dense_c;
-      const size_t nb = size_t(n_tokens * (w.n_in / 32));
+      const size_t nb = size_t(n_tokens * (w.n_in / detail::dense_unit(w.type)));
       args.xq = scratch_buffer(dense_q, size_t(n_tokens * w.n_in));
       args.xd = scratch_buffer(dense_d, nb);
       args.xs = fmt != ActFormat::Q8_0 ? scratch_buffer(dense_s, nb) : nullptr;

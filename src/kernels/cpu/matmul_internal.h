@@ -25,14 +25,19 @@ struct MatmulArgs {
   int64_t n_tokens;
   float* y;  // [n_tokens, ldy]
   int64_t ldy;
-  // Dense views of Q8_0/Q8_1 (and, for AVX-512, Q8_K) activations for the SIMD
-  // kernels (null for other types), n_blocks = n_in / 32 (Q8_K: per 32-element unit,
-  // d repeated, s = d * sum of the unit's quants from bsums):
+  // Dense views of Q8_0/Q8_1 (and, for AVX-512 with many tokens, Q8_K) activations for
+  // the SIMD kernels (null otherwise), per unit of dense_unit(type) elements, n_blocks =
+  // n_in / unit (Q8_K: d repeated, s and sums from bsums):
   const int8_t* xq;      // [n_tokens, n_in] the quants, contiguous
   const float* xd;       // [n_tokens, n_blocks] block scales d
   const float* xs;       // [n_tokens, n_blocks] Q8_1's s = d * sum(q) (null for Q8_0)
   const int32_t* xcorr;  // [n_tokens, n_blocks] -simd_zero_point(type) * sum(q)
 };
+
+// Elements per unit of the dense activation views: Q6_K's scales cover 16.
+constexpr int64_t dense_unit(GgmlType t) {
+  return t == GgmlType::Q6_K ? 16 : 32;
+}
 
 // SIMD kernels hold 32-element block weights as unsigned bytes u = q + zero_point
 // (Q8_0's signed quants flipped to 0..255), so an unsigned x signed int8 dot product
@@ -41,6 +46,7 @@ constexpr int simd_zero_point(GgmlType t) {
   switch (t) {
     case GgmlType::Q4_0: return 8;
     case GgmlType::Q5_0: return 16;
+    case GgmlType::Q6_K: return 32;
     case GgmlType::Q8_0: return 128;
     default: return 0;
   }
@@ -57,7 +63,7 @@ MatmulRangeFn matmul_q32_fn_avx512(GgmlType type);     // Q4_0, Q4_1, Q5_0, Q5_1
 MatmulRangeFn matmul_float_fn_avx512(GgmlType type);   // F32, F16, BF16
 MatmulRangeFn matmul_kquant_fn_avx512(GgmlType type);  // K-quants
 MatmulRangeFn matmul_kquant_fn_avx2(GgmlType type);    // K-quants, in the AVX2 table
-// The panel GEMM for Q4_K / Q5_K (needs the dense activation views; many tokens).
+// The panel GEMM for Q4_K / Q5_K / Q6_K (needs the dense activation views; many tokens).
 MatmulRangeFn matmul_kpanel_fn_avx512(GgmlType type);
 constexpr int64_t kKPanelMinTokens = 12;
 

@@ -172,13 +172,20 @@ void k45_matmul(const MatmulArgs& a, int64_t o0, int64_t o1) {
     rows_by_token_tiles<K45<kHigh>::template Row>(a, o0, o1);
 }
 
+void q6k_matmul(const MatmulArgs& a, int64_t o0, int64_t o1) {
+  if (a.n_tokens >= kKPanelMinTokens && a.xq)
+    matmul_kpanel_fn_avx512(GgmlType::Q6_K)(a, o0, o1);
+  else
+    rows_by_token_tiles<Q6K>(a, o0, o1);
+}
+
 }  // namespace
 
 MatmulRangeFn matmul_kquant_fn_avx512(GgmlType type) {
   switch (type) {
     case GgmlType::Q4_K: return k45_matmul<false>;
     case GgmlType::Q5_K: return k45_matmul<true>;
-    case GgmlType::Q6_K: return rows_by_token_tiles<Q6K>;
+    case GgmlType::Q6_K: return q6k_matmul;
     default: return nullptr;
   }
 }

@@ -39,13 +39,24 @@ constexpr Q32Layout kLayout = T == GgmlType::Q4_0   ? Q32Layout{18, 2, -1, -1, t
 
 // Q4_K / Q5_K also run on the panel kernel: each 32-element sub-block acts as a block
 // with scale d * sc and min -dmin * m (sub-block indices kb count 32-element units).
+// Q6_K likewise with 16-element units (one scale each, zero point 32).
 template <GgmlType T>
 constexpr bool kIsK = T == GgmlType::Q4_K || T == GgmlType::Q5_K;
+template <GgmlType T>
+constexpr int kUnitElems = T == GgmlType::Q6_K ? 16 : 32;  // elements per unit
+template <GgmlType T>
+constexpr int kSteps = kUnitElems<T> / 4;  // vpdpbusd steps per unit
+template <GgmlType T>
+constexpr int64_t kUnitsPerBlock = T == GgmlType::Q6_K ? 16
+                                   : kIsK<T>           ? 8
+                                                       : 1;
 
-// Byte offset of 32-element unit kb in a row (kb a multiple of 8 for K-quants).
+// Byte offset of unit kb in a row (kb a multiple of kUnitsPerBlock).
 template <GgmlType T>
 constexpr int64_t unit_offset(int64_t kb) {
-  if constexpr (kIsK<T>)
+  if constexpr (T == GgmlType::Q6_K)
+    return kb / 16 * int64_t(sizeof(BlockQ6_K));
+  else if constexpr (kIsK<T>)
     return kb / 8 * (T == GgmlType::Q4_K ? int64_t(sizeof(BlockQ4_K)) : int64_t(sizeof(BlockQ5_K)));
   else
     return kb * kLayout<T>.bytes;
@@ -289,15 +300,64 @@ void repack_panel_k(const MatmulArgs& a, int64_t o, int rows, int64_t kb0, int64
   }
 }
 
+// Repacks 16-element units [kb0, kb1) (whole super-blocks) of Q6_K rows: bytes are the
+// stored 6-bit values (q + 32), the scale d * sc per unit.
+void repack_panel_q6k(const MatmulArgs& a, int64_t o, int rows, int64_t kb0, int64_t kb1, Panel& p) {
+  constexpr int kBytes = sizeof(BlockQ6_K);
+  const __mmask16 mask = __mmask16((1u << rows) - 1);
+  alignas(64) static thread_local uint8_t staged[16 * kChunk / 16 * sizeof(BlockQ6_K) + 64];
+  const int64_t len = (kb1 - kb0) / 16 * kBytes;
+  for (int r = 0; r < rows; ++r)
+    std::memcpy(staged + r * len, a.w + size_t(o + r) * a.w_row_bytes + kb0 / 16 * kBytes, size_t(len));
+  const __m512i ridx = _mm512_mullo_epi32(
+      _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(int(len)));
+  const __m512i zero = _mm512_setzero_si512(), lo4 = _mm512_set1_epi8(0x0f), lo2 = _mm512_set1_epi8(3);
+  for (int64_t k = 0; k < (kb1 - kb0) / 16; ++k) {
+    const uint8_t* blk = staged + k * kBytes;
+    __m512* dv = &p.d[k * 16];
+    __m512i* wv = &p.w[k * 16 * 4];
+    // d is the high half of the dword at offset 206 (reading at 208 would pass the end).
+    const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(
+        _mm512_mask_i32gather_epi32(zero, mask, ridx, blk + offsetof(BlockQ6_K, d) - 2, 1), 16)));
+    for (int i = 0; i < 4; ++i) {
+      const __m512i sc =
+          _mm512_mask_i32gather_epi32(zero, mask, ridx, blk + offsetof(BlockQ6_K, scales) + 4 * i, 1);
+      for (int j = 0; j < 4; ++j) {
+        const __m512i s = _mm512_srai_epi32(_mm512_slli_epi32(sc, 24 - 8 * j), 24);  // signed byte j
+        dv[4 * i + j] = _mm512_mul_ps(d, _mm512_cvtepi32_ps(s));
+      }
+    }
+    // Element 128h + 32j + l: nibble j / 2 of ql[64h + 32(j % 2) + l], bits 2j of
+    // qh[32h + l]; unit 8h + 2j + l / 16, step (l % 16) / 4.
+    for (int h = 0; h < 2; ++h)
+      for (int l4 = 0; l4 < 8; ++l4) {
+        const __m512i qh =
+            _mm512_mask_i32gather_epi32(zero, mask, ridx, blk + offsetof(BlockQ6_K, qh) + 32 * h + 4 * l4, 1);
+        for (int jj = 0; jj < 2; ++jj) {
+          const __m512i ql = _mm512_mask_i32gather_epi32(
+              zero, mask, ridx, blk + offsetof(BlockQ6_K, ql) + 64 * h + 32 * jj + 4 * l4, 1);
+          for (int jn = 0; jn < 2; ++jn) {
+            const int j = jj + 2 * jn;
+            const __m512i low = _mm512_and_si512(_mm512_srli_epi32(ql, 4 * jn), lo4);
+            const __m512i high = _mm512_and_si512(_mm512_srli_epi32(qh, 2 * j), lo2);
+            const int unit = 8 * h + 2 * j + l4 / 4;
+            wv[unit * 4 + l4 % 4] = _mm512_or_si512(low, _mm512_slli_epi32(high, 4));
+          }
+        }
+      }
+  }
+}
+
 // y[t, o..o+rows) for NT tokens from t0 against a repacked panel chunk.
 template <GgmlType T, int NT>
 void panel_tokens(const MatmulArgs& a, const Panel& p, int64_t o, int rows, int64_t t0, const ChunkPos& c) {
   constexpr bool kMin = T == GgmlType::Q4_1 || T == GgmlType::Q5_1 || kIsK<T>;
-  const int64_t nb = a.n_in / 32;
+  constexpr int U = kUnitElems<T>;
+  const int64_t nb = a.n_in / U;
   __m512 acc[NT];
   for (int t = 0; t < NT; ++t) acc[t] = c.first ? _mm512_setzero_ps() : c.acc_buf[t0 + t];
   const int8_t* xq[NT];
-  for (int t = 0; t < NT; ++t) xq[t] = a.xq + (t0 + t) * a.n_in + c.kb0 * 32;
+  for (int t = 0; t < NT; ++t) xq[t] = a.xq + (t0 + t) * a.n_in + c.kb0 * U;
   for (int64_t b = 0; b < c.kb1 - c.kb0; ++b) {
     __m512i s[NT];
     for (int t = 0; t < NT; ++t) {
@@ -306,13 +366,13 @@ void panel_tokens(const MatmulArgs& a, const Panel& p, int64_t o, int rows, int6
       else
         s[t] = _mm512_set1_epi32(a.xcorr[(t0 + t) * nb + c.kb0 + b]);
     }
-    const __m512i* w = &p.w[b * 8];
+    const __m512i* w = &p.w[b * kSteps<T>];
 #pragma GCC unroll 8
-    for (int k = 0; k < 8; ++k) {
+    for (int k = 0; k < kSteps<T>; ++k) {
       const __m512i wk = _mm512_load_si512(w + k);
       for (int t = 0; t < NT; ++t) {
         int32_t x4;
-        std::memcpy(&x4, xq[t] + b * 32 + 4 * k, 4);
+        std::memcpy(&x4, xq[t] + b * U + 4 * k, 4);
         s[t] = _mm512_dpbusd_epi32(s[t], wk, _mm512_set1_epi32(x4));
       }
     }
@@ -338,7 +398,7 @@ constexpr int kPanelTokens = 8;
 // of repack_panel at DRAM latency: fetch the next chunk while this one is computed.
 template <GgmlType T>
 void prefetch_next_chunk(const MatmulArgs& a, int64_t o, int64_t kb0, int64_t n_blocks, int64_t o1) {
-  const int64_t len = unit_offset<T>(std::min(kb0 + n_blocks, a.n_in / 32)) - unit_offset<T>(kb0);
+  const int64_t len = unit_offset<T>(std::min(kb0 + n_blocks, a.n_in / kUnitElems<T>)) - unit_offset<T>(kb0);
   for (int64_t r = o; r < std::min(o + 16, o1); ++r) {
     const char* p = reinterpret_cast<const char*>(a.w + size_t(r) * a.w_row_bytes + unit_offset<T>(kb0));
     for (int64_t i = 0; i < len; i += 64) _mm_prefetch(p + i, _MM_HINT_T1);
@@ -350,10 +410,10 @@ void matmul_panels(const MatmulArgs& a, int64_t o0, int64_t o1) {
   thread_local Panel panel;
   thread_local std::vector<__m512> acc_buf;
   if (int64_t(acc_buf.size()) < a.n_tokens) acc_buf.resize(size_t(a.n_tokens));
-  const int64_t nb = a.n_in / 32;
+  const int64_t nb = a.n_in / kUnitElems<T>;
   // Equal chunks of at most kChunk blocks (576 = 18 blocks: 9 + 9, not 16 + 2).
   // K-quant chunks hold whole super-blocks (8 units).
-  constexpr int64_t kUnit = kIsK<T> ? 8 : 1;
+  constexpr int64_t kUnit = kUnitsPerBlock<T>;
   const int64_t n_chunks = (nb + kChunk - 1) / kChunk;
   const int64_t chunk = ((nb + n_chunks - 1) / n_chunks + kUnit - 1) / kUnit * kUnit;
   for (int64_t o = o0; o < o1; o += 16) {
@@ -361,7 +421,9 @@ void matmul_panels(const MatmulArgs& a, int64_t o0, int64_t o1) {
     for (int64_t kb0 = 0; kb0 < nb; kb0 += chunk) {
       const ChunkPos c{kb0, std::min(nb, kb0 + chunk), kb0 == 0, kb0 + chunk >= nb, acc_buf.data()};
       prefetch_next_chunk<T>(a, c.kb1 < nb ? o : o + 16, c.kb1 < nb ? c.kb1 : 0, c.kb1 - c.kb0, o1);
-      if constexpr (kIsK<T>)
+      if constexpr (T == GgmlType::Q6_K)
+        repack_panel_q6k(a, o, rows, c.kb0, c.kb1, panel);
+      else if constexpr (kIsK<T>)
         repack_panel_k<T>(a, o, rows, c.kb0, c.kb1, panel);
       else
         repack_panel<T>(a, o, rows, c.kb0, c.kb1, panel);
@@ -393,6 +455,7 @@ MatmulRangeFn matmul_kpanel_fn_avx512(GgmlType type) {
   switch (type) {
     case GgmlType::Q4_K: return matmul_panels<GgmlType::Q4_K>;
     case GgmlType::Q5_K: return matmul_panels<GgmlType::Q5_K>;
+    case GgmlType::Q6_K: return matmul_panels<GgmlType::Q6_K>;
     default: return nullptr;
   }
 }
