@@ -71,6 +71,12 @@ Result<Value> array_method(Array& arr, const std::string& name, const CallArgs& 
     arr.erase(arr.begin() + i);
     return v;
   }
+  if (name == "count") {
+    const Value* x = arg(a, 0, "value");
+    if (!x) return Error{"count takes exactly one argument"};
+    return Value(static_cast<int64_t>(
+        std::count_if(arr.begin(), arr.end(), [&](const Value& y) { return equals(y, *x); })));
+  }
   if (name == "index") {
     const Value* x = arg(a, 0, "value");
     for (size_t i = 0; x && i < arr.size(); ++i)

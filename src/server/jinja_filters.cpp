@@ -1,5 +1,6 @@
 // The filter and test tables of the chat-template interpreter.
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
@@ -300,6 +301,7 @@ const std::unordered_map<std::string, FilterFn>& filters() {
       int64_t prec = as_int_or(arg(a, 0, "precision"), 0);
       const Value* method = arg(a, 1, "method");
       std::string m = method ? method->to_output() : "common";
+      if (m == "common" && (v.is_int() || v.is_bool())) return v.is_bool() ? Value(int64_t{v.as_bool()}) : v;
       double scale = std::pow(10.0, static_cast<double>(std::clamp<int64_t>(prec, -300, 300)));
       double x = v.is_bool() ? v.as_bool() : v.as_float();
       // Python's round() rounds halves to even; nearbyint does that in the default FP mode.
@@ -405,6 +407,11 @@ const std::unordered_map<std::string, FilterFn>& filters() {
 
 using TestFn = std::function<Result<bool>(const Value&, const CallArgs&)>;
 
+bool has_cased(const std::string& s) {
+  return std::any_of(s.begin(), s.end(),
+                     [](char c) { return std::isalpha(static_cast<unsigned char>(c)) != 0; });
+}
+
 Result<bool> compare_test(const Value& v, const CallArgs& a, const char* op) {
   const Value* other = arg(a, 0, "other");
   if (!other) return Error{std::string("test '") + op + "' needs an argument"};
@@ -434,19 +441,30 @@ const std::unordered_map<std::string, TestFn>& tests() {
     simple("number", [](const Value& v) { return v.is_number() || v.is_bool(); });
     simple("string", [](const Value& v) { return v.is_string(); });
     simple("mapping", [](const Value& v) { return v.is_object(); });
-    simple("iterable", [](const Value& v) { return v.is_string() || v.is_array() || v.is_object(); });
+    // Jinja's Undefined iterates as empty, so it counts as iterable.
+    simple("iterable",
+           [](const Value& v) { return v.is_string() || v.is_array() || v.is_object() || v.is_undefined(); });
     simple("sequence", [](const Value& v) { return v.is_string() || v.is_array() || v.is_object(); });
     simple("callable", [](const Value& v) { return v.is_callable(); });
     simple("escaped", [](const Value&) { return false; });
-    simple("lower", [](const Value& v) { return v.is_string() && lower(v.as_string()) == v.as_string(); });
-    simple("upper", [](const Value& v) { return v.is_string() && upper(v.as_string()) == v.as_string(); });
-    simple("odd", [](const Value& v) { return v.is_int() && v.as_int() % 2 != 0; });
-    simple("even", [](const Value& v) { return v.is_int() && v.as_int() % 2 == 0; });
+    // str(value).islower() / isupper(): some cased letter, none of the other case.
+    simple("lower",
+           [](const Value& v) { return has_cased(v.to_output()) && lower(v.to_output()) == v.to_output(); });
+    simple("upper",
+           [](const Value& v) { return has_cased(v.to_output()) && upper(v.to_output()) == v.to_output(); });
+    simple("odd", [](const Value& v) {
+      return (v.is_int() && v.as_int() % 2 != 0) || (v.is_bool() && v.as_bool());
+    });
+    simple("even", [](const Value& v) {
+      return (v.is_int() && v.as_int() % 2 == 0) || (v.is_bool() && !v.as_bool());
+    });
     t["divisibleby"] = [](const Value& v, const CallArgs& a) -> Result<bool> {
       const Value* n = arg(a, 0, "num");
-      if (!n || !n->is_int() || !v.is_int()) return Error{"divisibleby needs integers"};
-      if (n->as_int() == 0) return Error{"divisibleby: division by zero"};
-      return n->as_int() == -1 || v.as_int() % n->as_int() == 0;
+      auto as_i = [](const Value& x) { return x.is_bool() ? int64_t{x.as_bool()} : x.as_int(); };
+      if (!n || !(n->is_int() || n->is_bool()) || !(v.is_int() || v.is_bool()))
+        return Error{"divisibleby needs integers"};
+      if (as_i(*n) == 0) return Error{"divisibleby: division by zero"};
+      return as_i(*n) == -1 || as_i(v) % as_i(*n) == 0;
     };
     for (const char* name : {"eq", "equalto", "=="})
       t[name] = [](auto& v, auto& a) { return compare_test(v, a, "=="); };

@@ -149,10 +149,8 @@ Result<Value> slice(const Value& obj, const Value& start, const Value& stop, con
     n = static_cast<int64_t>(chars.size());
   } else if (obj.is_array()) {
     n = static_cast<int64_t>(obj.array().size());
-  } else if (obj.is_undefined()) {
-    return Value();
   } else {
-    return Error{std::string("'") + obj.type_name() + "' object is not subscriptable"};
+    return Value();  // like Jinja's getitem: a failed subscript is undefined, not an error
   }
   // CPython's PySlice_AdjustIndices.
   auto clamp = [&](Result<int64_t> r, bool is_start) -> int64_t {

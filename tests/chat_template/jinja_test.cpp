@@ -198,6 +198,11 @@ const Case kCases[] = {
     {"chained_compare",
      "{{ 1 < 2 < 3 }} {{ 1 < 3 < 2 }} {{ 1 == 1 != 2 }} {{ 0 <= x < 10 }} {{ 'a' in 'abc' in 'xabcx' }}",
      R"({"x": 5})", "True False True True True"},
+    {"edge_semantics",
+     "{{ 1 | round }} {{ 2.5 | round }} {{ true is odd }} {{ false is even }} {{ ['a', 'b', 'a'].count('a') "
+     "}} {{ nope is iterable }} {{ (2.5)[0] is defined }} {{ {'A': 1} is upper }} {{ true is divisibleby 1 "
+     "}}",
+     R"({})", "1 2.0 True True 2 True False True True"},
 };
 
 TEST(Jinja, MatchesReferenceJinja2) {
