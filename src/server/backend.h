@@ -36,6 +36,12 @@ struct GenDelta {
 
 using DeltaFn = std::function<void(GenDelta&&)>;
 
+struct Submission {
+  std::vector<int32_t> prompt;
+  SamplingParams params;
+  DeltaFn on_delta;
+};
+
 // Engine state for /metrics; reading it must never wait for an engine step.
 struct BackendStats {
   int num_running = 0;
@@ -48,11 +54,11 @@ class Backend {
  public:
   virtual ~Backend() = default;
 
-  // Queues one prompt generating params.n choices; `on_delta` receives every choice's
-  // output, ending with one delta per choice that has a finish_reason. Returns an id for
-  // abort(), or an error if the request can never run.
-  virtual Result<uint64_t> submit(std::vector<int32_t> prompt, const SamplingParams& params,
-                                  DeltaFn on_delta) = 0;
+  // Queues prompts, each generating params.n choices, all or none: on an error (a
+  // request that can never run) none stays queued. `on_delta` receives every choice's
+  // output, ending with one delta per choice that has a finish_reason. Returns one id per
+  // submission for abort().
+  virtual Result<std::vector<uint64_t>> submit(std::vector<Submission> subs) = 0;
   // Ends the request: its unfinished choices get a final "abort" delta and free their
   // KV blocks within one engine step. Unknown or finished ids are ignored.
   virtual void abort(uint64_t id) = 0;

@@ -33,16 +33,13 @@ void EngineBackend::stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-Result<uint64_t> EngineBackend::submit(std::vector<int32_t> prompt, const SamplingParams& params,
-                                       DeltaFn on_delta) {
+Result<std::vector<uint64_t>> EngineBackend::submit(std::vector<Submission> subs) {
   Command cmd;
   cmd.kind = Command::Add;
-  cmd.id = next_id_.fetch_add(1);
-  cmd.prompt = std::move(prompt);
-  cmd.params = params;
-  cmd.on_delta = std::move(on_delta);
+  for (size_t i = 0; i < subs.size(); ++i) cmd.ids.push_back(next_id_.fetch_add(1));
+  cmd.subs = std::move(subs);
+  std::vector<uint64_t> ids = cmd.ids;
   std::future<Status> accepted = cmd.accepted.get_future();
-  const uint64_t id = cmd.id;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) return Error{"the engine is shutting down"};
@@ -52,13 +49,13 @@ Result<uint64_t> EngineBackend::submit(std::vector<int32_t> prompt, const Sampli
   // The loop takes the inbox before every step, so this waits at most one step.
   Status st = accepted.get();
   if (!st) return st.error();
-  return id;
+  return ids;
 }
 
 void EngineBackend::abort(uint64_t id) {
   Command cmd;
   cmd.kind = Command::Abort;
-  cmd.id = id;
+  cmd.ids = {id};
   {
     std::lock_guard<std::mutex> lock(mu_);
     inbox_.push_back(std::move(cmd));
@@ -94,11 +91,24 @@ void EngineBackend::publish_stats() {
 void EngineBackend::run_commands(std::vector<Command>& cmds) {
   for (Command& c : cmds) {
     if (c.kind == Command::Abort) {
-      engine_->abort(engine_id(c.id));
+      engine_->abort(engine_id(c.ids[0]));
       continue;
     }
-    Status st = engine_->add_request(engine_id(c.id), std::move(c.prompt), c.params);
-    if (st) live_.emplace(c.id, Live{std::move(c.on_delta), std::max(1, c.params.n), 0, false});
+    Status st = ok_status();
+    size_t added = 0;
+    for (; added < c.subs.size(); ++added) {
+      Submission& sub = c.subs[added];
+      st = engine_->add_request(engine_id(c.ids[added]), std::move(sub.prompt), sub.params);
+      if (!st) break;
+    }
+    if (!st) {
+      // All or none: the earlier ones of this command leave again, unseen.
+      for (size_t k = 0; k < added; ++k) engine_->abort(engine_id(c.ids[k]));
+    } else {
+      for (size_t k = 0; k < c.subs.size(); ++k)
+        live_.emplace(c.ids[k],
+                      Live{std::move(c.subs[k].on_delta), std::max(1, c.subs[k].params.n), 0, false});
+    }
     c.accepted.set_value(std::move(st));
   }
   cmds.clear();

@@ -26,8 +26,7 @@ class EngineBackend final : public Backend {
   explicit EngineBackend(std::unique_ptr<Engine> engine);
   ~EngineBackend() override;  // aborts what is left and joins the loop
 
-  Result<uint64_t> submit(std::vector<int32_t> prompt, const SamplingParams& params,
-                          DeltaFn on_delta) override;
+  Result<std::vector<uint64_t>> submit(std::vector<Submission> subs) override;
   void abort(uint64_t id) override;
   BackendStats stats() const override;
   const Tokenizer& tokenizer() const override;
@@ -39,11 +38,9 @@ class EngineBackend final : public Backend {
  private:
   struct Command {
     enum Kind { Add, Abort } kind = Add;
-    uint64_t id = 0;
-    std::vector<int32_t> prompt;
-    SamplingParams params;
-    DeltaFn on_delta;
-    std::promise<Status> accepted;
+    std::vector<uint64_t> ids;      // Add: one per submission; Abort: the one to abort
+    std::vector<Submission> subs;   // Add
+    std::promise<Status> accepted;  // Add
   };
   struct Live {
     DeltaFn on_delta;

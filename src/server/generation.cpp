@@ -45,6 +45,8 @@ Generation::~Generation() {
 
 Status Generation::start() {
   std::weak_ptr<Generation> weak = weak_from_this();
+  std::vector<Submission> subs;
+  subs.reserve(prompts_.size());
   for (size_t p = 0; p < prompts_.size(); ++p) {
     SamplingParams sp = prompts_[p].params;
     sp.n = n_per_prompt_;
@@ -54,16 +56,18 @@ Status Generation::start() {
       sp.logprobs = 0;
       hide_logprobs_ = true;
     }
-    int prompt = int(p);
-    auto r = backend_.submit(prompts_[p].ids, sp, [weak, prompt](GenDelta&& d) {
-      if (auto self = weak.lock()) self->on_delta(prompt, std::move(d));
-    });
-    if (!r) {
-      abort();
-      unfinished_ = 0;  // nothing more will be read
-      return r.error();
-    }
-    prompt_state_[p].id = *r;
+    const int prompt = int(p);
+    subs.push_back(Submission{prompts_[p].ids, sp, [weak, prompt](GenDelta&& d) {
+                                if (auto self = weak.lock()) self->on_delta(prompt, std::move(d));
+                              }});
+  }
+  auto ids = backend_.submit(std::move(subs));
+  if (!ids) {
+    unfinished_ = 0;  // nothing was queued
+    return ids.error();
+  }
+  for (size_t p = 0; p < prompts_.size(); ++p) {
+    prompt_state_[p].id = (*ids)[p];
     prompt_state_[p].submitted = true;
   }
   return ok_status();

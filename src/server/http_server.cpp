@@ -2,6 +2,8 @@
 #include "server/http_server.h"
 
 #include <httplib.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <chrono>
@@ -146,9 +148,14 @@ struct HttpServer::Impl {
     svr.set_keep_alive_timeout(5);
     svr.set_read_timeout(30);
     svr.set_write_timeout(30);
+    // Small writes (SSE events, a response's header then body) must leave at once:
+    // with Nagle's algorithm each waits for the peer's delayed ACK (~40 ms).
+    // Accepted sockets inherit TCP_NODELAY from the listening one.
+    svr.set_tcp_nodelay(true);
     svr.set_socket_options([this](socket_t sock) {
       int yes = 1;
       setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+      setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof(yes));
       listen_fd = sock;
     });
 

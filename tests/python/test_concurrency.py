@@ -22,7 +22,7 @@ def server():
 
 def stream_one(url, rng, result):
     body = {"prompt": rng.choice(["Once upon a time", "The little dog", "Lily and Ben went", "One day"]),
-            "max_tokens": rng.randint(16, 160), "temperature": 0.8, "seed": rng.randint(0, 1 << 30),
+            "max_tokens": rng.randint(32, 400), "temperature": 0.8, "seed": rng.randint(0, 1 << 30),
             "stream": True}
     # ~1/3 of the clients disconnect: some before reading anything (often still queued),
     # some after a few events.
@@ -98,5 +98,5 @@ def test_many_streams_with_disconnects(server, wait_idle):
     health_ms.sort()
     print(f"\n{N_REQUESTS} streams in {elapsed:.1f} s; /health n={len(health_ms)} "
           f"p50={health_ms[len(health_ms) // 2]:.1f} ms max={health_ms[-1]:.1f} ms")
-    assert len(health_ms) > 10
+    assert len(health_ms) >= 5
     assert health_ms[-1] < 100, f"/health took {health_ms[-1]:.1f} ms"
