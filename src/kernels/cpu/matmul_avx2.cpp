@@ -11,20 +11,10 @@
 
 #include "core/half.h"
 #include "kernels/cpu/matmul_internal.h"
+#include "kernels/cpu/matmul_q32_layout.h"
 
 namespace kvserve::detail {
 namespace {
-
-struct Q32Layout {
-  int bytes, qs, qh, m;
-  bool nibbles;
-};
-template <GgmlType T>
-constexpr Q32Layout kLayout = T == GgmlType::Q4_0   ? Q32Layout{18, 2, -1, -1, true}
-                              : T == GgmlType::Q4_1 ? Q32Layout{20, 4, -1, 2, true}
-                              : T == GgmlType::Q5_0 ? Q32Layout{22, 6, 2, -1, true}
-                              : T == GgmlType::Q5_1 ? Q32Layout{24, 8, 4, 2, true}
-                                                    : Q32Layout{34, 2, -1, -1, false};
 
 // The 32 quants of one block as bytes: signed (q - zero point) for Q4_0/Q5_0/Q8_0,
 // unsigned for Q4_1/Q5_1.

@@ -2,6 +2,10 @@
 // widened with vcvtph2ps, FMA) and BF16 (bf16 activations, vdpbf16ps). Register tiles of
 // 4 rows x 4 tokens reuse each loaded weight vector for 4 tokens; any n_in works (the
 // tail is a masked load, whose zeros add nothing).
+// GCC 12 reports its own _mm512_undefined_* placeholders as uninitialized (GCC bug
+// 105593, fixed in 13) wherever AVX-512 intrinsics inline.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
 #include <cstdint>

@@ -63,9 +63,10 @@ MatmulRangeFn matmul_q32_fn_avx512(GgmlType type);     // Q4_0, Q4_1, Q5_0, Q5_1
 MatmulRangeFn matmul_float_fn_avx512(GgmlType type);   // F32, F16, BF16
 MatmulRangeFn matmul_kquant_fn_avx512(GgmlType type);  // K-quants
 MatmulRangeFn matmul_kquant_fn_avx2(GgmlType type);    // K-quants, in the AVX2 table
-// The panel GEMM for Q4_K / Q5_K / Q6_K (needs the dense activation views; many tokens).
-MatmulRangeFn matmul_kpanel_fn_avx512(GgmlType type);
-constexpr int64_t kKPanelMinTokens = 12;
+// The AVX-512 panel GEMM for block types (needs the dense activation views), used
+// from kPanelMinTokens tokens on: below that, repacking costs more than it saves.
+MatmulRangeFn matmul_panel_fn_avx512(GgmlType type);
+constexpr int64_t kPanelMinTokens = 12;
 
 }  // namespace detail
 }  // namespace kvserve

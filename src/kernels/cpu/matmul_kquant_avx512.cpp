@@ -3,6 +3,10 @@
 // to 8 tokens: vpmaddubsw makes int16 pair sums (no saturation: weights < 64), vpdpwssd
 // applies the sub-block scales in int32, and the mins / Q6_K's offset of 32 come from
 // the activations' per-16 sums (bsums). Q2_K and Q3_K use the scalar kernel.
+// GCC 12 reports its own _mm512_undefined_* placeholders as uninitialized (GCC bug
+// 105593, fixed in 13) wherever AVX-512 intrinsics inline.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
 #include <cstring>
@@ -166,15 +170,15 @@ struct Q6K {
 // Many tokens: the repacked panel kernel (matmul_q32_avx512.cpp); few: per row.
 template <bool kHigh>
 void k45_matmul(const MatmulArgs& a, int64_t o0, int64_t o1) {
-  if (a.n_tokens >= kKPanelMinTokens && a.xq)
-    matmul_kpanel_fn_avx512(kHigh ? GgmlType::Q5_K : GgmlType::Q4_K)(a, o0, o1);
+  if (a.n_tokens >= kPanelMinTokens && a.xq)
+    matmul_panel_fn_avx512(kHigh ? GgmlType::Q5_K : GgmlType::Q4_K)(a, o0, o1);
   else
     rows_by_token_tiles<K45<kHigh>::template Row>(a, o0, o1);
 }
 
 void q6k_matmul(const MatmulArgs& a, int64_t o0, int64_t o1) {
-  if (a.n_tokens >= kKPanelMinTokens && a.xq)
-    matmul_kpanel_fn_avx512(GgmlType::Q6_K)(a, o0, o1);
+  if (a.n_tokens >= kPanelMinTokens && a.xq)
+    matmul_panel_fn_avx512(GgmlType::Q6_K)(a, o0, o1);
   else
     rows_by_token_tiles<Q6K>(a, o0, o1);
 }

@@ -1,6 +1,10 @@
 // AVX-512 activation conversion, bit-identical to the scalar code in quant_act.cpp:
 // the same float operations in the same order (max, one division, one multiply per
 // element, round-to-nearest-even), only vectorized.
+// GCC 12 reports its own _mm512_undefined_* placeholders as uninitialized (GCC bug
+// 105593, fixed in 13) wherever AVX-512 intrinsics inline.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
 #include <cstring>
