@@ -150,8 +150,8 @@ class Lexer {
           emit(type == '{' ? Tok::VarEnd : Tok::BlockEnd, pos);
           size_t end = after_tag(d + 2, c == '-', type == '%', c == '+');
           if (type == '%' && out_.size() == first_token + 2 && out_[first_token].kind == Tok::Name &&
-              out_[first_token].text == "raw")
-            return raw_block(tag, end);
+              out_[first_token].text == "raw")  // Jinja applies no trim_blocks after `{% raw %}`
+            return raw_block(tag, after_tag(d + 2, c == '-', false, false));
           return end;
         }
       }
@@ -167,7 +167,8 @@ class Lexer {
     for (size_t i = src_.find("{%", body); i != std::string::npos; i = src_.find("{%", i + 2)) {
       size_t j = i + 2;
       bool strip_before = j < src_.size() && src_[j] == '-';
-      if (j < src_.size() && (src_[j] == '-' || src_[j] == '+')) ++j;
+      bool keep_before = j < src_.size() && src_[j] == '+';
+      if (strip_before || keep_before) ++j;
       while (j < src_.size() && is_space(src_[j])) ++j;
       if (src_.compare(j, 6, "endraw") != 0) continue;
       j += 6;
@@ -179,10 +180,12 @@ class Lexer {
       std::string text = src_.substr(body, i - body);
       if (strip_before) {
         while (!text.empty() && is_space(text.back())) text.pop_back();
-      } else if (opt_.lstrip_blocks) {
+      } else if (opt_.lstrip_blocks && !keep_before) {
         size_t l_pos = text.rfind('\n');
-        if (l_pos != std::string::npos && text.find_first_not_of(" \t", l_pos + 1) == std::string::npos)
-          text.resize(l_pos + 1);
+        l_pos = l_pos == std::string::npos ? 0 : l_pos + 1;
+        bool line_starting = body == 0 || src_[body - 1] == '\n';
+        if ((l_pos > 0 || line_starting) && text.find_first_not_of(" \t", l_pos) == std::string::npos)
+          text.resize(l_pos);
       }
       emit_text(std::move(text), body);
       return after_tag(j + 2, strip_after, true, plus);

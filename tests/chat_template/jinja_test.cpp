@@ -203,6 +203,14 @@ const Case kCases[] = {
      "}} {{ nope is iterable }} {{ (2.5)[0] is defined }} {{ {'A': 1} is upper }} {{ true is divisibleby 1 "
      "}}",
      R"({})", "1 2.0 True True 2 True False True True"},
+    {"raw_whitespace",
+     "a\n  {% raw %}\n  {{ x }}\n  {% endraw %}\nb|{%- raw -%}  k  {%- endraw -%}  |  {%+ raw %}r\n  {%+ "
+     "endraw %}|",
+     R"({})", "a\n\n  {{ x }}\nb|k|  r\n  |"},
+    {"ws_nested_mix",
+     "<ul>\n{% for i in range(2) %}\n  {% if i %}\n    <li>{{ i }}</li>\n  {% else %}\n    <li>zero</li>\n  "
+     "{%- endif %}\n{% endfor %}\n</ul>\n",
+     R"({})", "<ul>\n    <li>zero</li>    <li>1</li>\n</ul>"},
 };
 
 TEST(Jinja, MatchesReferenceJinja2) {
