@@ -1,20 +1,15 @@
-// Backend over the single-threaded Engine: one loop thread owns the engine, takes
-// submissions and aborts from an inbox, runs steps while there is work, and hands each
-// step's outputs to the requests' callbacks. Engine statistics are mirrored into
-// atomics after every step so /metrics never waits for a step.
+// Backend over the engine's thread-safe front (engine/async_engine.h): requests are
+// validated on the caller's thread and queued; the AsyncEngine loop thread runs the steps
+// and calls back with each request's outputs, which are translated into GenDeltas here.
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
-#include <future>
 #include <memory>
 #include <mutex>
-#include <string>
-#include <thread>
-#include <unordered_map>
 #include <vector>
 
+#include "engine/async_engine.h"
 #include "kvserve/engine.h"
 #include "server/backend.h"
 
@@ -22,9 +17,9 @@ namespace kvserve::server {
 
 class EngineBackend final : public Backend {
  public:
-  // Takes the engine over and starts the loop thread.
+  // Takes the engine over and starts its loop thread.
   explicit EngineBackend(std::unique_ptr<Engine> engine);
-  ~EngineBackend() override;  // aborts what is left and joins the loop
+  ~EngineBackend() override;  // aborts what is left and stops the loop
 
   Result<std::vector<uint64_t>> submit(std::vector<Submission> subs) override;
   void abort(uint64_t id) override;
@@ -32,44 +27,14 @@ class EngineBackend final : public Backend {
   const Tokenizer& tokenizer() const override;
   int max_model_len() const override;
 
-  // Stops the loop after aborting every request (their final deltas are delivered).
+  // Aborts every request (their final deltas are delivered) and stops the loop.
   void stop();
 
  private:
-  struct Command {
-    enum Kind { Add, Abort } kind = Add;
-    std::vector<uint64_t> ids;      // Add: one per submission; Abort: the one to abort
-    std::vector<Submission> subs;   // Add
-    std::promise<Status> accepted;  // Add
-  };
-  struct Live {
-    DeltaFn on_delta;
-    int n = 1;
-    int n_finished = 0;
-    bool got_output = false;
-  };
-
-  void loop();
-  void run_commands(std::vector<Command>& cmds);
-  void dispatch(const std::vector<RequestOutput>& outputs, Clock::time_point step_start);
-  void publish_stats();
-
-  std::unique_ptr<Engine> engine_;
+  std::unique_ptr<AsyncEngine> async_;
   int max_model_len_ = 0;
   std::atomic<uint64_t> next_id_{1};
-
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<Command> inbox_;  // guarded by mu_
-  bool stopping_ = false;       // guarded by mu_
-
-  std::unordered_map<uint64_t, Live> live_;  // loop thread only
-
-  std::atomic<int> running_{0}, waiting_{0};
-  std::atomic<double> kv_usage_{0.0};
-  std::atomic<uint64_t> preemptions_{0};
-
-  std::thread thread_;
+  std::mutex stop_mu_;  // stop() may race with the destructor's
 };
 
 }  // namespace kvserve::server

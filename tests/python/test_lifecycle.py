@@ -162,11 +162,14 @@ def test_non_streaming_disconnect_aborts(wait_idle):
                            json={"prompt": "Once upon a time", "max_tokens": 60, "ignore_eos": True})
         assert ok.status_code == 200 and ok.json()["usage"]["completion_tokens"] == 60
         body = json.dumps({**LONG, "stream": False, "max_tokens": 900}).encode()
+        tokens_before = s.metric("kvserve:generation_tokens_total")
         sock = socket.create_connection((s.host, s.port))
         sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                      b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        # Wait for the new request's own tokens: the engine's gauges may briefly still
+        # describe the step that finished the previous request.
         deadline = time.time() + 10
-        while s.metric("kvserve:num_requests_running") < 1 and time.time() < deadline:
+        while s.metric("kvserve:generation_tokens_total") <= tokens_before and time.time() < deadline:
             time.sleep(0.02)
         assert s.metric("kvserve:num_requests_running") == 1
         sock.close()
