@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Side-by-side CPU benchmark of kvserve and llama.cpp on the same GGUF files and threads.
+#
+#   scripts/compare_llamacpp.sh [--quick] [-t THREADS] [--out DIR] [--kvserve BIN] [MODEL.gguf ...]
+#
+# Per model:
+#   latency:    llama-bench -p 512 -n 128 -t T -o json   vs  kvserve bench latency (pp512, tg128)
+#   throughput: llama-batched-bench -c 16384 -b 2048 -ub 512 -npp 128 -ntg 64 -npl 1,4,16,32 -t T
+#               vs  kvserve bench throughput --input-len 128 --output-len 64 -c N  (N = 1, 4, 16, 32)
+# then prints a table with kvserve/llama.cpp ratios and writes DIR/compare.json (raw outputs
+# beside it). --quick: two models (synthetic q4_0, SmolLM2), 2 repeats, npl 1 and 16.
+# Default models: the synthetic 135M f16, q8_0, q4_0, q4_k_m (scripts/make_bench_models.sh)
+# and SmolLM2-135M-Instruct Q4_1.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+
+THREADS=2
+QUICK=0
+OUT=""
+KVSERVE=${KVSERVE:-}
+MODELS=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) QUICK=1 ;;
+    -t|--threads) THREADS=$2; shift ;;
+    --out) OUT=$2; shift ;;
+    --kvserve) KVSERVE=$2; shift ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -*) echo "unknown option $1" >&2; exit 2 ;;
+    *) MODELS+=("$1") ;;
+  esac
+  shift
+done
+
+M=.cache/models
+SMOL=models/SmolLM2-135M-Instruct.Q4_1.gguf
+if [ ${#MODELS[@]} -eq 0 ]; then
+  if [ $QUICK = 1 ]; then
+    MODELS=("$M/synth-135m-q4_0.gguf" "$SMOL")
+  else
+    MODELS=("$M/synth-135m-f16.gguf" "$M/synth-135m-q8_0.gguf" "$M/synth-135m-q4_0.gguf"
+            "$M/synth-135m-q4_k_m.gguf" "$SMOL")
+  fi
+fi
+if [ $QUICK = 1 ]; then REPS=2; NPL=(1 16); else REPS=3; NPL=(1 4 16 32); fi
+NPL_CSV=$(IFS=,; echo "${NPL[*]}")
+
+for m in "${MODELS[@]}"; do
+  [ -f "$m" ] || { echo "missing model $m (scripts/make_bench_models.sh / scripts/fetch_model.sh)" >&2; exit 1; }
+done
+if [ -z "$KVSERVE" ]; then
+  for c in build-bench/kvserve build/kvserve; do [ -x "$c" ] && { KVSERVE=$c; break; }; done
+fi
+[ -x "${KVSERVE:-}" ] || { echo "no kvserve binary: build it or pass --kvserve" >&2; exit 1; }
+echo "[compare] llama.cpp: building (cached)..." >&2
+LBIN=$(bash scripts/build_llamacpp.sh)
+OUT=${OUT:-.cache/bench/compare-$(date -u +%Y%m%dT%H%M%S)}
+mkdir -p "$OUT"
+echo "[compare] kvserve=$KVSERVE llama.cpp=$LBIN threads=$THREADS out=$OUT" >&2
+{ uptime; nproc; grep -m1 'model name' /proc/cpuinfo || true; } > "$OUT/machine.txt"
+
+i=0
+for m in "${MODELS[@]}"; do
+  i=$((i + 1))
+  tag=$(basename "$m" .gguf)
+  echo "[compare] ($i/${#MODELS[@]}) $tag: llama-bench pp512/tg128" >&2
+  "$LBIN/llama-bench" -m "$m" -p 512 -n 128 -t "$THREADS" -r "$REPS" -o json > "$OUT/$tag.llama-bench.json" 2> "$OUT/$tag.llama-bench.log"
+  echo "[compare] ($i/${#MODELS[@]}) $tag: kvserve bench latency" >&2
+  "$KVSERVE" bench latency -m "$m" -p 512 -n 128 -t "$THREADS" -r "$REPS" --json "$OUT/$tag.kvserve-latency.json" >&2
+  echo "[compare] ($i/${#MODELS[@]}) $tag: llama-batched-bench npl $NPL_CSV" >&2
+  "$LBIN/llama-batched-bench" -m "$m" -c 16384 -b 2048 -ub 512 -npp 128 -ntg 64 -npl "$NPL_CSV" -t "$THREADS" \
+    --output-format jsonl > "$OUT/$tag.batched-bench.jsonl" 2> "$OUT/$tag.batched-bench.log"
+  for n in "${NPL[@]}"; do
+    echo "[compare] ($i/${#MODELS[@]}) $tag: kvserve bench throughput x$n" >&2
+    "$KVSERVE" bench throughput -m "$m" --input-len 128 --output-len 64 -c "$n" -t "$THREADS" -q \
+      --json "$OUT/$tag.kvserve-throughput-$n.json" >&2
+  done
+done
+
+PY=python3; [ -x .venv/bin/python ] && PY=.venv/bin/python
+"$PY" - "$OUT" "$THREADS" "$NPL_CSV" "${MODELS[@]}" <<'PYEOF'
+import json, os, sys
+out, threads, npl = sys.argv[1], int(sys.argv[2]), [int(x) for x in sys.argv[3].split(",")]
+models = sys.argv[4:]
+def load(p):
+    with open(p) as f: return json.load(f)
+def ratio(a, b): return a / b if a and b else None
+rows = []
+for m in models:
+    tag = os.path.basename(m)[:-5]
+    lb = load(f"{out}/{tag}.llama-bench.json")
+    l_pp = next(r["avg_ts"] for r in lb if r["n_prompt"] > 0 and r["n_gen"] == 0)
+    l_tg = next(r["avg_ts"] for r in lb if r["n_gen"] > 0 and r["n_prompt"] == 0)
+    kl = load(f"{out}/{tag}.kvserve-latency.json")
+    k_pp, k_tg = kl["prompt_tokens_per_s"]["mean"], kl["gen_tokens_per_s"]["mean"]
+    rows.append({"model": tag, "test": "pp512", "llama_cpp": l_pp, "kvserve": k_pp, "ratio": ratio(k_pp, l_pp)})
+    rows.append({"model": tag, "test": "tg128", "llama_cpp": l_tg, "kvserve": k_tg, "ratio": ratio(k_tg, l_tg)})
+    bb = {}
+    with open(f"{out}/{tag}.batched-bench.jsonl") as f:
+        for line in f:
+            line = line.strip()
+            if line.startswith("{"):
+                r = json.loads(line); bb[r["pl"]] = r
+    for n in npl:
+        kt = load(f"{out}/{tag}.kvserve-throughput-{n}.json")
+        l = bb.get(n, {}).get("speed")
+        rows.append({"model": tag, "test": f"batch pp128+tg64 x{n} total t/s", "llama_cpp": l,
+                     "kvserve": kt["total_tokens_per_s"], "ratio": ratio(kt["total_tokens_per_s"], l),
+                     "kvserve_output_tokens_per_s": kt["output_tokens_per_s"],
+                     "kvserve_requests_per_s": kt["requests_per_s"], "concurrency": n,
+                     "llama_cpp_speed_pp": bb.get(n, {}).get("speed_pp"), "llama_cpp_speed_tg": bb.get(n, {}).get("speed_tg")})
+fmt = lambda x: f"{x:10.1f}" if x is not None else f"{'-':>10}"
+print(f"\nthreads {threads}; tokens/s (higher is better); ratio = kvserve / llama.cpp")
+print(f"| {'model':<36} | {'test':<32} | {'llama.cpp':>10} | {'kvserve':>10} | {'ratio':>6} |")
+print(f"|{'-'*38}|{'-'*34}|{'-'*12}|{'-'*12}|{'-'*8}|")
+for r in rows:
+    rt = f"{r['ratio']:6.2f}" if r["ratio"] else f"{'-':>6}"
+    print(f"| {r['model']:<36} | {r['test']:<32} | {fmt(r['llama_cpp'])} | {fmt(r['kvserve'])} | {rt} |")
+with open(f"{out}/compare.json", "w") as f:
+    json.dump({"threads": threads, "npl": npl, "machine": open(f"{out}/machine.txt").read(), "rows": rows}, f, indent=2)
+print(f"\nwrote {out}/compare.json", file=sys.stderr)
+PYEOF

@@ -1,0 +1,59 @@
+// Shared pieces of `kvserve bench <latency|throughput|roofline|serve>`: each mode lives in
+// its own src/cli/cmd_bench_<mode>.cpp and is wired up by cmd_bench.cpp.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <cstdint>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "core/result.h"
+
+namespace kvserve::bench {
+
+using RunFn = std::function<int()>;
+
+// Each adds its options to `app` (a `bench` subcommand) and returns the runner.
+RunFn setup_latency(CLI::App& app);
+RunFn setup_throughput(CLI::App& app);
+RunFn setup_roofline(CLI::App& app);
+RunFn setup_serve(CLI::App& app);
+
+struct LatencyOptions {
+  std::string model;
+  int prompt_tokens = 512;
+  int gen_tokens = 128;
+  int threads = 2;
+  int repeats = 3;
+  bool tg_after_prompt = false;  // decode after the prompt instead of from an empty context
+  uint64_t seed = 0;
+  bool quiet = false;
+};
+
+// Mean and sample standard deviation over repeats.
+struct Stat {
+  double mean = 0.0;
+  double stdev = 0.0;
+};
+
+struct LatencyResult {
+  Stat prompt_tps;  // prefill tokens/s (llama-bench pp<N>)
+  Stat gen_tps;     // decode tokens/s (llama-bench tg<N>)
+  Stat ttft_ms;     // prefill + first token choice
+  Stat tpot_ms;     // time per decoded token
+  // Per measured run, in order (as llama-bench's samples_ts).
+  std::vector<double> prompt_tps_samples, gen_tps_samples, ttft_ms_samples, tpot_ms_samples;
+  nlohmann::json to_json(const LatencyOptions& o) const;
+};
+
+// Runs the latency benchmark (warm-up first). Progress goes to stderr unless quiet.
+Result<LatencyResult> run_latency(const LatencyOptions& o);
+
+Stat mean_stdev(const std::vector<double>& xs);
+// Writes `j` to `path` ("-" = stdout); false (with a message) on failure.
+bool write_json(const std::string& path, const nlohmann::json& j);
+int fail(const char* mode, const std::string& msg);
+
+}  // namespace kvserve::bench

@@ -1,0 +1,137 @@
+// `kvserve bench serve`: starts `kvserve serve` on a loopback port (or uses --base-url),
+// drives it with the HTTP load generator bench/serve_bench.py (streaming requests,
+// TTFT / TPOT / ITL / E2E percentiles, throughput), then stops the server.
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cli/cmd_bench.h"
+#include "core/paths.h"
+
+extern char** environ;
+
+namespace kvserve::bench {
+namespace {
+
+struct Opts {
+  std::string model;
+  std::string base_url;  // set: drive this server instead of starting one
+  int threads = 2;
+  int max_num_seqs = 32;
+  int port = 0;
+  int num_prompts = 64;
+  double request_rate = 0;  // 0 = all at once
+  int max_concurrency = 0;
+  int input_len = 128;
+  int output_len = 64;
+  std::string script;
+  std::string python;
+  std::string json;
+};
+
+Result<pid_t> spawn(const std::vector<std::string>& args) {
+  std::vector<char*> argv;
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  if (int e = posix_spawnp(&pid, argv[0], nullptr, nullptr, argv.data(), environ); e != 0)
+    return Error{"cannot start " + args[0] + ": " + std::strerror(e)};
+  return pid;
+}
+
+int wait_exit(pid_t pid) {
+  int st = 0;
+  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+  }
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+}
+
+int run(Opts& o) {
+  const std::filesystem::path src = std::filesystem::path(model_dir()).parent_path();
+  if (o.script.empty()) o.script = (src / "bench" / "serve_bench.py").string();
+  if (o.python.empty()) {
+    const auto venv = src / ".venv" / "bin" / "python";
+    o.python = std::filesystem::exists(venv) ? venv.string() : "python3";
+  }
+  if (!std::filesystem::exists(o.script)) return fail("serve", "no load generator at " + o.script);
+
+  pid_t server = -1;
+  std::string url = o.base_url;
+  if (url.empty()) {
+    if (o.model.empty()) return fail("serve", "give --model (to start a server) or --base-url");
+    if (o.port == 0) o.port = 20000 + int(std::random_device{}() % 20000);
+    std::error_code ec;
+    const std::string self = std::filesystem::read_symlink("/proc/self/exe", ec).string();
+    if (ec) return fail("serve", "cannot find the kvserve binary");
+    auto pid = spawn({self, "serve", "--model", o.model, "--port", std::to_string(o.port), "--threads",
+                      std::to_string(o.threads), "--max-num-seqs", std::to_string(o.max_num_seqs)});
+    if (!pid) return fail("serve", pid.error().message);
+    server = *pid;
+    url = "http://127.0.0.1:" + std::to_string(o.port);
+    std::fprintf(stderr, "serve: started kvserve serve (pid %d) on %s\n", int(server), url.c_str());
+  }
+  std::vector<std::string> args = {o.python,
+                                   o.script,
+                                   "--base-url",
+                                   url,
+                                   "--num-prompts",
+                                   std::to_string(o.num_prompts),
+                                   "--input-len",
+                                   std::to_string(o.input_len),
+                                   "--output-len",
+                                   std::to_string(o.output_len),
+                                   "--max-concurrency",
+                                   std::to_string(o.max_concurrency)};
+  if (o.request_rate > 0) {
+    args.push_back("--request-rate");
+    args.push_back(std::to_string(o.request_rate));
+  }
+  if (!o.json.empty()) {
+    args.push_back("--output");
+    args.push_back(o.json);
+  }
+  int rc = 1;
+  if (auto gen = spawn(args); gen)
+    rc = wait_exit(*gen);
+  else
+    std::fprintf(stderr, "kvserve bench serve: %s\n", gen.error().message.c_str());
+  if (server > 0) {
+    kill(server, SIGTERM);
+    wait_exit(server);
+  }
+  return rc;
+}
+
+}  // namespace
+
+RunFn setup_serve(CLI::App& app) {
+  auto o = std::make_shared<Opts>();
+  app.add_option("-m,--model", o->model, "GGUF model file for the server this starts");
+  app.add_option("--base-url", o->base_url, "Drive a running server instead (http://host:port)");
+  app.add_option("-t,--threads", o->threads, "Server compute threads")->capture_default_str();
+  app.add_option("--max-num-seqs", o->max_num_seqs, "Server sequences per step")->capture_default_str();
+  app.add_option("--port", o->port, "Server port (default: a random high port)");
+  app.add_option("--num-prompts", o->num_prompts, "Requests")->capture_default_str();
+  app.add_option("--request-rate", o->request_rate, "Requests/s, Poisson arrivals (0 = all at once)")
+      ->capture_default_str();
+  app.add_option("--max-concurrency", o->max_concurrency, "Requests in flight at most (0 = no cap)")
+      ->capture_default_str();
+  app.add_option("--input-len", o->input_len, "Prompt length in words (~tokens)")->capture_default_str();
+  app.add_option("--output-len", o->output_len, "Generated tokens per request")->capture_default_str();
+  app.add_option("--script", o->script, "Load generator (default: <source>/bench/serve_bench.py)");
+  app.add_option("--python", o->python, "Python interpreter (default: <source>/.venv/bin/python)");
+  app.add_option("--json", o->json, "Write the load generator's JSON result here");
+  return [o] { return run(*o); };
+}
+
+}  // namespace kvserve::bench
