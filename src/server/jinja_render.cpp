@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <memory>
 
 #include "server/jinja_builtins.h"
 
@@ -249,7 +250,9 @@ class Renderer {
       case StmtKind::For: return exec_for(s);
       case StmtKind::Set: return exec_set(s);
       case StmtKind::Macro: {
-        frames_.back().set(s.text, make_macro(s));
+        auto fn = make_macro(s);
+        if (!fn) return fn.error();
+        frames_.back().set(s.text, std::move(*fn));
         return Flow::Normal;
       }
       case StmtKind::CallBlock: {
@@ -262,7 +265,7 @@ class Renderer {
         return Flow::Normal;
       }
       case StmtKind::FilterBlock: {
-        auto body = capture(s.body);
+        auto body = capture_scoped(s.body);
         if (!body) return body.error();
         auto v = eval_filter(*s.expr, Value(std::move(*body)));
         if (!v) return v.error();
@@ -311,7 +314,7 @@ class Renderer {
       if (!r) return r.error();
       v = std::move(*r);
     } else {
-      auto r = capture(s.body);
+      auto r = capture_scoped(s.body);
       if (!r) return r.error();
       v = Value(std::move(*r));
     }
@@ -348,6 +351,7 @@ class Renderer {
       items = std::move(*all);
     }
     const int64_t n = static_cast<int64_t>(items.size());
+    bool completed = false;
     for (int64_t i = 0; i < n; ++i) {
       if (!count_iteration()) return loop_limit_error();
       Object loop;
@@ -372,9 +376,12 @@ class Renderer {
       Result<Flow> r = st ? exec(s.body) : Result<Flow>(st.error());
       frames_.pop_back();
       if (!r) return r.error();
+      if (*r == Flow::Normal) completed = true;
       if (*r == Flow::Break) break;
     }
-    if (n == 0) return exec(s.else_body);
+    // Jinja runs `else` unless some iteration reached the end of the body: an empty loop,
+    // or one whose iterations all ended in break/continue.
+    if (!completed) return exec(s.else_body);
     return Flow::Normal;
   }
 
@@ -389,13 +396,32 @@ class Renderer {
     return Error{"template exceeded " + std::to_string(limits_.max_loop_iterations) + " loop iterations"};
   }
 
-  Value make_macro(const Stmt& s) {
-    const Stmt* m = &s;
-    return Value::function(s.text,
-                           [this, m](const CallArgs& a) -> Result<Value> { return call_macro(*m, a); });
+  // Block set, filter and call bodies assign in a scope of their own, as in Jinja.
+  Result<std::string> capture_scoped(const Body& body) {
+    frames_.emplace_back();
+    auto r = capture(body);
+    frames_.pop_back();
+    return r;
   }
 
-  Result<Value> call_macro(const Stmt& m, const CallArgs& a) {
+  // A macro sees the variables of the loops and macros around its definition (a closure).
+  // The Renderer owns the captured frames, so a macro stored in a namespace it captured
+  // cannot form an ownership cycle.
+  Result<Value> make_macro(const Stmt& s) {
+    const Stmt* m = &s;
+    const std::vector<Object>* closure = &kNoClosure;
+    size_t first = std::max<size_t>(2, floor_);
+    if (frames_.size() > first) {
+      if (closures_.size() >= kMaxClosures) return Error{"too many macro definitions"};
+      closures_.push_back(std::make_unique<std::vector<Object>>(frames_.begin() + first, frames_.end()));
+      closure = closures_.back().get();
+    }
+    return Value::function(s.text, [this, m, closure](const CallArgs& a) -> Result<Value> {
+      return call_macro(*m, *closure, a);
+    });
+  }
+
+  Result<Value> call_macro(const Stmt& m, const std::vector<Object>& closure, const CallArgs& a) {
     if (std::chrono::steady_clock::now() > deadline_) timed_out_ = true;
     if (timed_out_) return loop_limit_error();
     if (call_depth_ >= limits_.max_call_depth)
@@ -429,20 +455,21 @@ class Renderer {
                       frames_.resize(caller_frames);
                       size_t saved_floor = floor_;
                       floor_ = caller_floor;
-                      auto r = capture(*caller);
+                      auto r = capture_scoped(*caller);
                       floor_ = saved_floor;
                       for (auto& f : saved) frames_.push_back(std::move(f));
                       if (!r) return r.error();
                       return Value(std::move(*r));
                     }));
     }
-    size_t saved_floor = floor_;
+    size_t saved_floor = floor_, base = frames_.size();
+    frames_.insert(frames_.end(), closure.begin(), closure.end());
     frames_.push_back(std::move(frame));
-    floor_ = frames_.size() - 1;
+    floor_ = base;
     ++call_depth_;
     auto r = capture(m.body);
     --call_depth_;
-    frames_.pop_back();
+    frames_.resize(base);
     floor_ = saved_floor;
     if (!r) return r.error();
     return Value(std::move(*r));
@@ -660,6 +687,9 @@ class Renderer {
   const Body* caller_ = nullptr;
   int call_depth_ = 0;
   int64_t iterations_ = 0;
+  static constexpr size_t kMaxClosures = 10000;
+  static inline const std::vector<Object> kNoClosure{};
+  std::vector<std::unique_ptr<std::vector<Object>>> closures_;
   std::chrono::steady_clock::time_point deadline_ =
       std::chrono::steady_clock::now() + std::chrono::milliseconds(limits_.max_render_ms);
   bool timed_out_ = false;

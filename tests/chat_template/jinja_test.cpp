@@ -211,6 +211,16 @@ const Case kCases[] = {
      "<ul>\n{% for i in range(2) %}\n  {% if i %}\n    <li>{{ i }}</li>\n  {% else %}\n    <li>zero</li>\n  "
      "{%- endif %}\n{% endfor %}\n</ul>\n",
      R"({})", "<ul>\n    <li>zero</li>    <li>1</li>\n</ul>"},
+    {"macro_closure_and_scopes",
+     "{% for i in range(2) %}{% macro show(p) %}{{ i }}{{ p }}{% endmacro %}{{ show('x') }};{% endfor %}{% "
+     "set t %}{% set leak = 1 %}body{% endset %}[{{ t }}][{{ leak }}]{% filter upper %}{% set leak2 = 1 "
+     "%}f{% endfilter %}[{{ leak2 }}]",
+     R"({})", "0x;1x;[body][]F[]"},
+    {"for_else_break_quirk",
+     "{% for i in [1, 2] %}{% break %}{% else %}E1{% endfor %}|{% for i in [1, 2] %}{% if i == 2 %}{% "
+     "continue %}{% endif %}{% else %}E2{% endfor %}|{% for i in [1] %}{% continue %}{% else %}E3{% endfor "
+     "%}",
+     R"({})", "E1||E3"},
 };
 
 TEST(Jinja, MatchesReferenceJinja2) {
