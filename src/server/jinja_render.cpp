@@ -265,8 +265,10 @@ class Renderer {
         return Flow::Normal;
       }
       case StmtKind::FilterBlock: {
-        auto body = capture_scoped(s.body);
+        Flow flow = Flow::Normal;
+        auto body = capture_scoped(s.body, &flow);
         if (!body) return body.error();
+        if (flow != Flow::Normal) return flow;  // break/continue leave the loop body, as in Jinja
         auto v = eval_filter(*s.expr, Value(std::move(*body)));
         if (!v) return v.error();
         auto w = write(v->to_output());
@@ -281,13 +283,15 @@ class Renderer {
   }
 
   // Renders `body` into a string of its own (macro bodies, filter blocks, block sets).
-  Result<std::string> capture(const Body& body) {
+  // `flow` (optional) receives a break/continue that ended the body early.
+  Result<std::string> capture(const Body& body, Flow* flow = nullptr) {
     std::string buf;
     std::string* saved = out_;
     out_ = &buf;
     auto r = exec(body);
     out_ = saved;
     if (!r) return r.error();
+    if (flow) *flow = *r;
     return buf;
   }
 
@@ -314,8 +318,10 @@ class Renderer {
       if (!r) return r.error();
       v = std::move(*r);
     } else {
-      auto r = capture_scoped(s.body);
+      Flow flow = Flow::Normal;
+      auto r = capture_scoped(s.body, &flow);
       if (!r) return r.error();
+      if (flow != Flow::Normal) return flow;  // the assignment never happens
       v = Value(std::move(*r));
     }
     if (s.cond) {  // {% set ns.attr = v %}
@@ -397,9 +403,9 @@ class Renderer {
   }
 
   // Block set, filter and call bodies assign in a scope of their own, as in Jinja.
-  Result<std::string> capture_scoped(const Body& body) {
+  Result<std::string> capture_scoped(const Body& body, Flow* flow = nullptr) {
     frames_.emplace_back();
-    auto r = capture(body);
+    auto r = capture(body, flow);
     frames_.pop_back();
     return r;
   }

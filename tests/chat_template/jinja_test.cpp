@@ -221,6 +221,10 @@ const Case kCases[] = {
      "continue %}{% endif %}{% else %}E2{% endfor %}|{% for i in [1] %}{% continue %}{% else %}E3{% endfor "
      "%}",
      R"({})", "E1||E3"},
+    {"continue_in_block_set",
+     "{% for i in range(3) %}{% set s %}{% if i == 1 %}{% continue %}{% endif %}v{{ i }}{% endset %}[{{ s "
+     "}}]{% endfor %}",
+     R"({})", "[v0][v2]"},
 };
 
 TEST(Jinja, MatchesReferenceJinja2) {
