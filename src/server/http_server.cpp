@@ -145,7 +145,9 @@ struct HttpServer::Impl {
     const size_t max_threads = size_t(std::max(8, opts.max_threads));
     svr.new_task_queue = [max_threads] { return new GrowingPool(max_threads); };
     svr.set_payload_max_length(opts.max_body_bytes);
-    svr.set_keep_alive_timeout(5);
+    // httplib polls an idle keep-alive connection every ~10 ms and only notices a stop
+    // after its timeout, so keep it short: it bounds shutdown time and idle wake-ups.
+    svr.set_keep_alive_timeout(2);
     svr.set_read_timeout(30);
     svr.set_write_timeout(30);
     // Small writes (SSE events, a response's header then body) must leave at once:
