@@ -2,6 +2,7 @@
 # Side-by-side CPU benchmark of kvserve and llama.cpp on the same GGUF files and threads.
 #
 #   scripts/compare_llamacpp.sh [--quick] [-t THREADS] [--out DIR] [--kvserve BIN] [MODEL.gguf ...]
+#   scripts/compare_llamacpp.sh --report-only --out DIR [...]   # table from DIR's results only
 #
 # Per model:
 #   latency:    llama-bench -p 512 -n 128 -t T -o json   vs  kvserve bench latency (pp512, tg128)
@@ -9,6 +10,8 @@
 #               vs  kvserve bench throughput --input-len 128 --output-len 64 -c N  (N = 1, 4, 16, 32)
 # then prints a table with kvserve/llama.cpp ratios and writes DIR/compare.json (raw outputs
 # beside it). --quick: two models (synthetic q4_0, SmolLM2), 2 repeats, npl 1 and 16.
+# --report-only: no runs; tabulates what DIR holds (models or sequence counts missing there
+# are left out), e.g. after an interrupted run.
 # Default models: the synthetic 135M f16, q8_0, q4_0, q4_k_m (scripts/make_bench_models.sh)
 # and SmolLM2-135M-Instruct Q4_1.
 set -euo pipefail
@@ -17,16 +20,18 @@ cd "$ROOT"
 
 THREADS=2
 QUICK=0
+REPORT_ONLY=0
 OUT=""
 KVSERVE=${KVSERVE:-}
 MODELS=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
+    --report-only) REPORT_ONLY=1 ;;
     -t|--threads) THREADS=$2; shift ;;
     --out) OUT=$2; shift ;;
     --kvserve) KVSERVE=$2; shift ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     -*) echo "unknown option $1" >&2; exit 2 ;;
     *) MODELS+=("$1") ;;
   esac
@@ -46,37 +51,42 @@ fi
 if [ $QUICK = 1 ]; then REPS=2; NPL=(1 16); else REPS=3; NPL=(1 4 16 32); fi
 NPL_CSV=$(IFS=,; echo "${NPL[*]}")
 
-for m in "${MODELS[@]}"; do
-  [ -f "$m" ] || { echo "missing model $m (scripts/make_bench_models.sh / scripts/fetch_model.sh)" >&2; exit 1; }
-done
-if [ -z "$KVSERVE" ]; then
-  for c in build-bench/kvserve build/kvserve; do [ -x "$c" ] && { KVSERVE=$c; break; }; done
-fi
-[ -x "${KVSERVE:-}" ] || { echo "no kvserve binary: build it or pass --kvserve" >&2; exit 1; }
-echo "[compare] llama.cpp: building (cached)..." >&2
-LBIN=$(bash scripts/build_llamacpp.sh)
-OUT=${OUT:-.cache/bench/compare-$(date -u +%Y%m%dT%H%M%S)}
-mkdir -p "$OUT"
-echo "[compare] kvserve=$KVSERVE llama.cpp=$LBIN threads=$THREADS out=$OUT" >&2
-{ uptime; nproc; grep -m1 'model name' /proc/cpuinfo || true; } > "$OUT/machine.txt"
-
-i=0
-for m in "${MODELS[@]}"; do
-  i=$((i + 1))
-  tag=$(basename "$m" .gguf)
-  echo "[compare] ($i/${#MODELS[@]}) $tag: llama-bench pp512/tg128" >&2
-  "$LBIN/llama-bench" -m "$m" -p 512 -n 128 -t "$THREADS" -r "$REPS" -o json > "$OUT/$tag.llama-bench.json" 2> "$OUT/$tag.llama-bench.log"
-  echo "[compare] ($i/${#MODELS[@]}) $tag: kvserve bench latency" >&2
-  "$KVSERVE" bench latency -m "$m" -p 512 -n 128 -t "$THREADS" -r "$REPS" --json "$OUT/$tag.kvserve-latency.json" >&2
-  echo "[compare] ($i/${#MODELS[@]}) $tag: llama-batched-bench npl $NPL_CSV" >&2
-  "$LBIN/llama-batched-bench" -m "$m" -c 16384 -b 2048 -ub 512 -npp 128 -ntg 64 -npl "$NPL_CSV" -t "$THREADS" \
-    --output-format jsonl > "$OUT/$tag.batched-bench.jsonl" 2> "$OUT/$tag.batched-bench.log"
-  for n in "${NPL[@]}"; do
-    echo "[compare] ($i/${#MODELS[@]}) $tag: kvserve bench throughput x$n" >&2
-    "$KVSERVE" bench throughput -m "$m" --input-len 128 --output-len 64 -c "$n" -t "$THREADS" -q \
-      --json "$OUT/$tag.kvserve-throughput-$n.json" >&2
+if [ $REPORT_ONLY = 1 ]; then
+  [ -n "$OUT" ] || { echo "--report-only needs --out DIR" >&2; exit 2; }
+else
+  for m in "${MODELS[@]}"; do
+    [ -f "$m" ] || { echo "missing model $m (scripts/make_bench_models.sh / scripts/fetch_model.sh)" >&2; exit 1; }
   done
-done
+  if [ -z "$KVSERVE" ]; then
+    for c in build-bench/kvserve build/kvserve; do [ -x "$c" ] && { KVSERVE=$c; break; }; done
+  fi
+  [ -x "${KVSERVE:-}" ] || { echo "no kvserve binary: build it or pass --kvserve" >&2; exit 1; }
+  echo "[compare] llama.cpp: building (cached)..." >&2
+  LBIN=$(bash scripts/build_llamacpp.sh)
+  OUT=${OUT:-.cache/bench/compare-$(date -u +%Y%m%dT%H%M%S)}
+  mkdir -p "$OUT"
+  echo "[compare] kvserve=$KVSERVE llama.cpp=$LBIN threads=$THREADS out=$OUT" >&2
+  { uptime; nproc; grep -m1 'model name' /proc/cpuinfo || true; } > "$OUT/machine.txt"
+
+  i=0
+  for m in "${MODELS[@]}"; do
+    i=$((i + 1))
+    tag=$(basename "$m" .gguf)
+    echo "[compare] ($i/${#MODELS[@]}) $tag: llama-bench pp512/tg128" >&2
+    "$LBIN/llama-bench" -m "$m" -p 512 -n 128 -t "$THREADS" -r "$REPS" -o json > "$OUT/$tag.llama-bench.json" 2> "$OUT/$tag.llama-bench.log"
+    echo "[compare] ($i/${#MODELS[@]}) $tag: kvserve bench latency" >&2
+    "$KVSERVE" bench latency -m "$m" -p 512 -n 128 -t "$THREADS" -r "$REPS" --json "$OUT/$tag.kvserve-latency.json" >&2
+    echo "[compare] ($i/${#MODELS[@]}) $tag: llama-batched-bench npl $NPL_CSV" >&2
+    "$LBIN/llama-batched-bench" -m "$m" -c 16384 -b 2048 -ub 512 -npp 128 -ntg 64 -npl "$NPL_CSV" -t "$THREADS" \
+      --output-format jsonl > "$OUT/$tag.batched-bench.jsonl" 2> "$OUT/$tag.batched-bench.log"
+    for n in "${NPL[@]}"; do
+      echo "[compare] ($i/${#MODELS[@]}) $tag: kvserve bench throughput x$n" >&2
+      "$KVSERVE" bench throughput -m "$m" --input-len 128 --output-len 64 -c "$n" -t "$THREADS" -q \
+        --json "$OUT/$tag.kvserve-throughput-$n.json" >&2
+    done
+  done
+
+fi
 
 PY=python3; [ -x .venv/bin/python ] && PY=.venv/bin/python
 "$PY" - "$OUT" "$THREADS" "$NPL_CSV" "${MODELS[@]}" <<'PYEOF'
@@ -89,6 +99,9 @@ def ratio(a, b): return a / b if a and b else None
 rows = []
 for m in models:
     tag = os.path.basename(m)[:-5]
+    if not os.path.exists(f"{out}/{tag}.kvserve-latency.json") or not os.path.exists(f"{out}/{tag}.llama-bench.json"):
+        print(f"[compare] no results for {tag} in {out}", file=sys.stderr)
+        continue
     lb = load(f"{out}/{tag}.llama-bench.json")
     l_pp = next(r["avg_ts"] for r in lb if r["n_prompt"] > 0 and r["n_gen"] == 0)
     l_tg = next(r["avg_ts"] for r in lb if r["n_gen"] > 0 and r["n_prompt"] == 0)
@@ -97,12 +110,15 @@ for m in models:
     rows.append({"model": tag, "test": "pp512", "llama_cpp": l_pp, "kvserve": k_pp, "ratio": ratio(k_pp, l_pp)})
     rows.append({"model": tag, "test": "tg128", "llama_cpp": l_tg, "kvserve": k_tg, "ratio": ratio(k_tg, l_tg)})
     bb = {}
-    with open(f"{out}/{tag}.batched-bench.jsonl") as f:
+    bbp = f"{out}/{tag}.batched-bench.jsonl"
+    with open(bbp if os.path.exists(bbp) else os.devnull) as f:
         for line in f:
             line = line.strip()
             if line.startswith("{"):
                 r = json.loads(line); bb[r["pl"]] = r
     for n in npl:
+        if not os.path.exists(f"{out}/{tag}.kvserve-throughput-{n}.json"):
+            continue
         kt = load(f"{out}/{tag}.kvserve-throughput-{n}.json")
         l = bb.get(n, {}).get("speed")
         rows.append({"model": tag, "test": f"batch pp128+tg64 x{n} total t/s", "llama_cpp": l,
