@@ -1,0 +1,89 @@
+"""The `kvserve` CLI end to end: generate (single and --batch-file), info, tokenize."""
+import json
+import subprocess
+
+import pytest
+
+from conftest import SHARED, STORIES, kvserve_bin
+
+GOLDEN = SHARED / "golden" / "stories260K.shared.jsonl"
+
+
+def run(*args, check=True):
+    binary = kvserve_bin()
+    if not binary.exists():
+        pytest.fail(f"{binary} not built")
+    p = subprocess.run([str(binary), *args], capture_output=True, text=True, timeout=300)
+    if check and p.returncode != 0:
+        pytest.fail(f"kvserve {' '.join(args)} failed ({p.returncode}): {p.stderr}")
+    return p
+
+
+def golden():
+    return [json.loads(line) for line in GOLDEN.read_text().splitlines() if line.strip()]
+
+
+def test_generate_single_json_matches_llamacpp_greedy():
+    g = golden()[0]
+    n = len(g["greedy_tokens"])
+    out = json.loads(run("generate", "-m", str(STORIES), "-p", g["prompt"], "-n", str(n), "--json",
+                         "-t", "1", "--logprobs", "3", "--prompt-logprobs", "2").stdout)
+    assert out["prompt_tokens"] == g["prompt_tokens"]
+    assert out["tokens"] == g["greedy_tokens"][:n]
+    assert len(out["logprobs"]) == len(out["tokens"])
+    assert all(len(e["top"]) == 3 and e["top"][0][0] == t for e, t in zip(out["logprobs"], out["tokens"]))
+    assert out["prompt_logprobs"][0] is None and len(out["prompt_logprobs"]) == len(out["prompt_tokens"])
+    assert out["generated_tokens_per_second"] > 0
+
+
+def test_generate_batch_file_in_input_order(tmp_path):
+    cases = golden()
+    n = min(len(c["greedy_tokens"]) for c in cases)
+    batch = tmp_path / "prompts.txt"
+    batch.write_text("".join(c["prompt"].replace("\\", "\\\\").replace("\n", "\\n") + "\n" for c in cases))
+    lines = run("generate", "-m", str(STORIES), "--batch-file", str(batch), "-n", str(n), "--json",
+                "-t", "1", "--max-num-seqs", "3").stdout.splitlines()
+    assert len(lines) == len(cases) + 1
+    for i, (line, c) in enumerate(zip(lines, cases)):
+        r = json.loads(line)
+        assert r["index"] == i and r["prompt"] == c["prompt"]
+        assert r["tokens"] == c["greedy_tokens"][:n], c["prompt"]
+        assert r["finish_reason"] in ("length", "stop")
+    summary = json.loads(lines[-1])
+    assert summary["summary"] and summary["num_requests"] == len(cases) and summary["errors"] == 0
+    assert summary["output_tokens"] == n * len(cases)
+    assert summary["total_tokens_per_s"] > 0
+
+
+def test_generate_batch_preempts_and_still_matches(tmp_path):
+    cases = golden()
+    batch = tmp_path / "prompts.txt"
+    batch.write_text("".join(c["prompt"].replace("\n", "\\n") + "\n" for c in cases))
+    # 6 blocks of 16 tokens cannot hold 5 sequences of ~60 tokens at once: preemption.
+    lines = run("generate", "-m", str(STORIES), "--batch-file", str(batch), "-n", "40", "--json", "-t", "1",
+                "--kv-cache-memory", str(6 * 16 * 5 * 2 * 64 * 4 // 2)).stdout.splitlines()
+    summary = json.loads(lines[-1])
+    assert summary["preemptions"] > 0
+    for line, c in zip(lines, cases):
+        assert json.loads(line)["tokens"] == c["greedy_tokens"][:40]
+
+
+def test_generate_errors_are_clear(tmp_path):
+    p = run("generate", "-m", str(tmp_path / "missing.gguf"), "-p", "hi", check=False)
+    assert p.returncode == 1 and "missing.gguf" in p.stderr
+    p = run("generate", "-m", str(STORIES), "-p", "hi", "--temperature", "-1", check=False)
+    assert p.returncode == 1 and "temperature" in p.stderr
+    p = run("generate", "-m", str(STORIES), "--prompt-tokens", "1 99999", check=False)
+    assert p.returncode == 1 and "99999" in p.stderr
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    p = run("generate", "-m", str(STORIES), "--batch-file", str(empty), check=False)
+    assert p.returncode == 1 and "no prompts" in p.stderr
+
+
+@pytest.mark.parametrize("model", sorted((SHARED / "models").glob("*.gguf")), ids=lambda p: p.name)
+def test_info_and_tokenize_work_on_every_shared_model(model):
+    info = json.loads(run("info", "-m", str(model), "--json").stdout)
+    assert info
+    ids = run("tokenize", "-m", str(model), "--prompt", "Once upon a time").stdout.split()
+    assert ids and all(i.isdigit() for i in ids)
