@@ -34,7 +34,15 @@ void ThreadPool::dispatch(Trampoline fn, void* ctx) {
   generation_.fetch_add(1, std::memory_order_release);
   generation_.notify_all();
   fn(ctx, 0, n_threads_);
-  while (pending_.load(std::memory_order_acquire) != 0) _mm_pause();
+  // Spin first (workers usually finish within microseconds of us); if a worker has been
+  // descheduled (more runnable threads than cores), yield the core to it instead of
+  // burning our time slice.
+  for (int i = 0; pending_.load(std::memory_order_acquire) != 0; ++i) {
+    if (i < kSpinIterations / 16)
+      _mm_pause();
+    else
+      std::this_thread::yield();
+  }
 }
 
 void ThreadPool::worker(int tid) {
@@ -42,7 +50,10 @@ void ThreadPool::worker(int tid) {
   for (;;) {
     uint32_t g = generation_.load(std::memory_order_acquire);
     for (int i = 0; g == seen && i < kSpinIterations; ++i) {
-      _mm_pause();
+      if (i < kSpinIterations / 16)
+        _mm_pause();
+      else
+        std::this_thread::yield();  // let a runnable thread have the core meanwhile
       g = generation_.load(std::memory_order_acquire);
     }
     while (g == seen) {
