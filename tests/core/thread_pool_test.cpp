@@ -13,7 +13,7 @@ TEST(ThreadPool, RunCallsEveryThreadOnce) {
     ThreadPool pool(n);
     ASSERT_EQ(pool.size(), n);
     for (int rep = 0; rep < 200; ++rep) {
-      std::vector<std::atomic<int>> calls(size_t(n));
+      std::vector<std::atomic<int>> calls(static_cast<size_t>(n));
       pool.run([&](int tid, int nth) {
         ASSERT_EQ(nth, n);
         calls[size_t(tid)].fetch_add(1);
@@ -26,7 +26,7 @@ TEST(ThreadPool, RunCallsEveryThreadOnce) {
 TEST(ThreadPool, ParallelForCoversRangeExactlyOnce) {
   ThreadPool pool(3);
   for (int64_t n : {0, 1, 2, 7, 100, 1001}) {
-    std::vector<std::atomic<int>> hits(size_t(n));
+    std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
     pool.parallel_for(n, [&](int64_t b, int64_t e, int) {
       for (int64_t i = b; i < e; ++i) hits[size_t(i)].fetch_add(1);
     });
