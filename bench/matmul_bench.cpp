@@ -55,7 +55,7 @@ void register_all() {
       const std::string name = std::string("matmul/") + ggml_type_name(t) + "/" + std::to_string(s[0]) + "x" +
                                std::to_string(s[1]);
       auto* b = benchmark::RegisterBenchmark(name.c_str(), BM_Matmul, t, s[0], s[1]);
-      b->ArgName("tokens")->Arg(1)->Arg(32)->Arg(128);
+      b->ArgName("tokens")->Arg(1)->Arg(8)->Arg(32)->Arg(128);
       // With one thread, CPU time is the fairer measure on a busy machine.
       if (bench_threads() != 1) b->UseRealTime();
     }

@@ -145,12 +145,13 @@ TEST_P(EngineEquivalence, BatchedChunkedCachedAndPreemptedEqualAlone) {
   }
 }
 
-// Not the 8/4/6-bit types yet: their AVX-512 matmul computes a few tokens directly and
-// many through repacked panels, and the two differ by up to ~0.09 in the logits of these
-// random-weight models (decode-sized attention differs slightly from prefill too), so how
-// a prompt is chunked changes some greedy outputs. The engine itself is exact here.
+// Quantized models too: every matmul and attention path of an ISA rounds each output the
+// same way whatever the batch (tests/kernels/matmul_invariance_test.cpp), so greedy
+// outputs must match exactly.
 INSTANTIATE_TEST_SUITE_P(Models, EngineEquivalence,
-                         ::testing::Values("stories260K.gguf", "synth-3m-f32.gguf", "synth-3m-f16.gguf"));
+                         ::testing::Values("stories260K.gguf", "synth-3m-f32.gguf", "synth-3m-f16.gguf",
+                                           "synth-3m-q8_0.gguf", "synth-3m-q4_0.gguf", "synth-3m-q4_k_m.gguf",
+                                           "synth-3m-q6_k.gguf"));
 
 TEST(Engine, GreedyStoryMatchesReference) {
   auto e = make("stories260K.gguf", base_config());

@@ -5,7 +5,6 @@
 
 namespace kvserve {
 namespace {
-constexpr int kMinLaneTokens = 4;  // tokens from which the lane-parallel kernel pays off
 
 // Masked tails keep every head_dim (64, 80, 96, 128, odd sizes) on the vector path.
 inline __mmask16 tail_mask(int rem) {
@@ -56,21 +55,17 @@ struct Avx512Ops {
 };
 }  // namespace
 
-// Kernels of attention_fast_avx512.cpp (head_dim <= 256): lane-parallel for prefill
-// chunks, row by row for decode.
+// The kernel of attention_fast_avx512.cpp (head_dim <= 256), for prefill and decode alike.
 void attention_lanes_avx512(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
                             const PagedKvHead& kv, int head_dim, float scale, float* out, int64_t out_stride);
-void attention_rows_avx512(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
-                           const PagedKvHead& kv, int head_dim, float scale, float* out, int64_t out_stride);
 
 void attention_paged_avx512(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
                             const PagedKvHead& kv, int head_dim, float scale, float* out,
                             int64_t out_stride) {
-  // The choice depends only on the call's token count, never on what else is batched,
-  // so a sequence step gives the same bits alone or in any batch.
+  // One kernel whatever the token count: a query row gives the same bits decoded alone,
+  // in a batch, or in a prefill chunk of any size.
   if (head_dim <= 256) {
-    (n_rows >= kMinLaneTokens ? attention_lanes_avx512 : attention_rows_avx512)(
-        q, q_stride, n_rows, n_group, n_past, kv, head_dim, scale, out, out_stride);
+    attention_lanes_avx512(q, q_stride, n_rows, n_group, n_past, kv, head_dim, scale, out, out_stride);
     return;
   }
   attention_detail::attention_paged_impl<Avx512Ops>(q, q_stride, n_rows, n_group, n_past, kv, head_dim, scale,

@@ -1,11 +1,12 @@
-// AVX-512 attention kernels (this file is compiled with -mavx512f ...), both the same
-// paged online-softmax algorithm as attention_impl.h:
-//  - attention_lanes_avx512, for prefill chunks: sixteen (token, head) query rows share
-//    one register, so a score for all of them is head_dim FMAs against a broadcast key
-//    element, with no horizontal sums, and the running max, normalizer and exp are
-//    lane-wise vector ops;
-//  - attention_rows_avx512, for decode (a few rows): one row at a time, a chunk's scores
-//    by dot products, their exps as vectors, and the weighted V sum kept in registers.
+// AVX-512 attention kernel (this file is compiled with -mavx512f ...), the same paged
+// online-softmax algorithm as attention_impl.h: sixteen (token, head) query rows share
+// one register, so a score for all of them is head_dim FMAs against a broadcast key
+// element, with no horizontal sums, and the running max, normalizer and exp are
+// lane-wise vector ops; the weighted V sum of a row is kept in registers.
+//
+// Decode uses it too (a single token's query heads fill fewer lanes): a row's float
+// operations are then the same whether it is decoded or sits in a prefill chunk of any
+// size, so its output is bit-identical either way (batch invariance).
 #include <immintrin.h>
 
 #include <cmath>
@@ -63,28 +64,6 @@ AccumulateFn accumulate_for(int head_dim) {
     case 15: return accumulate_row<15>;
     default: return accumulate_row<16>;
   }
-}
-
-inline float hsum(__m512 v) {
-  const __m256 h = _mm256_add_ps(_mm512_extractf32x8_ps(v, 0), _mm512_extractf32x8_ps(v, 1));
-  __m128 x = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-  x = _mm_add_ps(x, _mm_movehl_ps(x, x));
-  x = _mm_add_ss(x, _mm_movehdup_ps(x));
-  return _mm_cvtss_f32(x);
-}
-
-inline float dot(const float* a, const float* b, int n) {
-  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-  int i = 0;
-  for (; i + 32 <= n; i += 32) {
-    acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc0);
-    acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), acc1);
-  }
-  for (; i < n; i += 16) {
-    const __mmask16 m = tail(n - i);
-    acc0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), acc0);
-  }
-  return hsum(_mm512_add_ps(acc0, acc1));
 }
 
 }  // namespace
@@ -175,51 +154,6 @@ void attention_lanes_avx512(const float* q, int64_t q_stride, int n_rows, int n_
       const float inv = 1.0f / l_l[i];
       for (int d = 0; d < head_dim; ++d) o[d] *= inv;
     }
-  }
-}
-
-void attention_rows_avx512(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
-                           const PagedKvHead& kv, int head_dim, float scale, float* out, int64_t out_stride) {
-  const int bs = kv.block_size;
-  const AccumulateFn accumulate = accumulate_for(head_dim);
-  alignas(64) float s[kKeys];
-  for (int row = 0; row < n_rows * n_group; ++row) {
-    const int r = row / n_group, g = row % n_group;
-    const float* qr = q + r * q_stride + g * head_dim;
-    float* acc = out + r * out_stride + g * head_dim;
-    for (int d = 0; d < head_dim; ++d) acc[d] = 0.0f;
-    float m = -INFINITY, l = 0.0f;
-    const int64_t n_keys = n_past + r + 1;
-    for (int64_t b = 0; b * bs < n_keys; ++b) {
-      const int64_t phys = kv.block_table[b];
-      const float* kb = kv.k + phys * kv.block_stride;  // [bs, head_dim]
-      const float* vb = kv.v + phys * kv.block_stride;
-      const int block_keys = int(n_keys - b * bs < bs ? n_keys - b * bs : bs);
-      for (int j0 = 0; j0 < block_keys; j0 += kKeys) {
-        const int nk = block_keys - j0 < kKeys ? block_keys - j0 : kKeys;
-        float mx = -INFINITY;
-        for (int j = 0; j < nk; ++j) {
-          s[j] = dot(qr, kb + int64_t(j0 + j) * head_dim, head_dim) * scale;
-          mx = s[j] > mx ? s[j] : mx;
-        }
-        const float m_new = m > mx ? m : mx;
-        // corr = exp(m - m_new): 0 on the first chunk (m = -inf).
-        const float corr = _mm512_cvtss_f32(exp512(_mm512_set1_ps(m - m_new)));
-        __m512 sum = _mm512_setzero_ps();
-        for (int j = 0; j < nk; j += 16) {
-          const __mmask16 live = tail(nk - j);
-          const __m512 p = _mm512_maskz_mov_ps(
-              live, exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(live, s + j), _mm512_set1_ps(m_new))));
-          _mm512_mask_storeu_ps(s + j, live, p);
-          sum = _mm512_add_ps(sum, p);
-        }
-        l = l * corr + hsum(sum);
-        m = m_new;
-        accumulate(acc, head_dim, corr, s, 1, vb + int64_t(j0) * head_dim, nk);
-      }
-    }
-    const float inv = 1.0f / l;
-    for (int d = 0; d < head_dim; ++d) acc[d] *= inv;
   }
 }
 

@@ -105,7 +105,7 @@ void matmul_isa(Isa isa, const WeightView& w, const float* x, int64_t n_tokens, 
   args.y = y;
   args.ldy = w.n_out;
   const bool dense = (isa != Isa::Scalar && (fmt == ActFormat::Q8_0 || fmt == ActFormat::Q8_1)) ||
-                     (isa == Isa::Avx512 && fmt == ActFormat::Q8_K && n_tokens >= detail::kPanelMinTokens);
+                     (isa == Isa::Avx512 && detail::matmul_kquant_fn_avx512(w.type) != nullptr);
   if (fmt != ActFormat::F32) {
     thread_local std::vector<uint8_t> scratch;
     uint8_t* dst = scratch_buffer(scratch, x_row_bytes * size_t(n_tokens));
