@@ -1,9 +1,8 @@
 // Running several sequences together in one batch — prefill chunks mixed with decode
-// tokens, interleaved block tables — gives the same logits as running each alone:
-// within 1e-4 of the same steps run one sequence at a time (matmul kernels may tile a
-// row differently by its place in the batch; nothing else may differ), and within 1e-4
-// of one whole-sequence prefill (which takes the prefill attention kernel where the
-// batch took the decode one, so again only rounding differs).
+// tokens, interleaved block tables — gives bit-identical logits to running each alone,
+// both the same steps one sequence at a time and one whole-sequence prefill: every
+// matmul and attention kernel rounds a row the same way wherever it sits in a batch of
+// any size (batch invariance, tests/kernels/*_invariance_test.cpp).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -22,13 +21,9 @@ struct Part {
 
 constexpr int kBlockSize = 4;
 
-// same_tol: against the same steps run one sequence at a time; whole_tol: against one
-// whole-sequence prefill. Both are 1e-4 where activations stay float. Where weights are
-// f16, activations are rounded to f16 before each matmul and where they are k-quants, to
-// int8 (Q8_K), as llama.cpp does: a last-bit difference between two kernels (decode vs
-// prefill attention; matmul paths chosen by the batch's token count) can then move an
-// activation by a whole rounding step, so those comparisons need room for that.
-void check_equivalence(const std::string& model_name, double same_tol, double whole_tol) {
+// Compares against the same steps run one sequence at a time and against one
+// whole-sequence prefill, for exact equality.
+void check_equivalence(const std::string& model_name) {
   auto model = Model::load(test::shared_path("models/" + model_name + ".gguf"));
   ASSERT_TRUE(model) << model.error().message;
   const auto golden = test::load_golden(model_name);
@@ -105,11 +100,9 @@ void check_equivalence(const std::string& model_name, double same_tol, double wh
         const float* whole = alone[size_t(seq)].data() + (first_pos + r) * V;
         for (int v = 0; v < V; ++v) {
           worst_same = std::max(worst_same, double(std::abs(ours[v] - same_steps[v])));
-          ASSERT_NEAR(ours[v], same_steps[v], same_tol)
-              << "step " << step << " seq " << seq << " pos " << first_pos + r;
+          ASSERT_EQ(ours[v], same_steps[v]) << "step " << step << " seq " << seq << " pos " << first_pos + r;
           worst = std::max(worst, double(std::abs(ours[v] - whole[v])));
-          ASSERT_NEAR(ours[v], whole[v], whole_tol)
-              << "step " << step << " seq " << seq << " pos " << first_pos + r;
+          ASSERT_EQ(ours[v], whole[v]) << "step " << step << " seq " << seq << " pos " << first_pos + r;
         }
         ++checked;
       }
@@ -122,13 +115,22 @@ void check_equivalence(const std::string& model_name, double same_tol, double wh
 }
 
 TEST(BatchEquivalence, Stories260K) {
-  check_equivalence("stories260K", 1e-4, 1e-4);
-}
-TEST(BatchEquivalence, Synth3mQ4KM) {
-  check_equivalence("synth-3m-q4_k_m", 0.25, 0.25);  // the golden tolerance for 4-bit types
+  check_equivalence("stories260K");
 }
 TEST(BatchEquivalence, Synth3mF16) {
-  check_equivalence("synth-3m-f16", 1e-4, 5e-3);
+  check_equivalence("synth-3m-f16");
+}
+TEST(BatchEquivalence, Synth3mQ8_0) {
+  check_equivalence("synth-3m-q8_0");
+}
+TEST(BatchEquivalence, Synth3mQ4_0) {
+  check_equivalence("synth-3m-q4_0");
+}
+TEST(BatchEquivalence, Synth3mQ4KM) {
+  check_equivalence("synth-3m-q4_k_m");
+}
+TEST(BatchEquivalence, Synth3mQ6K) {
+  check_equivalence("synth-3m-q6_k");
 }
 
 }  // namespace
