@@ -5,6 +5,7 @@
 
 namespace kvserve {
 namespace {
+constexpr int kMinLaneRows = 4;  // (token, head) rows from which the lane kernel pays off
 
 // Masked tails keep every head_dim (64, 80, 96, 128, odd sizes) on the vector path.
 inline __mmask16 tail_mask(int rem) {
@@ -55,17 +56,21 @@ struct Avx512Ops {
 };
 }  // namespace
 
-// The kernel of attention_fast_avx512.cpp (head_dim <= 256), for prefill and decode alike.
+// Kernels of attention_fast_avx512.cpp (head_dim <= 256), bit-identical per row:
+// lane-parallel for prefill chunks, row by row for decode.
 void attention_lanes_avx512(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
                             const PagedKvHead& kv, int head_dim, float scale, float* out, int64_t out_stride);
+void attention_rows_avx512(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
+                           const PagedKvHead& kv, int head_dim, float scale, float* out, int64_t out_stride);
 
 void attention_paged_avx512(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
                             const PagedKvHead& kv, int head_dim, float scale, float* out,
                             int64_t out_stride) {
-  // One kernel whatever the token count: a query row gives the same bits decoded alone,
-  // in a batch, or in a prefill chunk of any size.
+  // Both kernels give a row the same bits, so the choice (by the call's row count) never
+  // changes a result: decoded alone, batched, or in a prefill chunk of any size.
   if (head_dim <= 256) {
-    attention_lanes_avx512(q, q_stride, n_rows, n_group, n_past, kv, head_dim, scale, out, out_stride);
+    (n_rows * n_group >= kMinLaneRows ? attention_lanes_avx512 : attention_rows_avx512)(
+        q, q_stride, n_rows, n_group, n_past, kv, head_dim, scale, out, out_stride);
     return;
   }
   attention_detail::attention_paged_impl<Avx512Ops>(q, q_stride, n_rows, n_group, n_past, kv, head_dim, scale,

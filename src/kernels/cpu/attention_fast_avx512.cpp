@@ -4,9 +4,9 @@
 // element, with no horizontal sums, and the running max, normalizer and exp are
 // lane-wise vector ops; the weighted V sum of a row is kept in registers.
 //
-// Decode uses it too (a single token's query heads fill fewer lanes): a row's float
-// operations are then the same whether it is decoded or sits in a prefill chunk of any
-// size, so its output is bit-identical either way (batch invariance).
+// attention_rows_avx512, for decode, does each row's float operations in the same order
+// with keys in lanes instead, so a row's output is bit-identical whether it is decoded
+// or sits in a prefill chunk of any size (batch invariance).
 #include <immintrin.h>
 
 #include <cmath>
@@ -63,6 +63,33 @@ AccumulateFn accumulate_for(int head_dim) {
     case 14: return accumulate_row<14>;
     case 15: return accumulate_row<15>;
     default: return accumulate_row<16>;
+  }
+}
+
+// out[k] = column k of the 16 x 16 matrix whose rows are in[0..15].
+inline void transpose16(const __m512* in, __m512* out) {
+  __m512 t[16], u[16], v[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(in[2 * i], in[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(in[2 * i], in[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; ++i) {  // u[4i + k] lane L: column 4L + k of rows 4i..4i+3
+    u[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    u[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    u[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    u[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int k = 0; k < 4; ++k) {
+    v[k] = _mm512_shuffle_f32x4(u[k], u[4 + k], _MM_SHUFFLE(2, 0, 2, 0));
+    v[4 + k] = _mm512_shuffle_f32x4(u[k], u[4 + k], _MM_SHUFFLE(3, 1, 3, 1));
+    v[8 + k] = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], _MM_SHUFFLE(2, 0, 2, 0));
+    v[12 + k] = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], _MM_SHUFFLE(3, 1, 3, 1));
+  }
+  for (int k = 0; k < 4; ++k) {
+    out[k] = _mm512_shuffle_f32x4(v[k], v[8 + k], _MM_SHUFFLE(2, 0, 2, 0));
+    out[8 + k] = _mm512_shuffle_f32x4(v[k], v[8 + k], _MM_SHUFFLE(3, 1, 3, 1));
+    out[4 + k] = _mm512_shuffle_f32x4(v[4 + k], v[12 + k], _MM_SHUFFLE(2, 0, 2, 0));
+    out[12 + k] = _mm512_shuffle_f32x4(v[4 + k], v[12 + k], _MM_SHUFFLE(3, 1, 3, 1));
   }
 }
 
@@ -154,6 +181,78 @@ void attention_lanes_avx512(const float* q, int64_t q_stride, int n_rows, int n_
       const float inv = 1.0f / l_l[i];
       for (int d = 0; d < head_dim; ++d) o[d] *= inv;
     }
+  }
+}
+
+// Decode (a few rows): one row at a time with up to 16 keys in the lanes. Each score,
+// exp, sum and V update is the same float operation, in the same order, as the row's
+// lane in attention_lanes_avx512 (scaled query; FMAs over even dims into one sum and odd
+// dims into another, then their sum; probabilities summed key by key), so the output is
+// bit-identical to that kernel's; keys are transposed 16 x 16 to sit in lanes.
+void attention_rows_avx512(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
+                           const PagedKvHead& kv, int head_dim, float scale, float* out, int64_t out_stride) {
+  const int bs = kv.block_size;
+  const AccumulateFn accumulate = accumulate_for(head_dim);
+  alignas(64) float qs[kMaxLaneHeadDim];  // the scaled query
+  alignas(64) float s[kKeys];             // scores, then probabilities
+  for (int row = 0; row < n_rows * n_group; ++row) {
+    const int r = row / n_group, g = row % n_group;
+    const float* qr = q + r * q_stride + g * head_dim;
+    float* acc = out + r * out_stride + g * head_dim;
+    for (int d = 0; d < head_dim; ++d) qs[d] = qr[d] * scale;
+    for (int d = 0; d < head_dim; ++d) acc[d] = 0.0f;
+    float m = -INFINITY, l = 0.0f;
+    const int64_t n_keys = n_past + r + 1;
+    for (int64_t b = 0; b * bs < n_keys; ++b) {
+      const int64_t phys = kv.block_table[b];
+      const float* kb = kv.k + phys * kv.block_stride;  // [bs, head_dim]
+      const float* vb = kv.v + phys * kv.block_stride;
+      const int block_keys = int(n_keys - b * bs < bs ? n_keys - b * bs : bs);
+      for (int j0 = 0; j0 < block_keys; j0 += kKeys) {
+        const int nk = block_keys - j0 < kKeys ? block_keys - j0 : kKeys;
+        __m512 mxv = _mm512_set1_ps(-INFINITY);
+        for (int jt = 0; jt < nk; jt += kLanes) {
+          const int nkt = nk - jt < kLanes ? nk - jt : kLanes;
+          __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+          for (int d0 = 0; d0 < head_dim; d0 += 16) {
+            const __mmask16 dm = tail(head_dim - d0);
+            __m512 rows_in[16], cols[16];
+            for (int j = 0; j < 16; ++j)
+              rows_in[j] = j < nkt ? _mm512_maskz_loadu_ps(dm, kb + int64_t(j0 + jt + j) * head_dim + d0)
+                                   : _mm512_setzero_ps();
+            transpose16(rows_in, cols);
+            const int nd = head_dim - d0 < 16 ? head_dim - d0 : 16;
+            for (int i = 0; i < nd; ++i) {
+              const __m512 qd = _mm512_set1_ps(qs[d0 + i]);
+              if ((d0 + i) % 2 == 0)
+                a0 = _mm512_fmadd_ps(qd, cols[i], a0);
+              else
+                a1 = _mm512_fmadd_ps(qd, cols[i], a1);
+            }
+          }
+          const __mmask16 live = tail(nkt);
+          const __m512 sj = _mm512_add_ps(a0, a1);
+          _mm512_mask_storeu_ps(s + jt, live, sj);
+          mxv = _mm512_mask_max_ps(mxv, live, mxv, sj);
+        }
+        const float mx = _mm512_reduce_max_ps(mxv);
+        const float m_new = m > mx ? m : mx;
+        // corr = exp(m - m_new): 0 on the first chunk (m = -inf).
+        const float corr = _mm512_cvtss_f32(exp512(_mm512_set1_ps(m - m_new)));
+        for (int j = 0; j < nk; j += kLanes) {
+          const __mmask16 live = tail(nk - j);
+          const __m512 p = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(live, s + j), _mm512_set1_ps(m_new)));
+          _mm512_mask_storeu_ps(s + j, live, p);
+        }
+        float sum = 0.0f;
+        for (int j = 0; j < nk; ++j) sum += s[j];  // key by key, as the lane kernel adds
+        l = _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(l), _mm_set_ss(corr), _mm_set_ss(sum)));
+        m = m_new;
+        accumulate(acc, head_dim, corr, s, 1, vb + int64_t(j0) * head_dim, nk);
+      }
+    }
+    const float inv = 1.0f / l;
+    for (int d = 0; d < head_dim; ++d) acc[d] *= inv;
   }
 }
 
