@@ -64,7 +64,9 @@ MatmulRangeFn matmul_float_fn_avx512(GgmlType type);   // F32, F16, BF16
 MatmulRangeFn matmul_kquant_fn_avx512(GgmlType type);  // K-quants
 MatmulRangeFn matmul_kquant_fn_avx2(GgmlType type);    // K-quants, in the AVX2 table
 // The AVX-512 panel GEMM for block types (needs the dense activation views), used
-// from kPanelMinTokens tokens on: below that, repacking costs more than it saves.
+// from kPanelMinTokens tokens on: below that, repacking costs more than it saves, and
+// matmul_direct_avx512.cpp does the same float operations per (row, token) so results
+// never depend on the token count (batch invariance).
 MatmulRangeFn matmul_panel_fn_avx512(GgmlType type);
 constexpr int64_t kPanelMinTokens = 12;
 

@@ -1,8 +1,7 @@
 // AVX2 kernels for Q4_K, Q5_K and Q6_K weights against Q8_K activations (CPUs without
-// AVX-512). Same scheme as matmul_kquant_avx512.cpp at half the width: per 32 weights,
-// vpmaddubsw (unsigned weights < 64, so no saturation) then vpmaddwd by the sub-block
-// scale; mins and Q6_K's offset of 32 come from the activations' bsums. Each super-block
-// chunk is unpacked once per row and used for up to 4 tokens.
+// AVX-512): per 32 weights, vpmaddubsw (unsigned weights < 64, so no saturation) then vpmaddwd by the
+// sub-block scale; mins and Q6_K's offset of 32 come from the activations' bsums. Each super-block chunk is
+// unpacked once per row and used for up to 4 tokens.
 #include <immintrin.h>
 
 #include "core/half.h"
