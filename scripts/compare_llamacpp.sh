@@ -107,8 +107,16 @@ for m in models:
     l_tg = next(r["avg_ts"] for r in lb if r["n_gen"] > 0 and r["n_prompt"] == 0)
     kl = load(f"{out}/{tag}.kvserve-latency.json")
     k_pp, k_tg = kl["prompt_tokens_per_s"]["mean"], kl["gen_tokens_per_s"]["mean"]
-    rows.append({"model": tag, "test": "pp512", "llama_cpp": l_pp, "kvserve": k_pp, "ratio": ratio(k_pp, l_pp)})
-    rows.append({"model": tag, "test": "tg128", "llama_cpp": l_tg, "kvserve": k_tg, "ratio": ratio(k_tg, l_tg)})
+    # Best run as well as the mean: on a shared machine the fastest run is the one least
+    # disturbed by other processes.
+    lb_best = lambda pick: max(next(r for r in lb if pick(r))["samples_ts"])
+    l_pp_b = lb_best(lambda r: r["n_prompt"] > 0 and r["n_gen"] == 0)
+    l_tg_b = lb_best(lambda r: r["n_gen"] > 0 and r["n_prompt"] == 0)
+    k_pp_b, k_tg_b = max(kl["samples"]["prompt_tokens_per_s"]), max(kl["samples"]["gen_tokens_per_s"])
+    rows.append({"model": tag, "test": "pp512", "llama_cpp": l_pp, "kvserve": k_pp, "ratio": ratio(k_pp, l_pp),
+                 "llama_cpp_best": l_pp_b, "kvserve_best": k_pp_b, "ratio_best": ratio(k_pp_b, l_pp_b)})
+    rows.append({"model": tag, "test": "tg128", "llama_cpp": l_tg, "kvserve": k_tg, "ratio": ratio(k_tg, l_tg),
+                 "llama_cpp_best": l_tg_b, "kvserve_best": k_tg_b, "ratio_best": ratio(k_tg_b, l_tg_b)})
     bb = {}
     bbp = f"{out}/{tag}.batched-bench.jsonl"
     with open(bbp if os.path.exists(bbp) else os.devnull) as f:
@@ -121,18 +129,22 @@ for m in models:
             continue
         kt = load(f"{out}/{tag}.kvserve-throughput-{n}.json")
         l = bb.get(n, {}).get("speed")
-        rows.append({"model": tag, "test": f"batch pp128+tg64 x{n} total t/s", "llama_cpp": l,
+        rows.append({"model": tag, "test": f"batch pp128+tg64 x{n} total", "llama_cpp": l,
                      "kvserve": kt["total_tokens_per_s"], "ratio": ratio(kt["total_tokens_per_s"], l),
                      "kvserve_output_tokens_per_s": kt["output_tokens_per_s"],
                      "kvserve_requests_per_s": kt["requests_per_s"], "concurrency": n,
                      "llama_cpp_speed_pp": bb.get(n, {}).get("speed_pp"), "llama_cpp_speed_tg": bb.get(n, {}).get("speed_tg")})
 fmt = lambda x: f"{x:10.1f}" if x is not None else f"{'-':>10}"
-print(f"\nthreads {threads}; tokens/s (higher is better); ratio = kvserve / llama.cpp")
-print(f"| {'model':<36} | {'test':<32} | {'llama.cpp':>10} | {'kvserve':>10} | {'ratio':>6} |")
-print(f"|{'-'*38}|{'-'*34}|{'-'*12}|{'-'*12}|{'-'*8}|")
+print(f"\nthreads {threads}; tokens/s (higher is better); ratio = kvserve / llama.cpp; best = fastest run")
+print(f"| {'model':<28} | {'test':<30} | {'llama.cpp':>10} | {'kvserve':>10} | {'ratio':>6} | "
+      f"{'best llama':>10} | {'best kvs':>10} | {'ratio':>6} |")
+print(f"|{'-'*30}|{'-'*32}|{'-'*12}|{'-'*12}|{'-'*8}|{'-'*12}|{'-'*12}|{'-'*8}|")
+rt = lambda x: f"{x:6.2f}" if x else f"{'-':>6}"
 for r in rows:
-    rt = f"{r['ratio']:6.2f}" if r["ratio"] else f"{'-':>6}"
-    print(f"| {r['model']:<36} | {r['test']:<32} | {fmt(r['llama_cpp'])} | {fmt(r['kvserve'])} | {rt} |")
+    best = (f" {fmt(r['llama_cpp_best'])} | {fmt(r['kvserve_best'])} | {rt(r['ratio_best'])} |"
+            if "ratio_best" in r else f" {'':>10} | {'':>10} | {'':>6} |")
+    print(f"| {r['model']:<28} | {r['test']:<30} | {fmt(r['llama_cpp'])} | {fmt(r['kvserve'])} | "
+          f"{rt(r['ratio'])} |{best}")
 with open(f"{out}/compare.json", "w") as f:
     json.dump({"threads": threads, "npl": npl, "machine": open(f"{out}/machine.txt").read(), "rows": rows}, f, indent=2)
 print(f"\nwrote {out}/compare.json", file=sys.stderr)
