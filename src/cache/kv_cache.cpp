@@ -9,8 +9,8 @@ KvCacheStorage::KvCacheStorage(const KvCacheConfig& config) : config_(config) {
   assert(config.n_layers > 0 && config.n_kv_heads > 0 && config.head_dim > 0);
   assert(config.block_size > 0 && config.n_blocks >= 0);
   const size_t n = size_t(config.n_layers) * size_t(config.n_blocks) * block_floats();
-  k_.resize(n);
-  v_.resize(n);
+  k_ = ZeroedBuffer(n * sizeof(float));
+  v_ = ZeroedBuffer(n * sizeof(float));
 }
 
 size_t KvCacheStorage::bytes_per_block(const KvCacheConfig& c) {
@@ -24,12 +24,12 @@ size_t KvCacheStorage::block_floats() const {
 
 float* KvCacheStorage::k_block(int layer, int block) {
   assert(layer >= 0 && layer < config_.n_layers && block >= 0 && block < config_.n_blocks);
-  return k_.data() + (size_t(layer) * size_t(config_.n_blocks) + size_t(block)) * block_floats();
+  return k_data() + (size_t(layer) * size_t(config_.n_blocks) + size_t(block)) * block_floats();
 }
 
 float* KvCacheStorage::v_block(int layer, int block) {
   assert(layer >= 0 && layer < config_.n_layers && block >= 0 && block < config_.n_blocks);
-  return v_.data() + (size_t(layer) * size_t(config_.n_blocks) + size_t(block)) * block_floats();
+  return v_data() + (size_t(layer) * size_t(config_.n_blocks) + size_t(block)) * block_floats();
 }
 
 const float* KvCacheStorage::k_block(int layer, int block) const {

@@ -6,7 +6,8 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <vector>
+
+#include "core/zeroed_buffer.h"
 
 namespace kvserve {
 
@@ -39,8 +40,11 @@ class KvCacheStorage {
  private:
   size_t block_floats() const;  // floats of K (or V) per block per layer
   KvCacheConfig config_;
-  std::vector<float> k_;  // [n_layers][n_blocks][n_kv_heads][block_size][head_dim]
-  std::vector<float> v_;
+  // Pages are backed lazily, so a pool sized from a large budget costs memory only as used.
+  ZeroedBuffer k_;  // floats [n_layers][n_blocks][n_kv_heads][block_size][head_dim]
+  ZeroedBuffer v_;
+  float* k_data() const { return static_cast<float*>(k_.data()); }
+  float* v_data() const { return static_cast<float*>(v_.data()); }
 };
 
 }  // namespace kvserve
