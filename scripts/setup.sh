@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(build-essential cmake ninja-build pkg-config git clang
   libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev libcpp-httplib-dev
-  libcli11-dev libpcre2-dev libfmt-dev libspdlog-dev python3-venv unzip)
+  libcli11-dev libpcre2-dev libfmt-dev libspdlog-dev python3-venv unzip libclang-rt-14-dev)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
