@@ -1,0 +1,51 @@
+// The AVX-512 F16 kernel's own paths: one-token GEMV (8-row groups with prefetch) and
+// the multi-token panel kernel (4 x 6 tiles in 128-token blocks). Shapes here reach
+// what the generic tests do not: an n_in tail (not a multiple of 16), row counts
+// leaving 1-row remainders, and batches crossing the 128-token block edge. Every
+// output must match the reference and, bit for bit, the same token computed alone.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "kernels/cpu/matmul.h"
+#include "kernels/cpu/matmul_internal.h"
+#include "kernels/matmul_test_util.h"
+
+namespace kvserve {
+namespace {
+
+TEST(MatmulF16, BlockEdgesAndTailsMatchReferenceAndTokenAlone) {
+  if (!test::isa_available(Isa::Avx512)) GTEST_SKIP() << "no AVX-512";
+  constexpr int64_t n_out = 45, n_in = 605, kMaxTokens = 140;
+  std::mt19937 rng(7);
+  const auto w = test::random_weights(GgmlType::F16, n_out, n_in, rng);
+  const auto x = test::random_floats(size_t(kMaxTokens * n_in), rng);
+  const WeightView wv{GgmlType::F16, w.data(), n_in, n_out};
+  const auto ref = test::reference_matmul(GgmlType::F16, w.data(), n_out, n_in, x.data(), kMaxTokens);
+
+  ThreadPool pool1(1), pool2(2);
+  std::vector<float> alone(size_t(kMaxTokens * n_out));  // [kMaxTokens, n_out]
+  for (int64_t t = 0; t < kMaxTokens; ++t)
+    matmul_isa(Isa::Avx512, wv, x.data() + t * n_in, 1, alone.data() + t * n_out, pool1);
+  for (size_t i = 0; i < alone.size(); ++i)
+    ASSERT_LE(std::fabs(double(alone[i]) - ref.y[i]), ref.tol[i])
+        << "token " << i / n_out << " row " << i % n_out;
+
+  std::vector<float> y(size_t(kMaxTokens * n_out));  // [n, n_out]
+  for (ThreadPool* pool : {&pool1, &pool2}) {
+    for (int64_t n : {2, 5, 6, 7, 13, 127, 128, 129, 140}) {
+      const int64_t s = kMaxTokens - n;  // tokens [s, s + n)
+      matmul_isa(Isa::Avx512, wv, x.data() + s * n_in, n, y.data(), *pool);
+      for (int64_t i = 0; i < n * n_out; ++i)
+        ASSERT_EQ(std::memcmp(&y[size_t(i)], &alone[size_t(s * n_out + i)], sizeof(float)), 0)
+            << "threads=" << pool->size() << " n_tokens=" << n << " token " << i / n_out << " row "
+            << i % n_out << ": " << y[size_t(i)] << " vs alone " << alone[size_t(s * n_out + i)];
+    }
+  }
+}
+
+}  // namespace
+}  // namespace kvserve
