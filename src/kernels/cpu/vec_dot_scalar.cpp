@@ -11,28 +11,27 @@ float h2f(uint16_t h) {
   return fp16_to_fp32(h);
 }
 
+// Float types: each element converted to f32, products summed in order.
+template <class Elem, float (*ToF32)(Elem)>
+float dot_float(int64_t n, const void* w, const void* x) {
+  const auto* a = static_cast<const Elem*>(w);
+  const auto* b = static_cast<const Elem*>(x);
+  float s = 0.0f;
+  for (int64_t i = 0; i < n; ++i) s += ToF32(a[i]) * ToF32(b[i]);
+  return s;
+}
+
+float f32_identity(float v) {
+  return v;
+}
 float dot_f32(int64_t n, const void* w, const void* x) {
-  const auto* a = static_cast<const float*>(w);
-  const auto* b = static_cast<const float*>(x);
-  float s = 0.0f;
-  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
-  return s;
+  return dot_float<float, f32_identity>(n, w, x);
 }
-
 float dot_f16(int64_t n, const void* w, const void* x) {
-  const auto* a = static_cast<const uint16_t*>(w);
-  const auto* b = static_cast<const uint16_t*>(x);
-  float s = 0.0f;
-  for (int64_t i = 0; i < n; ++i) s += fp16_to_fp32(a[i]) * fp16_to_fp32(b[i]);
-  return s;
+  return dot_float<uint16_t, fp16_to_fp32>(n, w, x);
 }
-
 float dot_bf16(int64_t n, const void* w, const void* x) {
-  const auto* a = static_cast<const uint16_t*>(w);
-  const auto* b = static_cast<const uint16_t*>(x);
-  float s = 0.0f;
-  for (int64_t i = 0; i < n; ++i) s += bf16_to_fp32(a[i]) * bf16_to_fp32(b[i]);
-  return s;
+  return dot_float<uint16_t, bf16_to_fp32>(n, w, x);
 }
 
 float dot_q4_0(int64_t n, const void* w, const void* x) {
