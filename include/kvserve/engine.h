@@ -9,6 +9,7 @@
 // thread-safe front the server uses, and generate() the offline batch API.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -58,6 +59,9 @@ struct RequestOutput {
   int num_output_tokens = 0;        // generated so far by this completion
   int num_cached_tokens = 0;        // prompt tokens served from the prefix cache (first admission)
   double cumulative_logprob = 0.0;  // sum of the raw logprobs of its tokens (when tracked)
+  // When the scheduler first gave the request a step (before that step's forward), so
+  // queue time = first_scheduled - arrival excludes the prefill itself.
+  std::chrono::steady_clock::time_point first_scheduled{};
   // "stop", "length", "abort" or nullptr while unfinished.
   const char* finish_reason_name() const {
     return aborted ? "abort" : finished ? kvserve::finish_reason_name(finish_reason) : nullptr;

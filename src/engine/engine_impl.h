@@ -35,6 +35,7 @@ struct SeqSlot {
   FinishReason finish = FinishReason::None;
   double cumulative_logprob = 0.0;
   int num_cached_tokens = -1;  // prefix-cache hit at first admission (-1 = not yet admitted)
+  std::chrono::steady_clock::time_point first_scheduled{};  // set with num_cached_tokens
   // Completions of a best_of > n group are reported only at the end: kept here.
   std::vector<int32_t> out_tokens;
   std::string out_text;

@@ -40,6 +40,7 @@ void Engine::Impl::fork_group(SeqSlot& parent) {
     r.arrival = parent.req.arrival;
     r.skip_prefix_cache = parent.req.skip_prefix_cache;
     c.num_cached_tokens = parent.num_cached_tokens;
+    c.first_scheduled = parent.first_scheduled;
     blocks->fork(parent.req.seq, s);  // shares the prompt's blocks; the partial tail is copied on write
     c.sampler.init(grp.params, std::span<const int32_t>(r.token_ids).first(size_t(r.num_prompt_tokens)),
                    uint64_t(i));
@@ -69,6 +70,7 @@ void Engine::Impl::emit_group_results(Group& grp) {
     o.num_prompt_tokens = s.req.num_prompt_tokens;
     o.num_output_tokens = s.req.num_output_tokens();
     o.num_cached_tokens = std::max(0, s.num_cached_tokens);
+    o.first_scheduled = s.first_scheduled;
     o.cumulative_logprob = s.cumulative_logprob;
   }
 }
@@ -126,6 +128,7 @@ void Engine::Impl::sample_into(SeqSlot& slot, const float* row) {
     o.num_prompt_tokens = r.num_prompt_tokens;
     o.num_output_tokens = r.num_output_tokens();
     o.num_cached_tokens = std::max(0, slot.num_cached_tokens);
+    o.first_scheduled = slot.first_scheduled;
     o.cumulative_logprob = slot.cumulative_logprob;
     o.finished = finish != FinishReason::None;
     o.finish_reason = finish;
@@ -147,11 +150,15 @@ void Engine::Impl::step() {
 
   slices.clear();
   sample_flags.clear();
+  const auto step_start = std::chrono::steady_clock::now();
   for (const ScheduledSeq& s : so.seqs) {
     Request& r = *s.req;
     SeqSlot& slot = *slots[r.seq];
     const Group& grp = *groups[slot.group];
-    if (slot.num_cached_tokens < 0) slot.num_cached_tokens = r.num_computed_tokens;  // the prefix hit
+    if (slot.num_cached_tokens < 0) {
+      slot.num_cached_tokens = r.num_computed_tokens;  // the prefix hit
+      slot.first_scheduled = step_start;
+    }
     SeqSlice& sl = slices.emplace_back();
     sl.n_past = r.num_computed_tokens;
     sl.tokens = std::span<const int32_t>(r.token_ids)

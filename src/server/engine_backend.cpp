@@ -26,10 +26,9 @@ GenDelta to_delta(const RequestOutput& o, Progress& p) {
   d.prompt_logprobs = o.prompt_logprobs;
   if (const char* r = o.finish_reason_name()) d.finish_reason = r;
   if (!p.got_output) {
-    // The request's first output: it has been scheduled (the time is that of the output,
-    // so queue time includes the step that ran its prompt).
+    // The request's first output carries when the engine first scheduled it.
     p.got_output = true;
-    d.first_scheduled = Clock::now();
+    d.first_scheduled = o.first_scheduled;
     d.num_cached_tokens = std::max(0, o.num_cached_tokens);
   }
   return d;

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <map>
 #include <random>
 
@@ -444,6 +445,34 @@ TEST(Engine, StreamedTextEqualsDecodedTokensAndStatsAreReported) {
   EXPECT_EQ(s.requests_finished, 1);
   EXPECT_EQ(s.blocks_used, 0);
   EXPECT_GT(s.blocks_cached, 0);  // the finished request's full blocks stay cached
+}
+
+TEST(Engine, FirstScheduledIsWhenTheRequestFirstGotAStep) {
+  // One sequence at a time: the second request waits for the first to finish, so its
+  // first_scheduled is after the first's final output, and the same on every output.
+  EngineConfig c = base_config();
+  c.max_num_seqs = 1;
+  auto e = make("stories260K.gguf", c);
+  SamplingParams p;
+  p.max_tokens = 4;
+  p.ignore_eos = true;
+  const auto before = std::chrono::steady_clock::now();
+  ASSERT_TRUE(e->add_request("a", std::vector<int32_t>{1, 5, 6, 7}, p).ok());
+  ASSERT_TRUE(e->add_request("b", std::vector<int32_t>{1, 8, 9}, p).ok());
+  std::map<std::string, std::chrono::steady_clock::time_point> first;
+  std::chrono::steady_clock::time_point a_done{};
+  while (e->has_unfinished()) {
+    for (const RequestOutput& o : e->step()) {
+      EXPECT_GE(o.first_scheduled, before);
+      EXPECT_LE(o.first_scheduled, std::chrono::steady_clock::now());
+      auto [it, fresh] = first.emplace(o.request_id, o.first_scheduled);
+      if (!fresh) EXPECT_EQ(it->second, o.first_scheduled);
+      if (o.request_id == "a" && o.finished) a_done = std::chrono::steady_clock::now();
+    }
+  }
+  ASSERT_EQ(first.size(), 2u);
+  EXPECT_LT(first["a"], first["b"]);
+  EXPECT_GT(first["b"], a_done);  // "a" finished in an earlier step
 }
 
 }  // namespace
