@@ -17,6 +17,7 @@
 #include <string_view>
 #include <vector>
 
+#include "cache/kv_dtype.h"
 #include "core/result.h"
 #include "engine/logprobs.h"
 #include "engine/stop_matcher.h"
@@ -35,6 +36,7 @@ struct EngineConfig {
   int64_t kv_cache_memory = 0;
   double kv_cache_fraction = 0.25;
   int block_size = 16;
+  KvDtype kv_cache_dtype = KvDtype::F16;  // f16 halves the bytes per token (f32: exact K/V)
   int max_num_seqs = 64;
   int max_num_batched_tokens = 512;
   int max_model_len = 0;  // 0 = the model's training context

@@ -27,7 +27,8 @@ struct LatencyOptions {
   int gen_tokens = 128;
   int threads = 2;
   int repeats = 3;
-  bool tg_after_prompt = false;  // decode after the prompt instead of from an empty context
+  std::string kv_cache_dtype = "f16";  // f16 | f32
+  bool tg_after_prompt = false;        // decode after the prompt instead of from an empty context
   uint64_t seed = 0;
   bool quiet = false;
 };

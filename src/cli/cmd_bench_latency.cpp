@@ -76,6 +76,7 @@ nlohmann::json LatencyResult::to_json(const LatencyOptions& o) const {
           {"threads", o.threads},
           {"repeats", o.repeats},
           {"tg_after_prompt", o.tg_after_prompt},
+          {"kv_cache_dtype", o.kv_cache_dtype},
           {"prompt_tokens_per_s", st(prompt_tps)},
           {"gen_tokens_per_s", st(gen_tps)},
           {"ttft_ms", st(ttft_ms)},
@@ -100,7 +101,7 @@ Result<LatencyResult> run_latency(const LatencyOptions& o) {
   ModelRunner runner(**model, ropt);
   const int64_t n_total = int64_t(o.prompt_tokens) + o.gen_tokens;
   const int n_blocks = int((n_total + kBlockSize - 1) / kBlockSize);
-  KvCacheStorage kv(runner.kv_config(n_blocks, kBlockSize));
+  KvCacheStorage kv(runner.kv_config(n_blocks, kBlockSize, *parse_kv_dtype(o.kv_cache_dtype)));
   Bench b{runner, kv, std::vector<int32_t>(size_t(n_blocks)), cfg.n_vocab};
   for (int i = 0; i < n_blocks; ++i) b.table[size_t(i)] = i;
 
@@ -155,6 +156,9 @@ RunFn setup_latency(CLI::App& app) {
   app.add_option("-n,--gen-tokens", o->l.gen_tokens, "Tokens to decode")->capture_default_str();
   app.add_option("-t,--threads", o->l.threads, "Threads (0 = all hardware threads)")->capture_default_str();
   app.add_option("-r,--repeats", o->l.repeats, "Measured runs after the warm-up")->capture_default_str();
+  app.add_option("--kv-cache-dtype", o->l.kv_cache_dtype, "KV-cache element type: f16 or f32")
+      ->check(CLI::IsMember({"f16", "f32"}))
+      ->capture_default_str();
   app.add_flag("--tg-after-prompt", o->l.tg_after_prompt,
                "Decode after the prompt (default: from an empty cache, as llama-bench tg)");
   app.add_option("--seed", o->l.seed, "Seed of the random prompt")->capture_default_str();

@@ -24,6 +24,7 @@ struct Opts {
   int max_batched_tokens = 512;
   int threads = 2;
   int64_t kv_cache_memory = 0;
+  std::string kv_cache_dtype = "f16";
   bool prefix_caching = false;  // random prompts share nothing; keep hashing out of the figure
   bool warmup = true;
   uint64_t seed = 0;
@@ -62,6 +63,7 @@ int run(Opts& o) {
   c.max_num_batched_tokens = o.max_batched_tokens;
   c.n_threads = o.threads;
   c.enable_prefix_caching = o.prefix_caching;
+  c.kv_cache_dtype = *parse_kv_dtype(o.kv_cache_dtype);
   c.max_model_len = o.input_len + o.output_len;
   // Enough KV for every sequence at once unless told otherwise, so preemption does not
   // enter the figure (llama-batched-bench sizes its context for all of them too).
@@ -113,6 +115,7 @@ int run(Opts& o) {
                       {"output_len", o.output_len},
                       {"concurrency", o.concurrency},
                       {"max_num_batched_tokens", o.max_batched_tokens},
+                      {"kv_cache_dtype", o.kv_cache_dtype},
                       {"threads", o.threads},
                       {"kv_blocks", e.config().num_kv_blocks},
                       {"elapsed_s", st.elapsed_s},
@@ -142,6 +145,9 @@ RunFn setup_throughput(CLI::App& app) {
       ->capture_default_str();
   app.add_option("-t,--threads", o->threads, "Threads (0 = all hardware threads)")->capture_default_str();
   app.add_option("--kv-cache-memory", o->kv_cache_memory, "KV cache bytes (default: room for all sequences)");
+  app.add_option("--kv-cache-dtype", o->kv_cache_dtype, "KV-cache element type: f16 or f32")
+      ->check(CLI::IsMember({"f16", "f32"}))
+      ->capture_default_str();
   app.add_flag("--prefix-caching", o->prefix_caching, "Enable the prefix cache");
   app.add_flag("!--no-warmup", o->warmup, "Skip the warm-up run");
   app.add_option("--seed", o->seed, "Seed of the random prompts")->capture_default_str();

@@ -45,6 +45,7 @@ struct Opts {
   int max_num_batched_tokens = 512;
   int block_size = 16;
   int64_t kv_cache_memory = 0;
+  std::string kv_cache_dtype = "f16";
   bool no_prefix_caching = false;
 };
 
@@ -143,6 +144,7 @@ EngineConfig engine_config(const Opts& o) {
   c.max_num_batched_tokens = o.max_num_batched_tokens;
   c.block_size = o.block_size;
   c.kv_cache_memory = o.kv_cache_memory;
+  c.kv_cache_dtype = *parse_kv_dtype(o.kv_cache_dtype);
   c.enable_prefix_caching = !o.no_prefix_caching;
   c.n_threads = o.threads;
   return c;
@@ -353,6 +355,9 @@ const kvserve::cli::Registrar reg{
       app.add_option("--block-size", o->block_size, "KV-cache block size in tokens")->capture_default_str();
       app.add_option("--kv-cache-memory", o->kv_cache_memory,
                      "KV-cache size in bytes (default: sized for the work)");
+      app.add_option("--kv-cache-dtype", o->kv_cache_dtype, "KV-cache element type: f16 or f32")
+          ->check(CLI::IsMember({"f16", "f32"}))
+          ->capture_default_str();
       app.add_flag("--no-prefix-caching", o->no_prefix_caching, "Disable automatic prefix caching");
       return [o] { return run_generate(*o); };
     }};

@@ -33,6 +33,7 @@ struct ServeOpts {
   int max_num_batched_tokens = 512;
   int64_t kv_cache_memory = 0;
   int num_kv_blocks = 0;
+  std::string kv_cache_dtype = "f16";
   int max_model_len = 0;
   int threads = 0;
   int max_waiting = 512;
@@ -78,6 +79,7 @@ int run_serve(const ServeOpts& o) {
   cfg.max_num_batched_tokens = o.max_num_batched_tokens;
   cfg.kv_cache_memory = o.kv_cache_memory;
   cfg.num_kv_blocks = o.num_kv_blocks;
+  cfg.kv_cache_dtype = *parse_kv_dtype(o.kv_cache_dtype);
   cfg.max_model_len = o.max_model_len;
   cfg.n_threads = o.threads;
   cfg.enable_prefix_caching = !o.no_prefix_caching;
@@ -153,6 +155,8 @@ const kvserve::cli::Registrar reg{
       app.add_option("--kv-cache-memory", o->kv_cache_memory,
                      "KV-cache bytes (default: a share of free memory)");
       app.add_option("--num-kv-blocks", o->num_kv_blocks, "KV-cache blocks (overrides --kv-cache-memory)");
+      app.add_option("--kv-cache-dtype", o->kv_cache_dtype, "KV-cache element type: f16 (default) or f32")
+          ->check(CLI::IsMember({"f16", "f32"}));
       app.add_option("--max-model-len", o->max_model_len, "Context length (default: the model's)");
       app.add_option("-t,--threads", o->threads, "Compute threads (0 = all)");
       app.add_option("--max-waiting", o->max_waiting, "Queued requests at which new ones get 429");

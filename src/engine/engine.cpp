@@ -57,7 +57,8 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineConfig& config, std::
   im->runner = std::make_unique<ModelRunner>(*im->model, ro);
 
   // KV-cache size: blocks explicitly, or a memory budget divided by the bytes of a block.
-  const size_t per_block = KvCacheStorage::bytes_per_block(im->runner->kv_config(1, c.block_size));
+  const size_t per_block =
+      KvCacheStorage::bytes_per_block(im->runner->kv_config(1, c.block_size, c.kv_cache_dtype));
   const int64_t blocks_per_seq = (c.max_model_len + c.block_size - 1) / c.block_size;
   int64_t n_blocks = c.num_kv_blocks;
   if (n_blocks <= 0) {
@@ -76,7 +77,8 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineConfig& config, std::
   n_blocks = std::min<int64_t>(n_blocks, 1 << 30);
   c.num_kv_blocks = int(n_blocks);
   c.kv_cache_memory = n_blocks * int64_t(per_block);
-  im->kv = std::make_unique<KvCacheStorage>(im->runner->kv_config(c.num_kv_blocks, c.block_size));
+  im->kv = std::make_unique<KvCacheStorage>(
+      im->runner->kv_config(c.num_kv_blocks, c.block_size, c.kv_cache_dtype));
 
   BlockManagerConfig bc;
   bc.n_blocks = c.num_kv_blocks;
@@ -99,9 +101,10 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineConfig& config, std::
   im->slices.reserve(size_t(c.max_num_seqs));
   im->counters.block_size = c.block_size;
   log_info(
-      "engine: {} KV blocks of {} tokens ({:.1f} MiB), max_model_len {}, max_num_seqs {}, budget {} tokens",
-      c.num_kv_blocks, c.block_size, double(c.kv_cache_memory) / (1 << 20), c.max_model_len, c.max_num_seqs,
-      c.max_num_batched_tokens);
+      "engine: {} KV blocks of {} tokens ({:.1f} MiB, {}), max_model_len {}, max_num_seqs {}, budget {} "
+      "tokens",
+      c.num_kv_blocks, c.block_size, double(c.kv_cache_memory) / (1 << 20), kv_dtype_name(c.kv_cache_dtype),
+      c.max_model_len, c.max_num_seqs, c.max_num_batched_tokens);
   return std::unique_ptr<Engine>(new Engine(std::move(im)));
 }
 

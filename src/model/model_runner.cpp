@@ -143,31 +143,30 @@ void ModelRunner::Impl::validate(const ForwardBatch& batch, const KvCacheStorage
 void ModelRunner::Impl::attention_layer(const ForwardBatch& batch, int layer, KvCacheStorage& kv) {
   const KvCacheConfig& kc = kv.config();
   const int hd = c.head_dim;
-  const int64_t block_stride = int64_t(kc.n_kv_heads) * kc.block_size * hd;  // floats per block per layer
+  const int64_t block_stride = int64_t(kc.n_kv_heads) * kc.block_size * hd;  // elements per block per layer
   const int64_t head_stride = int64_t(kc.block_size) * hd;
+  const size_t esize = kv_dtype_size(kc.dtype);
 
-  // Write this layer's new K/V into each token's slot.
+  // Write this layer's new K/V into each token's slot (rounded to the cache's dtype).
   for (size_t s = 0; s < batch.seqs.size(); ++s) {
     const SeqSlice& seq = batch.seqs[s];
     for (int32_t r = seq_begin[s]; r < seq_begin[s + 1]; ++r) {
       const int32_t pos = tok_pos[size_t(r)];
       const int32_t block = seq.block_table[size_t(pos / kc.block_size)];
-      const int64_t slot = pos % kc.block_size;
-      float* kb = kv.k_block(layer, block);
-      float* vb = kv.v_block(layer, block);
-      for (int h = 0; h < c.n_kv_heads; ++h) {
-        std::memcpy(kb + h * head_stride + slot * hd, k.get() + int64_t(r) * c.kv_dim() + h * hd,
-                    sizeof(float) * size_t(hd));
-        std::memcpy(vb + h * head_stride + slot * hd, v.get() + int64_t(r) * c.kv_dim() + h * hd,
-                    sizeof(float) * size_t(hd));
-      }
+      const int slot = pos % kc.block_size;
+      char* kb = static_cast<char*>(kv.k_block(layer, block));
+      char* vb = static_cast<char*>(kv.v_block(layer, block));
+      for (int h = 0; h < c.n_kv_heads; ++h)
+        kv_store_token(kb + h * head_stride * esize, vb + h * head_stride * esize, kc.dtype, kc.block_size,
+                       hd, slot, k.get() + int64_t(r) * c.kv_dim() + h * hd,
+                       v.get() + int64_t(r) * c.kv_dim() + h * hd);
     }
   }
 
   // Attention over (sequence, head or KV-head group, row tile), handed out dynamically:
   // causal prefill tiles differ in cost.
-  const float* k_base = kv.k_block(layer, 0);
-  const float* v_base = kv.v_block(layer, 0);
+  const char* k_base = static_cast<const char*>(kv.k_block(layer, 0));
+  const char* v_base = static_cast<const char*>(kv.v_block(layer, 0));
   const float scale = 1.0f / std::sqrt(float(hd));
   const int group = c.n_heads / c.n_kv_heads;
   const int n_group = attn_group;
@@ -185,11 +184,12 @@ void ModelRunner::Impl::attention_layer(const ForwardBatch& batch, int layer, Kv
       const int head = it.head * n_group;  // first query head of the item
       const int kvh = head / group;
       PagedKvHead pk;
-      pk.k = k_base + kvh * head_stride;
-      pk.v = v_base + kvh * head_stride;
+      pk.k = k_base + kvh * head_stride * esize;
+      pk.v = v_base + kvh * head_stride * esize;
       pk.block_stride = block_stride;
       pk.block_table = seq.block_table.data();
       pk.block_size = kc.block_size;
+      pk.dtype = kc.dtype;
       const int64_t row = seq_begin[size_t(it.seq)] + it.row0;
       attention_paged(q.get() + row * c.q_dim() + int64_t(head) * hd, c.q_dim(), it.rows, n_group,
                       seq.n_past + it.row0, pk, hd, scale, att.get() + row * c.q_dim() + int64_t(head) * hd,
@@ -324,13 +324,14 @@ int32_t ModelRunner::n_vocab() const {
   return impl_->c.n_vocab;
 }
 
-KvCacheConfig ModelRunner::kv_config(int n_blocks, int block_size) const {
+KvCacheConfig ModelRunner::kv_config(int n_blocks, int block_size, KvDtype dtype) const {
   KvCacheConfig kc;
   kc.n_layers = impl_->c.n_layers;
   kc.n_kv_heads = impl_->c.n_kv_heads;
   kc.head_dim = impl_->c.head_dim;
   kc.block_size = block_size;
   kc.n_blocks = n_blocks;
+  kc.dtype = dtype;
   return kc;
 }
 

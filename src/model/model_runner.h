@@ -35,7 +35,7 @@ class ModelRunner {
 
   int32_t n_vocab() const;
   // The KV layout this model needs, for a pool of n_blocks blocks of block_size tokens.
-  KvCacheConfig kv_config(int n_blocks, int block_size) const;
+  KvCacheConfig kv_config(int n_blocks, int block_size, KvDtype dtype = KvDtype::F16) const;
 
  private:
   struct Impl;

@@ -1,5 +1,6 @@
 // Paged FlashAttention-style kernel vs a naive full-softmax reference over contiguous
-// K/V, with scattered block tables, GQA ratios, odd head dims and partial blocks.
+// K/V, with scattered block tables, GQA ratios, odd head dims, partial blocks and f32 or
+// f16 KV (the reference then uses the f16-rounded K/V: the kernels' error is their own).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -8,6 +9,7 @@
 #include <random>
 #include <vector>
 
+#include "core/half.h"
 #include "kernels/cpu/attention.h"
 
 namespace kvserve {
@@ -15,6 +17,7 @@ namespace {
 
 struct Case {
   int n_heads, n_kv_heads, head_dim, block_size, n_past, n_rows;
+  KvDtype dtype = KvDtype::F32;
 };
 
 // Naive reference: out[r, h] = softmax(q·K^T * scale over positions <= n_past + r) V.
@@ -48,7 +51,7 @@ void naive_attention(const std::vector<float>& q, const std::vector<float>& k, c
 void run_case(const Case& c, uint32_t seed) {
   SCOPED_TRACE(::testing::Message() << "heads " << c.n_heads << "/" << c.n_kv_heads << " hd " << c.head_dim
                                     << " bs " << c.block_size << " n_past " << c.n_past << " rows "
-                                    << c.n_rows);
+                                    << c.n_rows << " " << kv_dtype_name(c.dtype));
   std::mt19937 rng(seed);
   std::normal_distribution<float> nd(0.0f, 1.0f);
   const int hd = c.head_dim;
@@ -59,24 +62,32 @@ void run_case(const Case& c, uint32_t seed) {
   for (float& x : v) x = nd(rng);
   for (float& x : q) x = 2.0f * nd(rng);  // sharper softmax exercises the running max
 
-  // Scatter logical blocks over a pool twice as large, in shuffled order.
+  // Scatter logical blocks over a pool twice as large, in shuffled order, written in the
+  // cache layout by the cache's own writer.
   const int n_logical = (n_pos + c.block_size - 1) / c.block_size;
   const int n_phys = 2 * n_logical + 1;
   std::vector<int32_t> ids(static_cast<size_t>(n_phys));
   std::iota(ids.begin(), ids.end(), 0);
   std::shuffle(ids.begin(), ids.end(), rng);
   std::vector<int32_t> table(ids.begin(), ids.begin() + n_logical);
-  const int64_t block_stride = int64_t(c.n_kv_heads) * c.block_size * hd;
-  std::vector<float> kpool(size_t(n_phys * block_stride), NAN), vpool(kpool.size(), NAN);  // unused = NaN
+  const int64_t block_stride = int64_t(c.n_kv_heads) * c.block_size * hd;  // elements
+  const size_t es = kv_dtype_size(c.dtype);
+  std::vector<char> kpool(size_t(n_phys * block_stride) * es), vpool(kpool.size());
+  // Unused slots hold NaN (f32) or 0xffff (an f16 NaN): reading one would show.
+  std::fill(kpool.begin(), kpool.end(), char(0xff));
+  std::fill(vpool.begin(), vpool.end(), char(0xff));
   for (int p = 0; p < n_pos; ++p) {
     const int64_t base = table[size_t(p / c.block_size)] * block_stride;
-    for (int h = 0; h < c.n_kv_heads; ++h)
-      for (int i = 0; i < hd; ++i) {
-        const size_t dst = size_t(base + (int64_t(h) * c.block_size + p % c.block_size) * hd + i);
-        kpool[dst] = k[(size_t(p) * c.n_kv_heads + h) * hd + i];
-        vpool[dst] = v[(size_t(p) * c.n_kv_heads + h) * hd + i];
-      }
+    for (int h = 0; h < c.n_kv_heads; ++h) {
+      const size_t at = size_t(base + int64_t(h) * c.block_size * hd) * es;
+      const size_t src = (size_t(p) * c.n_kv_heads + h) * hd;
+      kv_store_token(kpool.data() + at, vpool.data() + at, c.dtype, c.block_size, hd, p % c.block_size,
+                     k.data() + src, v.data() + src);
+    }
   }
+  if (c.dtype == KvDtype::F16)  // what the kernels can see
+    for (std::vector<float>* x : {&k, &v})
+      for (float& f : *x) f = fp16_to_fp32(fp32_to_fp16(f));
 
   const float scale = 1.0f / std::sqrt(float(hd));
   std::vector<double> ref;
@@ -86,8 +97,9 @@ void run_case(const Case& c, uint32_t seed) {
   const int64_t stride = int64_t(c.n_heads) * hd;
   auto head_kv = [&](int kvh) {
     PagedKvHead kv;
-    kv.k = kpool.data() + int64_t(kvh) * c.block_size * hd;
-    kv.v = vpool.data() + int64_t(kvh) * c.block_size * hd;
+    kv.k = kpool.data() + size_t(int64_t(kvh) * c.block_size * hd) * es;
+    kv.v = vpool.data() + size_t(int64_t(kvh) * c.block_size * hd) * es;
+    kv.dtype = c.dtype;
     kv.block_stride = block_stride;
     kv.block_table = table.data();
     kv.block_size = c.block_size;
@@ -124,14 +136,18 @@ TEST(Attention, MatchesNaiveAcrossLayouts) {
       for (const auto& [nh, nkv] : {std::pair{4, 4}, std::pair{4, 2}, std::pair{8, 2}, std::pair{6, 1}})
         for (const auto& [n_past, n_rows] :
              {std::pair{0, 1}, std::pair{0, 37}, std::pair{13, 1}, std::pair{21, 9}})
-          run_case({nh, nkv, hd, bs, n_past, n_rows}, seed++);
+          for (const KvDtype dt : {KvDtype::F32, KvDtype::F16})
+            run_case({nh, nkv, hd, bs, n_past, n_rows, dt}, seed++);
 }
 
 TEST(Attention, LargeBlocksAndLongPrefill) {
   // Blocks larger than the kernel's score chunk, and a prefill spanning many row tiles.
-  run_case({4, 1, 64, 128, 70, 100}, 7);
-  run_case({2, 2, 16, 256, 0, 300}, 8);
-  run_case({3, 3, 80, 16, 500, 1}, 9);
+  for (const KvDtype dt : {KvDtype::F32, KvDtype::F16}) {
+    run_case({4, 1, 64, 128, 70, 100, dt}, 7);
+    run_case({2, 2, 16, 256, 0, 300, dt}, 8);
+    run_case({3, 3, 80, 16, 500, 1, dt}, 9);
+    run_case({12, 3, 128, 16, 40, 50, dt}, 10);  // GQA group 4, head_dim 128
+  }
 }
 
 }  // namespace

@@ -206,25 +206,30 @@ void check_against_reference(const Spec& s) {
   opt.max_seqs = 1;
   opt.n_threads = 2;
   ModelRunner runner(**model, opt);
-  // Whole prompt in one forward.
-  const auto all = test::run_prefill(runner, tokens, LogitsMode::All, 4);
-  for (size_t p = 0; p < tokens.size(); ++p)
-    for (int v = 0; v < s.vocab; ++v)
-      ASSERT_NEAR(all[p * size_t(s.vocab) + size_t(v)], ref[p][size_t(v)], 1e-3) << "prefill pos " << p;
-  // A 6-token prefill chunk, then decode steps through the paged cache.
-  KvCacheStorage kv(runner.kv_config(9, 4));
-  const std::vector<int32_t> table = {8, 2, 5, 0};
-  for (size_t p0 = 0; p0 < tokens.size();) {
-    const size_t n = p0 == 0 ? 6 : 1;
-    SeqSlice sl;
-    sl.n_past = int32_t(p0);
-    sl.tokens = std::span<const int32_t>(tokens.data() + p0, n);
-    sl.block_table = table;
-    sl.logits = LogitsMode::Last;
-    const float* lg = runner.forward(ForwardBatch{std::span<const SeqSlice>(&sl, 1)}, kv);
-    p0 += n;
-    for (int v = 0; v < s.vocab; ++v)
-      ASSERT_NEAR(lg[v], ref[p0 - 1][size_t(v)], 1e-3) << "decode pos " << p0 - 1;
+  // f32 KV keeps the projections exact; f16 KV (the default) rounds K/V once, ~1e-3 off.
+  for (const KvDtype dt : {KvDtype::F32, KvDtype::F16}) {
+    SCOPED_TRACE(kv_dtype_name(dt));
+    const double tol = dt == KvDtype::F32 ? 1e-3 : 1e-2;
+    // Whole prompt in one forward.
+    const auto all = test::run_prefill(runner, tokens, LogitsMode::All, 4, dt);
+    for (size_t p = 0; p < tokens.size(); ++p)
+      for (int v = 0; v < s.vocab; ++v)
+        ASSERT_NEAR(all[p * size_t(s.vocab) + size_t(v)], ref[p][size_t(v)], tol) << "prefill pos " << p;
+    // A 6-token prefill chunk, then decode steps through the paged cache.
+    KvCacheStorage kv(runner.kv_config(9, 4, dt));
+    const std::vector<int32_t> table = {8, 2, 5, 0};
+    for (size_t p0 = 0; p0 < tokens.size();) {
+      const size_t n = p0 == 0 ? 6 : 1;
+      SeqSlice sl;
+      sl.n_past = int32_t(p0);
+      sl.tokens = std::span<const int32_t>(tokens.data() + p0, n);
+      sl.block_table = table;
+      sl.logits = LogitsMode::Last;
+      const float* lg = runner.forward(ForwardBatch{std::span<const SeqSlice>(&sl, 1)}, kv);
+      p0 += n;
+      for (int v = 0; v < s.vocab; ++v)
+        ASSERT_NEAR(lg[v], ref[p0 - 1][size_t(v)], tol) << "decode pos " << p0 - 1;
+    }
   }
 }
 

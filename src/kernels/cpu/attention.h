@@ -7,17 +7,29 @@
 
 #include <cstdint>
 
+#include "cache/kv_dtype.h"
+
 namespace kvserve {
 
-// One KV head of one layer in the paged cache. Physical block p holds this head's keys
-// at k + p * block_stride as [block_size][head_dim] (values likewise).
+// One KV head of one layer in the paged cache (the layout of src/cache/kv_cache.h).
+// Physical block p holds this head's keys at k + p * block_stride elements as
+// [head_dim][block_size] (transposed: one dim's keys contiguous) and its values at
+// v + p * block_stride as [block_size][head_dim]; elements are f16 or f32 (dtype).
 struct PagedKvHead {
-  const float* k = nullptr;
-  const float* v = nullptr;
-  int64_t block_stride = 0;              // floats between consecutive physical blocks
+  const void* k = nullptr;
+  const void* v = nullptr;
+  int64_t block_stride = 0;              // elements between consecutive physical blocks
   const int32_t* block_table = nullptr;  // logical block -> physical block
   int block_size = 0;
+  KvDtype dtype = KvDtype::F32;
 };
+
+// Stores one token's key and value (head_dim floats each) in slot `slot` of one KV head's
+// block (k_head/v_head: that head's K and V in the block, layout above), rounding to
+// f16 (nearest even) when dtype is f16. The only writer of the cache, so every reader
+// sees the same rounded numbers.
+void kv_store_token(void* k_head, void* v_head, KvDtype dtype, int block_size, int head_dim, int slot,
+                    const float* k, const float* v);
 
 // Queries of n_rows tokens for the n_group query heads that share this KV head (GQA;
 // 1 = one head): token r, group head g at q + r * q_stride + g * head_dim (head_dim

@@ -5,8 +5,6 @@
 
 namespace kvserve {
 namespace {
-constexpr int kMinLaneRows = 4;  // (token, head) rows from which the lane kernel pays off
-
 // Masked tails keep every head_dim (64, 80, 96, 128, odd sizes) on the vector path.
 inline __mmask16 tail_mask(int rem) {
   return __mmask16((1u << rem) - 1u);
@@ -53,24 +51,36 @@ struct Avx512Ops {
       _mm512_mask_storeu_ps(y + i, m, _mm512_mul_ps(va, _mm512_maskz_loadu_ps(m, y + i)));
     }
   }
+  static void to_f32(const void* src, KvDtype t, float* dst, int n) {
+    int i = 0;
+    if (t == KvDtype::F32) {
+      const auto* f = static_cast<const float*>(src);
+      for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, _mm512_loadu_ps(f + i));
+      if (i < n)
+        _mm512_mask_storeu_ps(dst + i, tail_mask(n - i), _mm512_maskz_loadu_ps(tail_mask(n - i), f + i));
+      return;
+    }
+    const auto* h = static_cast<const uint16_t*>(src);
+    for (; i + 16 <= n; i += 16)
+      _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(h + i))));
+    if (i < n)
+      _mm512_mask_storeu_ps(dst + i, tail_mask(n - i),
+                            _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(tail_mask(n - i), h + i)));
+  }
 };
 }  // namespace
 
-// Kernels of attention_fast_avx512.cpp (head_dim <= 256), bit-identical per row:
-// lane-parallel for prefill chunks, row by row for decode.
-void attention_lanes_avx512(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
-                            const PagedKvHead& kv, int head_dim, float scale, float* out, int64_t out_stride);
-void attention_rows_avx512(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
+// The fast kernel of attention_fast_avx512.cpp (head_dim <= 256).
+void attention_fast_avx512(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
                            const PagedKvHead& kv, int head_dim, float scale, float* out, int64_t out_stride);
 
 void attention_paged_avx512(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
                             const PagedKvHead& kv, int head_dim, float scale, float* out,
                             int64_t out_stride) {
-  // Both kernels give a row the same bits, so the choice (by the call's row count) never
-  // changes a result: decoded alone, batched, or in a prefill chunk of any size.
+  // The fast kernel gives a row the same bits whatever the call's row count, so decoded
+  // alone, batched, or in a prefill chunk of any size (batch invariance).
   if (head_dim <= 256) {
-    (n_rows * n_group >= kMinLaneRows ? attention_lanes_avx512 : attention_rows_avx512)(
-        q, q_stride, n_rows, n_group, n_past, kv, head_dim, scale, out, out_stride);
+    attention_fast_avx512(q, q_stride, n_rows, n_group, n_past, kv, head_dim, scale, out, out_stride);
     return;
   }
   attention_detail::attention_paged_impl<Avx512Ops>(q, q_stride, n_rows, n_group, n_past, kv, head_dim, scale,

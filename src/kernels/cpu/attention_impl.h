@@ -1,10 +1,13 @@
-// The attention kernel body, written once over a small vector-ops policy (dot, axpy,
-// scale over head_dim floats) and instantiated per ISA in attention*.cpp.
+// The generic attention kernel body, written once over a small vector-ops policy (dot,
+// axpy, scale over head_dim floats; to_f32 converting stored K/V elements) and
+// instantiated per ISA in attention*.cpp: the scalar reference, the AVX2 kernel and the
+// AVX-512 fallback for head_dim > 256.
 #pragma once
 
 #include <math.h>
 
 #include <cstdint>
+#include <vector>
 
 #include "kernels/cpu/attention.h"
 
@@ -20,17 +23,40 @@ inline float maxf(float a, float b) {
   return a > b ? a : b;
 }
 
-constexpr int kRowTile = 16;   // query rows sharing each K/V block while it is in L1
-constexpr int kKeyChunk = 64;  // scores held at once per row (blocks larger are split)
+constexpr int kRowTile = 16;   // query rows sharing each K/V chunk while it is in L1
+constexpr int kKeyChunk = 64;  // keys converted and scored at once (blocks larger are split)
+
+// Converts keys j0 .. j0 + nk of a block's K ([head_dim][bs], stored elements) into
+// kt [nk][head_dim] floats, and their values ([bs][head_dim]) into vt [nk][head_dim].
+template <class Ops>
+void load_chunk(const PagedKvHead& kv, int64_t phys, int j0, int nk, int head_dim, float* kt, float* vt,
+                float* tmp) {
+  const int bs = kv.block_size;
+  const size_t es = kv_dtype_size(kv.dtype);
+  const char* kb = static_cast<const char*>(kv.k) + phys * kv.block_stride * int64_t(es);
+  const char* vb = static_cast<const char*>(kv.v) + phys * kv.block_stride * int64_t(es);
+  for (int d = 0; d < head_dim; ++d) {
+    Ops::to_f32(kb + (int64_t(d) * bs + j0) * int64_t(es), kv.dtype, tmp, nk);  // keys of dim d
+    for (int j = 0; j < nk; ++j) kt[int64_t(j) * head_dim + d] = tmp[j];
+  }
+  Ops::to_f32(vb + int64_t(j0) * head_dim * int64_t(es), kv.dtype, vt, nk * head_dim);
+}
 
 // Rows are (token r, group head g) pairs, flattened as i = r * n_group + g, so the query
-// heads that share a KV head are processed together and each K/V block is read once for
-// all of them. Each row's arithmetic does not depend on the tiling or the grouping.
+// heads that share a KV head are processed together and each K/V chunk is converted once
+// for all of them. Each row's arithmetic does not depend on the tiling or the grouping.
 template <class Ops>
 void attention_paged_impl(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
                           const PagedKvHead& kv, int head_dim, float scale, float* out, int64_t out_stride) {
   const int bs = kv.block_size;
   const int n_flat = n_rows * n_group;
+  // Grown once per thread to the largest head_dim seen; no allocation per call after that.
+  thread_local std::vector<float> buf;
+  const size_t need = size_t(2 * kKeyChunk) * size_t(head_dim) + kKeyChunk;
+  if (buf.size() < need) buf.resize(need);
+  float* kt = buf.data();                           // [kKeyChunk][head_dim]
+  float* vt = kt + int64_t(kKeyChunk) * head_dim;   // [kKeyChunk][head_dim]
+  float* tmp = vt + int64_t(kKeyChunk) * head_dim;  // [kKeyChunk]
   for (int i0 = 0; i0 < n_flat; i0 += kRowTile) {
     const int i1 = int(min64(n_flat, i0 + kRowTile));
     float m[kRowTile];  // running max of scores per row
@@ -45,31 +71,31 @@ void attention_paged_impl(const float* q, int64_t q_stride, int n_rows, int n_gr
     const int64_t n_blocks = (n_keys + bs - 1) / bs;
     for (int64_t b = 0; b < n_blocks; ++b) {
       const int64_t phys = kv.block_table[b];
-      const float* kb = kv.k + phys * kv.block_stride;  // [bs, head_dim]
-      const float* vb = kv.v + phys * kv.block_stride;
-      for (int i = i0; i < i1; ++i) {
-        const int r = i / n_group, g = i % n_group;
-        // Causal limit: token r sees positions < n_past + r + 1.
-        const int64_t visible = min64(bs, n_past + r + 1 - b * bs);
-        if (visible <= 0) continue;
-        const float* qr = q + r * q_stride + g * head_dim;
-        float* acc = out + r * out_stride + g * head_dim;
-        for (int j0 = 0; j0 < visible; j0 += kKeyChunk) {
-          const int j1 = int(min64(visible, j0 + kKeyChunk));
+      const int block_keys = int(min64(bs, n_keys - b * bs));
+      for (int c0 = 0; c0 < block_keys; c0 += kKeyChunk) {
+        const int nc = int(min64(block_keys - c0, kKeyChunk));
+        load_chunk<Ops>(kv, phys, c0, nc, head_dim, kt, vt, tmp);
+        for (int i = i0; i < i1; ++i) {
+          const int r = i / n_group, g = i % n_group;
+          // Causal limit: token r sees positions < n_past + r + 1.
+          const int nk = int(min64(nc, n_past + r + 1 - b * bs - c0));
+          if (nk <= 0) continue;
+          const float* qr = q + r * q_stride + g * head_dim;
+          float* acc = out + r * out_stride + g * head_dim;
           float s[kKeyChunk];
           float mx = -INFINITY;
-          for (int j = j0; j < j1; ++j) {
-            s[j - j0] = Ops::dot(qr, kb + int64_t(j) * head_dim, head_dim) * scale;
-            mx = maxf(mx, s[j - j0]);
+          for (int j = 0; j < nk; ++j) {
+            s[j] = Ops::dot(qr, kt + int64_t(j) * head_dim, head_dim) * scale;
+            mx = maxf(mx, s[j]);
           }
           const float m_new = maxf(m[i - i0], mx);
           const float corr = expf(m[i - i0] - m_new);  // 0 on the first chunk (m = -inf)
           if (corr != 1.0f) Ops::scale(acc, corr, head_dim);
           float sum = 0.0f;
-          for (int j = j0; j < j1; ++j) {
-            const float p = expf(s[j - j0] - m_new);
+          for (int j = 0; j < nk; ++j) {
+            const float p = expf(s[j] - m_new);
             sum += p;
-            Ops::axpy(acc, p, vb + int64_t(j) * head_dim, head_dim);
+            Ops::axpy(acc, p, vt + int64_t(j) * head_dim, head_dim);
           }
           l[i - i0] = l[i - i0] * corr + sum;
           m[i - i0] = m_new;
