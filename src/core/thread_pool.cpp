@@ -7,7 +7,20 @@
 namespace kvserve {
 namespace {
 constexpr int kSpinIterations = 1 << 16;
+
+// Spin first (workers usually finish within microseconds of us); if a thread has been
+// descheduled (more runnable threads than cores), yield the core to it instead of
+// burning our time slice.
+template <class Done>
+void spin_until(Done done) {
+  for (int i = 0; !done(); ++i) {
+    if (i < kSpinIterations / 16)
+      _mm_pause();
+    else
+      std::this_thread::yield();
+  }
 }
+}  // namespace
 
 ThreadPool::ThreadPool(int n_threads) {
   if (n_threads <= 0) n_threads = int(std::max(1u, std::thread::hardware_concurrency()));
@@ -23,25 +36,26 @@ ThreadPool::~ThreadPool() {
   for (auto& t : threads_) t.join();
 }
 
-void ThreadPool::dispatch(Trampoline fn, void* ctx) {
+void ThreadPool::dispatch(Trampoline fn, void* ctx, bool all) {
   if (n_threads_ == 1) {
     fn(ctx, 0, 1);
     return;
   }
   fn_ = fn;
   ctx_ = ctx;
+  all_ = all;
   pending_.store(n_threads_ - 1, std::memory_order_relaxed);
-  generation_.fetch_add(1, std::memory_order_release);
+  const uint32_t gen = generation_.load(std::memory_order_relaxed) + 1;
+  job_.store(uint64_t(gen) << 32, std::memory_order_relaxed);
+  generation_.store(gen, std::memory_order_release);
   generation_.notify_all();
   fn(ctx, 0, n_threads_);
-  // Spin first (workers usually finish within microseconds of us); if a worker has been
-  // descheduled (more runnable threads than cores), yield the core to it instead of
-  // burning our time slice.
-  for (int i = 0; pending_.load(std::memory_order_acquire) != 0; ++i) {
-    if (i < kSpinIterations / 16)
-      _mm_pause();
-    else
-      std::this_thread::yield();
+  if (all) {
+    spin_until([&] { return pending_.load(std::memory_order_acquire) == 0; });
+  } else {
+    // Late workers stay out; wait only for those inside.
+    job_.fetch_or(kClosed, std::memory_order_acq_rel);
+    spin_until([&] { return (job_.load(std::memory_order_acquire) & (kClosed - 1)) == 0; });
   }
 }
 
@@ -62,8 +76,22 @@ void ThreadPool::worker(int tid) {
     }
     seen = g;
     if (stop_.load(std::memory_order_acquire)) return;
+    // Join job g unless it is closed or already over (the caller has moved on).
+    uint64_t j = job_.load(std::memory_order_acquire);
+    bool joined = false;
+    while (uint32_t(j >> 32) == g && !(j & kClosed)) {
+      if (job_.compare_exchange_weak(j, j + 1, std::memory_order_acq_rel, std::memory_order_acquire)) {
+        joined = true;
+        break;
+      }
+    }
+    if (!joined) continue;
+    const bool all = all_;
     fn_(ctx_, tid, n_threads_);
-    pending_.fetch_sub(1, std::memory_order_acq_rel);
+    if (all)
+      pending_.fetch_sub(1, std::memory_order_acq_rel);
+    else
+      job_.fetch_sub(1, std::memory_order_acq_rel);
   }
 }
 

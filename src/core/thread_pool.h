@@ -2,8 +2,15 @@
 // on every thread (the caller is thread 0) and returns when all are done; it never
 // allocates, so it is safe in the per-token loop. Workers spin briefly between jobs
 // (kernels arrive back to back) and then sleep on an atomic wait.
+//
+// `run_dynamic(f)` / `parallel_chunks` are for work that threads claim themselves (an
+// atomic counter): f runs on the caller and on each worker that wakes up before the
+// caller has finished, and the caller does not wait for workers that never started. So
+// when another process holds a core, the caller just does more of the work instead of
+// waiting for a descheduled worker (static splits make 2 threads slower than 1 then).
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <thread>
@@ -25,7 +32,17 @@ class ThreadPool {
   void run(F&& f) {
     using Fn = std::remove_reference_t<F>;
     dispatch([](void* ctx, int tid, int nth) { (*static_cast<Fn*>(ctx))(tid, nth); },
-             const_cast<void*>(static_cast<const void*>(&f)));
+             const_cast<void*>(static_cast<const void*>(&f)), true);
+  }
+
+  // f(tid, n_threads) on the caller (tid 0) and on the workers that join in time (each
+  // at most once); f must claim its work dynamically, as no call is guaranteed but the
+  // caller's.
+  template <class F>
+  void run_dynamic(F&& f) {
+    using Fn = std::remove_reference_t<F>;
+    dispatch([](void* ctx, int tid, int nth) { (*static_cast<Fn*>(ctx))(tid, nth); },
+             const_cast<void*>(static_cast<const void*>(&f)), false);
   }
 
   // Splits [0, n) into contiguous chunks, one per thread: f(begin, end, tid).
@@ -39,17 +56,37 @@ class ThreadPool {
     });
   }
 
+  // Hands out [0, n) in pieces of `chunk` (the last may be shorter) to whichever thread
+  // asks first: f(begin, end, tid), in increasing order per thread.
+  template <class F>
+  void parallel_chunks(int64_t n, int64_t chunk, F&& f) {
+    if (n <= 0) return;
+    std::atomic<int64_t> next{0};
+    run_dynamic([&](int tid, int) {
+      for (int64_t b = next.fetch_add(chunk, std::memory_order_relaxed); b < n;
+           b = next.fetch_add(chunk, std::memory_order_relaxed))
+        f(b, std::min(n, b + chunk), tid);
+    });
+  }
+
  private:
   using Trampoline = void (*)(void*, int, int);
-  void dispatch(Trampoline fn, void* ctx);
+  void dispatch(Trampoline fn, void* ctx, bool all);
   void worker(int tid);
+
+  // Job word: generation (high 32 bits), a "closed" bit and the number of workers
+  // inside the job; workers join with a compare-exchange so none can enter a job the
+  // caller has closed, nor a later one than it woke up for.
+  static constexpr uint64_t kClosed = uint64_t(1) << 31;
 
   int n_threads_;
   std::vector<std::thread> threads_;
   Trampoline fn_ = nullptr;
   void* ctx_ = nullptr;
+  bool all_ = true;  // every thread must run the job (run) or only those in time
   std::atomic<uint32_t> generation_{0};
-  std::atomic<int> pending_{0};
+  std::atomic<uint64_t> job_{0};
+  std::atomic<int> pending_{0};  // run(): workers yet to finish
   std::atomic<bool> stop_{false};
 };
 

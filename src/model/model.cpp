@@ -5,6 +5,7 @@
 #include <cassert>
 
 #include "gguf/dequantize.h"
+#include "kernels/cpu/matmul_pack.h"
 
 namespace kvserve {
 namespace {
@@ -116,6 +117,14 @@ Status Model::bind_weights() {
     MODEL_TRY(L.w_up, matrix(f, p + "ffn_up.weight", c.dim, c.ffn_dim));
     MODEL_TRY(L.w_down, matrix(f, p + "ffn_down.weight", c.ffn_dim, c.dim));
   }
+
+  // Weights the CPU kernels read faster in their packed layout (matmul_pack.h) are
+  // repacked once; a tied output stays as it is (embed() reads its rows).
+  const bool from_file = !f.path().empty();  // a read-only mapping (not a caller's buffer)
+  for (LayerWeights& L : layers_)
+    for (WeightView* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down})
+      packed_.pack(*w, from_file);
+  if (!c.tied_output) packed_.pack(output_, from_file);
 
   // Llama 3 style files carry precomputed per-pair frequency divisors.
   const float* freq_factors = nullptr;

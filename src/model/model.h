@@ -10,6 +10,7 @@
 #include "core/result.h"
 #include "gguf/gguf_file.h"
 #include "kernels/cpu/matmul.h"
+#include "kernels/cpu/matmul_pack.h"
 #include "model/model_config.h"
 
 namespace kvserve {
@@ -55,6 +56,7 @@ class Model {
   WeightView output_;
   const float* output_norm_ = nullptr;
   std::vector<float> rope_inv_freq_;
+  PackedWeights packed_;  // packed copies the layer / output views point into
 };
 
 }  // namespace kvserve

@@ -3,12 +3,14 @@
 // thread count. Greedy "batched == alone" and "preempted == not" rest on this.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <random>
 #include <vector>
 
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/matmul_internal.h"
+#include "kernels/cpu/matmul_pack.h"
 #include "kernels/matmul_test_util.h"
 
 namespace kvserve {
@@ -56,6 +58,44 @@ TEST_P(MatmulInvarianceTest, EveryTokenMatchesItselfAloneBitExact) {
                  << got[o] << " vs alone " << want[o];
         }
       }
+    }
+  }
+}
+
+// Weights packed at load (matmul_pack.h) give bit-identical results to the file layout,
+// for every token count (direct and panel kernels on one side, the packed kernel on
+// the other) and thread count.
+TEST(MatmulPacked, MatchesFileLayoutBitExact) {
+  for (GgmlType t : {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0}) {
+    const int64_t n_out = 48, n_in = 19 * 32;
+    std::mt19937 rng(99u + uint32_t(t));
+    const auto w = test::random_weights(t, n_out, n_in, rng);
+    auto x = test::random_floats(size_t(kMaxTokens * n_in), rng);
+    for (int64_t i = 0; i < n_in; ++i) x[size_t(3 * n_in + i)] = 0.0f;  // an all-zero token
+    const WeightView wv{t, w.data(), n_in, n_out};
+    if (!matmul_packable(wv)) GTEST_SKIP() << "no packed kernels on this CPU";
+    ASSERT_EQ(matmul_packed_bytes(wv), w.size());
+    PackedWeights store;
+    WeightView pv = wv;
+    ASSERT_TRUE(store.pack(pv, /*release_source=*/false));
+    ASSERT_NE(pv.packed, nullptr);
+    ThreadPool pool1(1), pool2(2);
+    std::vector<float> want(size_t(kMaxTokens * n_out)), got(want.size());
+    for (int64_t n : {int64_t(1), int64_t(2), int64_t(3), int64_t(5), int64_t(8), int64_t(11), int64_t(12),
+                      int64_t(17), kMaxTokens}) {
+      matmul_isa(Isa::Avx512, wv, x.data(), n, want.data(), pool1);
+      for (ThreadPool* pool : {&pool1, &pool2}) {
+        std::fill(got.begin(), got.end(), -1.0f);
+        matmul_isa(Isa::Avx512, pv, x.data(), n, got.data(), *pool);
+        ASSERT_EQ(std::memcmp(got.data(), want.data(), size_t(n * n_out) * sizeof(float)), 0)
+            << ggml_type_name(t) << " n_tokens=" << n << " threads=" << pool->size();
+      }
+    }
+    // Other ISAs ignore the packed copy.
+    if (test::isa_available(Isa::Avx2)) {
+      matmul_isa(Isa::Avx2, wv, x.data(), 4, want.data(), pool1);
+      matmul_isa(Isa::Avx2, pv, x.data(), 4, got.data(), pool1);
+      ASSERT_EQ(std::memcmp(got.data(), want.data(), size_t(4 * n_out) * sizeof(float)), 0);
     }
   }
 }

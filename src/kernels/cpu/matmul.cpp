@@ -79,8 +79,11 @@ void fill_dense_views(const detail::MatmulArgs& a, GgmlType type, int64_t t0, in
   }
 }
 
-// Rows per thread chunk are a multiple of this, so SIMD row tiles stay whole.
+// Rows per claimed chunk are a multiple of this, so SIMD row tiles stay whole.
 constexpr int64_t kRowAlign = 16;
+// Chunks per thread: enough to rebalance when a core is taken, few enough that the
+// atomic claims and the lost prefetch at chunk ends stay negligible.
+constexpr int64_t kChunksPerThread = 4;
 
 }  // namespace
 
@@ -128,21 +131,29 @@ void matmul_isa(Isa isa, const WeightView& w, const float* x, int64_t n_tokens, 
     };
     // Worth waking the pool only for large batches.
     if (n_tokens * n_in >= (1 << 16))
-      pool.parallel_for(n_tokens, [&](int64_t t0, int64_t t1, int) { convert(t0, t1); });
+      pool.parallel_chunks(n_tokens, std::max<int64_t>(1, n_tokens / (4 * pool.size())),
+                           [&](int64_t t0, int64_t t1, int) { convert(t0, t1); });
     else
       convert(0, n_tokens);
   } else {
     args.x = reinterpret_cast<const uint8_t*>(x);  // f32 activations are used as they are
   }
-  const detail::MatmulRangeFn fn = pick_kernel(isa, w.type);
+  detail::MatmulRangeFn fn = pick_kernel(isa, w.type);
+  if (isa == Isa::Avx512 && w.packed) {
+    assert(detail::matmul_packed_fn_avx512(w.type) && w.n_out % 16 == 0);
+    fn = detail::matmul_packed_fn_avx512(w.type);
+    args.wp = static_cast<const uint8_t*>(w.packed);
+  }
+  // Rows are claimed in chunks (whole 16-row tiles, a few per thread) by whichever
+  // thread is free: a thread slowed by another process takes fewer. Each row's result
+  // does not depend on the chunk it is computed in (batch invariance).
   const int64_t n_out = w.n_out;
-  pool.run([&](int tid, int nth) {
-    int64_t chunk = (n_out + nth - 1) / nth;
-    chunk = (chunk + kRowAlign - 1) / kRowAlign * kRowAlign;
-    const int64_t o0 = std::min(n_out, chunk * tid);
-    const int64_t o1 = std::min(n_out, o0 + chunk);
-    if (o0 < o1) fn(args, o0, o1);
-  });
+  const int64_t per = (n_out + kChunksPerThread * pool.size() - 1) / (kChunksPerThread * pool.size());
+  const int64_t chunk = std::max<int64_t>(kRowAlign, (per + kRowAlign - 1) / kRowAlign * kRowAlign);
+  if (chunk >= n_out)
+    fn(args, 0, n_out);
+  else
+    pool.parallel_chunks(n_out, chunk, [&](int64_t o0, int64_t o1, int) { fn(args, o0, o1); });
 }
 
 void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool) {

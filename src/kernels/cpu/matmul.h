@@ -19,6 +19,9 @@ struct WeightView {
   const void* data = nullptr;
   int64_t n_in = 0;
   int64_t n_out = 0;
+  // Optional copy in the AVX-512 16-row interleaved layout (matmul_pack.h), used instead
+  // of data where the CPU runs the packed kernels; results are bit-identical either way.
+  const void* packed = nullptr;
 };
 
 // Y[t, o] = sum_i W[o, i] * X[t, i] for t < n_tokens.

@@ -32,6 +32,7 @@ struct MatmulArgs {
   const float* xd;       // [n_tokens, n_blocks] block scales d
   const float* xs;       // [n_tokens, n_blocks] Q8_1's s = d * sum(q) (null for Q8_0)
   const int32_t* xcorr;  // [n_tokens, n_blocks] -simd_zero_point(type) * sum(q)
+  const uint8_t* wp;     // the packed weights (matmul_pack.h) for the packed kernels
 };
 
 // Elements per unit of the dense activation views: Q6_K's scales cover 16.
@@ -69,6 +70,9 @@ MatmulRangeFn matmul_kquant_fn_avx2(GgmlType type);    // K-quants, in the AVX2 
 // never depend on the token count (batch invariance).
 MatmulRangeFn matmul_panel_fn_avx512(GgmlType type);
 constexpr int64_t kPanelMinTokens = 12;
+// Kernels on weights in the packed layout (matmul_pack.h), any token count; the same
+// float operations per (row, token) as the two above, so results match them bit for bit.
+MatmulRangeFn matmul_packed_fn_avx512(GgmlType type);
 
 }  // namespace detail
 }  // namespace kvserve

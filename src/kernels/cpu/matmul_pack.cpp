@@ -1,0 +1,78 @@
+#include "kernels/cpu/matmul_pack.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cassert>
+#include <cstdlib>
+#include <cstring>
+
+#include "core/cpu_features.h"
+#include "gguf/quant_blocks.h"
+
+namespace kvserve {
+
+bool matmul_packable(const WeightView& w) {
+  const bool type_ok = w.type == GgmlType::Q4_0 || w.type == GgmlType::Q4_1 || w.type == GgmlType::Q8_0;
+  return type_ok && best_isa() == Isa::Avx512 && w.n_out > 0 && w.n_out % 16 == 0 && w.n_in % 32 == 0 &&
+         w.data != nullptr;
+}
+
+size_t matmul_packed_bytes(const WeightView& w) {
+  return size_t(w.n_out / 16) * size_t(w.n_in / 32) * size_t(detail::packed_cell_bytes(w.type));
+}
+
+void matmul_pack(const WeightView& w, void* dst) {
+  assert(w.n_out % 16 == 0 && w.n_in % 32 == 0);
+  const int64_t nb = w.n_in / 32;
+  const int64_t blk = int64_t(ggml_traits(w.type).block_bytes);  // bytes of one block
+  const size_t row_bytes = ggml_row_bytes(w.type, w.n_in);
+  const bool min = w.type == GgmlType::Q4_1;
+  const int qs_off = w.type == GgmlType::Q4_1 ? 4 : 2;  // d (and m) come first in each block
+  const int qs_len = int(blk) - qs_off;                 // 16 nibble bytes or 32 int8
+  const int64_t cell = detail::packed_cell_bytes(w.type);
+  const auto* src = static_cast<const uint8_t*>(w.data);
+  auto* out = static_cast<uint8_t*>(dst);
+  for (int64_t g = 0; g < w.n_out / 16; ++g)
+    for (int64_t b = 0; b < nb; ++b) {
+      uint8_t* c = out + (g * nb + b) * cell;
+      uint8_t* qs = c + (min ? 64 : 32);
+      for (int r = 0; r < 16; ++r) {
+        const uint8_t* s = src + size_t(16 * g + r) * row_bytes + size_t(b * blk);
+        std::memcpy(c + 2 * r, s, 2);                    // d
+        if (min) std::memcpy(c + 32 + 2 * r, s + 2, 2);  // m
+        for (int k = 0; k < qs_len / 4; ++k) {
+          uint8_t* q = qs + 64 * k + 4 * r;
+          std::memcpy(q, s + qs_off + 4 * k, 4);
+          if (w.type == GgmlType::Q8_0)
+            for (int i = 0; i < 4; ++i) q[i] ^= 0x80;
+        }
+      }
+    }
+}
+
+void PackedWeights::Free::operator()(uint8_t* p) const {
+  std::free(p);
+}
+
+bool PackedWeights::pack(WeightView& w, bool release_source) {
+  if (!matmul_packable(w) || w.packed) return false;
+  const size_t n = matmul_packed_bytes(w);
+  auto* p = static_cast<uint8_t*>(std::aligned_alloc(64, (n + 63) / 64 * 64));
+  if (!p) return false;  // keep the original layout
+  matmul_pack(w, p);
+  bufs_.emplace_back(p);
+  bytes_ += n;
+  // The original is no longer read by this CPU's kernels: drop its resident pages
+  // (whole pages inside it only; the mapping stays valid).
+  if (release_source) {
+    const auto page = uintptr_t(sysconf(_SC_PAGESIZE));
+    const auto b = (uintptr_t(w.data) + page - 1) / page * page;
+    const auto e = (uintptr_t(w.data) + n) / page * page;
+    if (e > b) madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
+  }
+  w.packed = p;
+  return true;
+}
+
+}  // namespace kvserve

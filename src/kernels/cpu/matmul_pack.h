@@ -1,0 +1,54 @@
+// Weights repacked once at load into a 16-row interleaved layout of the same byte size
+// as the file's, for the AVX-512 VNNI kernels (matmul_packed_avx512.cpp): per group of 16
+// rows and 32-element block, the 16 rows' scales lie side by side and dword r of each
+// quant vector holds 4 bytes of row r, so one vpdpbusd advances 16 rows against a
+// broadcast of 4 activation bytes with no gathers, no transposing reductions and no
+// per-call repacking. Q4_0, Q4_1 and Q8_0 (the common 4/8-bit files) with n_out % 16 == 0.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "kernels/cpu/matmul.h"
+
+namespace kvserve {
+
+namespace detail {
+// Bytes of one (16-row group, block) cell: [16 x fp16 d][16 x fp16 m if Q4_1][quants],
+// quants as vectors of 64 bytes whose dword r holds 4 quant bytes of row r (Q4_0/Q4_1:
+// 4 vectors of the stored nibble bytes 4k..4k+3; Q8_0: 8 vectors, bytes flipped to
+// unsigned q + 128).
+constexpr int64_t packed_cell_bytes(GgmlType t) {
+  return t == GgmlType::Q4_0 ? 16 * 18 : t == GgmlType::Q4_1 ? 16 * 20 : 16 * 34;
+}
+}  // namespace detail
+
+// Whether matmul has a packed layout for w (type, shape) on this CPU.
+bool matmul_packable(const WeightView& w);
+// Bytes of the packed copy of w (== the file's bytes).
+size_t matmul_packed_bytes(const WeightView& w);
+// Writes the packed copy of w (matmul_packable) into dst (matmul_packed_bytes(w) bytes,
+// 64-byte aligned).
+void matmul_pack(const WeightView& w, void* dst);
+
+// Owns packed copies of weight matrices: pack(view) points view.packed at its copy. With
+// release_source (only for read-only file mappings: anonymous memory would be zeroed)
+// the original's resident pages are dropped (they fault back in from the file if read),
+// so memory stays about the file size.
+class PackedWeights {
+ public:
+  // Returns whether w was packed (otherwise it is left unchanged).
+  bool pack(WeightView& w, bool release_source);
+  size_t bytes() const { return bytes_; }
+
+ private:
+  struct Free {
+    void operator()(uint8_t* p) const;
+  };
+  std::vector<std::unique_ptr<uint8_t, Free>> bufs_;
+  size_t bytes_ = 0;
+};
+
+}  // namespace kvserve
