@@ -1,8 +1,10 @@
-// The AVX-512 F16 kernel's own paths: one-token GEMV (8-row groups with prefetch) and
-// the multi-token panel kernel (4 x 6 tiles in 128-token blocks). Shapes here reach
-// what the generic tests do not: an n_in tail (not a multiple of 16), row counts
-// leaving 1-row remainders, and batches crossing the 128-token block edge. Every
-// output must match the reference and, bit for bit, the same token computed alone.
+// The AVX-512 F16 kernel's own paths: one-token GEMV (8-row groups with prefetch, one
+// lane sum per row) and the multi-token panel kernel (6 x 4 tiles in 128-token blocks,
+// 768-column chunks, 16 or 8 lane sums at once). Shapes here reach what the generic tests
+// do not: an n_in tail (not a multiple of 16), one, two and three column chunks, row
+// counts leaving 4-row and 1-row remainders, token tails of 1 to 3 and batches crossing
+// the 128-token block edge. Every output must match the reference and, bit for bit,
+// the same token computed alone.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -17,9 +19,16 @@
 namespace kvserve {
 namespace {
 
-TEST(MatmulF16, BlockEdgesAndTailsMatchReferenceAndTokenAlone) {
+struct Shape {
+  int64_t n_out, n_in;
+};
+
+class MatmulF16 : public ::testing::TestWithParam<Shape> {};
+
+TEST_P(MatmulF16, BlockEdgesAndTailsMatchReferenceAndTokenAlone) {
   if (!test::isa_available(Isa::Avx512)) GTEST_SKIP() << "no AVX-512";
-  constexpr int64_t n_out = 45, n_in = 605, kMaxTokens = 140;
+  const int64_t n_out = GetParam().n_out, n_in = GetParam().n_in;
+  constexpr int64_t kMaxTokens = 140;
   std::mt19937 rng(7);
   const auto w = test::random_weights(GgmlType::F16, n_out, n_in, rng);
   const auto x = test::random_floats(size_t(kMaxTokens * n_in), rng);
@@ -46,6 +55,14 @@ TEST(MatmulF16, BlockEdgesAndTailsMatchReferenceAndTokenAlone) {
     }
   }
 }
+
+// 45 rows: 6-row panels and 1-row rests (one thread), 46: a 4-row panel too; with two
+// threads, 32 + 13/14 rows. 605, 1000 and 1700 columns: one, two and three chunks.
+INSTANTIATE_TEST_SUITE_P(Shapes, MatmulF16,
+                         ::testing::Values(Shape{45, 605}, Shape{46, 1000}, Shape{46, 1700}, Shape{64, 576}),
+                         [](const auto& info) {
+                           return std::to_string(info.param.n_out) + "x" + std::to_string(info.param.n_in);
+                         });
 
 }  // namespace
 }  // namespace kvserve
