@@ -13,7 +13,8 @@
 namespace kvserve {
 
 bool matmul_packable(const WeightView& w) {
-  const bool type_ok = w.type == GgmlType::Q4_0 || w.type == GgmlType::Q4_1 || w.type == GgmlType::Q8_0;
+  const bool type_ok = w.type == GgmlType::Q4_0 || w.type == GgmlType::Q4_1 || w.type == GgmlType::Q5_0 ||
+                       w.type == GgmlType::Q5_1 || w.type == GgmlType::Q8_0;
   return type_ok && best_isa() == Isa::Avx512 && w.n_out > 0 && w.n_out % 16 == 0 && w.n_in % 32 == 0 &&
          w.data != nullptr;
 }
@@ -27,27 +28,40 @@ void matmul_pack(const WeightView& w, void* dst) {
   const int64_t nb = w.n_in / 32;
   const int64_t blk = int64_t(ggml_traits(w.type).block_bytes);  // bytes of one block
   const size_t row_bytes = ggml_row_bytes(w.type, w.n_in);
-  const bool min = w.type == GgmlType::Q4_1;
-  const int qs_off = w.type == GgmlType::Q4_1 ? 4 : 2;  // d (and m) come first in each block
-  const int qs_len = int(blk) - qs_off;                 // 16 nibble bytes or 32 int8
+  const bool min = detail::packed_has_min(w.type), qh = detail::packed_has_qh(w.type);
+  // Offsets in a file block: d, then m (with min), then qh (Q5_x), then the quants.
+  const int qh_in = min ? 4 : 2;
+  const int qs_in = qh_in + (qh ? 4 : 0);
+  const int qs_len = int(blk) - qs_in;  // 16 nibble bytes or 32 int8
   const int64_t cell = detail::packed_cell_bytes(w.type);
   const auto* src = static_cast<const uint8_t*>(w.data);
   auto* out = static_cast<uint8_t*>(dst);
   for (int64_t g = 0; g < w.n_out / 16; ++g)
     for (int64_t b = 0; b < nb; ++b) {
       uint8_t* c = out + (g * nb + b) * cell;
-      uint8_t* qs = c + (min ? 64 : 32);
+      uint8_t* qs = c + detail::packed_qs_offset(w.type);
+      uint64_t masks[8] = {};
       for (int r = 0; r < 16; ++r) {
         const uint8_t* s = src + size_t(16 * g + r) * row_bytes + size_t(b * blk);
         std::memcpy(c + 2 * r, s, 2);                    // d
         if (min) std::memcpy(c + 32 + 2 * r, s + 2, 2);  // m
+        if (qh) {
+          uint32_t h;
+          std::memcpy(&h, s + qh_in, 4);
+          for (int k = 0; k < 4; ++k)
+            for (int i = 0; i < 4; ++i) {
+              masks[k] |= uint64_t((h >> (4 * k + i)) & 1) << (4 * r + i);
+              masks[4 + k] |= uint64_t((h >> (16 + 4 * k + i)) & 1) << (4 * r + i);
+            }
+        }
         for (int k = 0; k < qs_len / 4; ++k) {
           uint8_t* q = qs + 64 * k + 4 * r;
-          std::memcpy(q, s + qs_off + 4 * k, 4);
+          std::memcpy(q, s + qs_in + 4 * k, 4);
           if (w.type == GgmlType::Q8_0)
             for (int i = 0; i < 4; ++i) q[i] ^= 0x80;
         }
       }
+      if (qh) std::memcpy(c + detail::packed_qh_offset(w.type), masks, sizeof(masks));
     }
 }
 

@@ -3,7 +3,7 @@
 // rows and 32-element block, the 16 rows' scales lie side by side and dword r of each
 // quant vector holds 4 bytes of row r, so one vpdpbusd advances 16 rows against a
 // broadcast of 4 activation bytes with no gathers, no transposing reductions and no
-// per-call repacking. Q4_0, Q4_1 and Q8_0 (the common 4/8-bit files) with n_out % 16 == 0.
+// per-call repacking. Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 with n_out % 16 == 0.
 #pragma once
 
 #include <cstddef>
@@ -16,12 +16,27 @@
 namespace kvserve {
 
 namespace detail {
-// Bytes of one (16-row group, block) cell: [16 x fp16 d][16 x fp16 m if Q4_1][quants],
-// quants as vectors of 64 bytes whose dword r holds 4 quant bytes of row r (Q4_0/Q4_1:
-// 4 vectors of the stored nibble bytes 4k..4k+3; Q8_0: 8 vectors, bytes flipped to
-// unsigned q + 128).
+// Bytes of one (16-row group, block) cell:
+//   [16 x fp16 d][16 x fp16 m (Q4_1, Q5_1)][8 x u64 5th-bit masks (Q5_0, Q5_1)][quants]
+// quants as vectors of 64 bytes whose dword r holds 4 quant bytes of row r: for nibble
+// types 4 vectors, vector k = the stored bytes 4k..4k+3 (low nibbles: elements 4k + i,
+// high: 16 + 4k + i); for Q8_0 8 vectors of the bytes flipped to unsigned q + 128. The
+// masks are those vectors' 5th bits: mask k (low) / 4 + k (high), bit 4r + i.
+constexpr bool packed_has_min(GgmlType t) {
+  return t == GgmlType::Q4_1 || t == GgmlType::Q5_1;
+}
+constexpr bool packed_has_qh(GgmlType t) {
+  return t == GgmlType::Q5_0 || t == GgmlType::Q5_1;
+}
 constexpr int64_t packed_cell_bytes(GgmlType t) {
-  return t == GgmlType::Q4_0 ? 16 * 18 : t == GgmlType::Q4_1 ? 16 * 20 : 16 * 34;
+  return t == GgmlType::Q8_0 ? 16 * 34
+                             : 32 + 256 + (packed_has_min(t) ? 32 : 0) + (packed_has_qh(t) ? 64 : 0);
+}
+constexpr int64_t packed_qh_offset(GgmlType t) {
+  return packed_has_min(t) ? 64 : 32;
+}
+constexpr int64_t packed_qs_offset(GgmlType t) {
+  return packed_qh_offset(t) + (packed_has_qh(t) ? 64 : 0);
 }
 }  // namespace detail
 

@@ -36,10 +36,10 @@ inline __m512i bcast4(const int8_t* p) {
 // tile) the stream ahead is prefetched.
 template <GgmlType T, int NT>
 void packed_tile(const MatmulArgs& a, int64_t o, int64_t t0, bool prefetch) {
-  constexpr bool kMin = T == GgmlType::Q4_1;
+  constexpr bool kMin = packed_has_min(T), kQh = packed_has_qh(T);
   constexpr bool kNib = T != GgmlType::Q8_0;
   constexpr int64_t kCell = packed_cell_bytes(T);
-  constexpr int kQs = kMin ? 64 : 32;  // offset of the quant vectors in a cell
+  constexpr int64_t kQs = packed_qs_offset(T);
   // With few tokens, split each dot into two independent vpdpbusd chains.
   constexpr bool kSplit = NT <= 2;
   const int64_t nb = a.n_in / 32;
@@ -49,7 +49,7 @@ void packed_tile(const MatmulArgs& a, int64_t o, int64_t t0, bool prefetch) {
   const float* xd = a.xd + t0 * nb;
   const float* xs = kMin ? a.xs + t0 * nb : nullptr;
   const int32_t* xc = a.xcorr + t0 * nb;
-  const __m512i lo4 = _mm512_set1_epi8(0x0f);
+  const __m512i lo4 = _mm512_set1_epi8(0x0f), bit4 = _mm512_set1_epi8(0x10);
   __m512 acc[NT];
   for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
@@ -69,10 +69,17 @@ void packed_tile(const MatmulArgs& a, int64_t o, int64_t t0, bool prefetch) {
     if constexpr (kNib) {
       // Vector k holds bytes 4k..4k+3 of each row: low nibbles = elements 4k..4k+3,
       // high nibbles = elements 16 + 4k..16 + 4k + 3.
+      uint64_t qh[8];
+      if constexpr (kQh) std::memcpy(qh, c + packed_qh_offset(T), sizeof(qh));
       for (int k = 0; k < 4; ++k) {
         const __m512i q = _mm512_loadu_si512(qv + k);
-        const __m512i lo = _mm512_and_si512(q, lo4);
-        const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), lo4);
+        __m512i lo = _mm512_and_si512(q, lo4);
+        __m512i hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), lo4);
+        if constexpr (kQh) {
+          // The 5th bit: + 16 on the nibble's byte where the mask bit is set.
+          lo = _mm512_mask_add_epi8(lo, qh[k], lo, bit4);
+          hi = _mm512_mask_add_epi8(hi, qh[4 + k], hi, bit4);
+        }
         for (int t = 0; t < NT; ++t) {
           s[t] = _mm512_dpbusd_epi32(s[t], lo, bcast4(xb[t] + 4 * k));
           __m512i& sh = kSplit ? s2[t] : s[t];
@@ -127,6 +134,8 @@ MatmulRangeFn matmul_packed_fn_avx512(GgmlType type) {
   switch (type) {
     case GgmlType::Q4_0: return matmul_packed<GgmlType::Q4_0>;
     case GgmlType::Q4_1: return matmul_packed<GgmlType::Q4_1>;
+    case GgmlType::Q5_0: return matmul_packed<GgmlType::Q5_0>;
+    case GgmlType::Q5_1: return matmul_packed<GgmlType::Q5_1>;
     case GgmlType::Q8_0: return matmul_packed<GgmlType::Q8_0>;
     default: return nullptr;
   }
