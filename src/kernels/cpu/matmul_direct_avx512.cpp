@@ -62,20 +62,25 @@ void load_scales(const MatmulArgs& a, int64_t o, __mmask16 mask, int64_t kb, int
     const __m512i g = _mm512_mask_i32gather_epi32(zero, mask, ridx, base, 1);
     const __m512 dd = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));
     const __m512 dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(g, 16)));
-    alignas(64) float sc[8][16] = {}, mn[8][16] = {};
-    for (int r = 0; r < 16; ++r) {
-      if (!((mask >> r) & 1)) continue;
-      const uint8_t* q = base + size_t(r) * a.w_row_bytes + 4;  // the 12 packed scale bytes
-      for (int j = 0; j < 4; ++j) {
-        sc[j][r] = float(q[j] & 63);
-        mn[j][r] = float(q[j + 4] & 63);
-        sc[j + 4][r] = float((q[j + 8] & 0xf) | ((q[j] >> 6) << 4));
-        mn[j + 4][r] = float((q[j + 8] >> 4) | ((q[j + 4] >> 6) << 4));
-      }
-    }
-    for (int sb = 0; sb < 8; ++sb) {
-      d[sb] = _mm512_mul_ps(dd, _mm512_load_ps(sc[sb]));
-      m[sb] = _mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(dmin, _mm512_load_ps(mn[sb])));
+    // The 12 packed scale bytes q[0..11] of each row as three dwords (lane r = row r).
+    const __m512i qa = _mm512_mask_i32gather_epi32(zero, mask, ridx, base + 4, 1);
+    const __m512i qb = _mm512_mask_i32gather_epi32(zero, mask, ridx, base + 8, 1);
+    const __m512i qc = _mm512_mask_i32gather_epi32(zero, mask, ridx, base + 12, 1);
+    const __m512i m6 = _mm512_set1_epi32(63), m4 = _mm512_set1_epi32(15), m2 = _mm512_set1_epi32(3);
+    for (int j = 0; j < 4; ++j) {
+      const __m512i a = _mm512_srli_epi32(qa, 8 * j), b = _mm512_srli_epi32(qb, 8 * j);
+      const __m512i c = _mm512_srli_epi32(qc, 8 * j);
+      const __m512i sc_lo = _mm512_and_si512(a, m6), mn_lo = _mm512_and_si512(b, m6);
+      const __m512i sc_hi = _mm512_or_si512(
+          _mm512_and_si512(c, m4), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(a, 6), m2), 4));
+      const __m512i mn_hi =
+          _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(c, 4), m4),
+                          _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(b, 6), m2), 4));
+      // The same products as the panel's repack (exact small integers to float first).
+      d[j] = _mm512_mul_ps(dd, _mm512_cvtepi32_ps(sc_lo));
+      m[j] = _mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(mn_lo)));
+      d[j + 4] = _mm512_mul_ps(dd, _mm512_cvtepi32_ps(sc_hi));
+      m[j + 4] = _mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(mn_hi)));
     }
   } else {
     constexpr Q32Layout L = kLayout<T>;
