@@ -1,9 +1,10 @@
 // The AVX-512 F16 kernel's own paths: one-token GEMV (8-row groups with prefetch, one
-// lane sum per row) and the multi-token panel kernel (6 x 4 tiles in 128-token blocks,
-// 768-column chunks, 16 or 8 lane sums at once). Shapes here reach what the generic tests
-// do not: an n_in tail (not a multiple of 16), one, two and three column chunks, row
-// counts leaving 4-row and 1-row remainders, token tails of 1 to 3 and batches crossing
-// the 128-token block edge. Every output must match the reference and, bit for bit,
+// lane sum per row) and the multi-token panel kernel (6 x 4 tiles over fp16 weight rows
+// for up to 16 or 32 tokens, over widened panels beyond; token blocks, 768-column chunks,
+// 16 or 8 lane sums at once). Shapes here reach what the generic tests do not: an n_in
+// tail (not a multiple of 16), one, two and three column chunks, row counts leaving 4-,
+// 2- and 1-row remainders, token tails of 1 to 3, both weight paths and batches crossing
+// the token block edge. Every output must match the reference and, bit for bit,
 // the same token computed alone.
 #include <gtest/gtest.h>
 
@@ -45,7 +46,7 @@ TEST_P(MatmulF16, BlockEdgesAndTailsMatchReferenceAndTokenAlone) {
 
   std::vector<float> y(size_t(kMaxTokens * n_out));  // [n, n_out]
   for (ThreadPool* pool : {&pool1, &pool2}) {
-    for (int64_t n : {2, 5, 6, 7, 13, 127, 128, 129, 140}) {
+    for (int64_t n : {2, 5, 6, 7, 13, 16, 17, 32, 33, 127, 128, 129, 140}) {
       const int64_t s = kMaxTokens - n;  // tokens [s, s + n)
       matmul_isa(Isa::Avx512, wv, x.data() + s * n_in, n, y.data(), *pool);
       for (int64_t i = 0; i < n * n_out; ++i)
@@ -56,10 +57,11 @@ TEST_P(MatmulF16, BlockEdgesAndTailsMatchReferenceAndTokenAlone) {
   }
 }
 
-// 45 rows: 6-row panels and 1-row rests (one thread), 46: a 4-row panel too; with two
-// threads, 32 + 13/14 rows. 605, 1000 and 1700 columns: one, two and three chunks.
+// Rows are split in chunks of 16 or more: 45 and 46 leave 6-row panels and 4-, 2- and
+// 1-row rests, 128 (chunks of 32 = 6 * 4 + 4 + 4) and 64 too. 605, 1000 and 1700
+// columns: one, two and three chunks.
 INSTANTIATE_TEST_SUITE_P(Shapes, MatmulF16,
-                         ::testing::Values(Shape{45, 605}, Shape{46, 1000}, Shape{46, 1700}, Shape{64, 576}),
+                         ::testing::Values(Shape{45, 605}, Shape{46, 1000}, Shape{46, 1700}, Shape{64, 576}, Shape{128, 576}),
                          [](const auto& info) {
                            return std::to_string(info.param.n_out) + "x" + std::to_string(info.param.n_in);
                          });

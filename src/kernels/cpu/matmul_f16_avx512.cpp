@@ -193,14 +193,29 @@ struct Cols {
   __mmask16 tail;
 };
 
-// A tile of R widened weight rows (wf: [R, n_pad]) x NT fp16 tokens (x: [NT, ldx]), the
+// Weight loads from a widened panel (zero-padded to n_pad) or, for few tokens, straight
+// from the fp16 rows; the tail step's lanes past n_in are zeros either way.
+inline __m512 load_w(const float* p) {
+  return _mm512_load_ps(p);
+}
+inline __m512 load_w(const uint16_t* p) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+inline __m512 load_w_tail(const float* p, __mmask16) {
+  return _mm512_load_ps(p);
+}
+inline __m512 load_w_tail(const uint16_t* p, __mmask16 m) {
+  return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
+}
+
+// A tile of R weight rows (w: [R, ldw], f32 or fp16) x NT fp16 tokens (x: [NT, ldx]), the
 // tokens widened as they are loaded (cheaper than a widened copy: half the cache
 // traffic, and the conversions issue beside the FMAs). Long rows run in column chunks:
 // the accumulators of a chunk that is not the first start from `part`, and those of one
 // that is not the last go back there (exact f32 values, so the order of operations is
 // unchanged).
-template <int R, int NT, bool kFirst, bool kLast, bool kTail>
-void f16_tile(const float* wf, int64_t n_pad, const uint16_t* x, int64_t ldx, Cols c, __m512* part, float* y,
+template <int R, int NT, bool kFirst, bool kLast, bool kTail, class W>
+void f16_tile(const W* wf, int64_t ldw, const uint16_t* x, int64_t ldx, Cols c, __m512* part, float* y,
               int64_t ldy) {
   __m512 acc[R][NT];
   for (int r = 0; r < R; ++r)
@@ -209,7 +224,7 @@ void f16_tile(const float* wf, int64_t n_pad, const uint16_t* x, int64_t ldx, Co
   // makes GCC keep acc in memory.)
   for (int64_t i = c.i0; i < c.i1; i += 16) {
     __m512 w[R];
-    for (int r = 0; r < R; ++r) w[r] = _mm512_load_ps(wf + r * n_pad + i);
+    for (int r = 0; r < R; ++r) w[r] = load_w(wf + r * ldw + i);
     for (int t = 0; t < NT; ++t) {
       const __m512 xv =
           _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + t * ldx + i)));
@@ -219,7 +234,7 @@ void f16_tile(const float* wf, int64_t n_pad, const uint16_t* x, int64_t ldx, Co
   if constexpr (kTail) {
     {
       __m512 w[R];
-      for (int r = 0; r < R; ++r) w[r] = _mm512_load_ps(wf + r * n_pad + c.i1);
+      for (int r = 0; r < R; ++r) w[r] = load_w_tail(wf + r * ldw + c.i1, c.tail);
       for (int t = 0; t < NT; ++t) {
         const __m512 xv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(c.tail, x + t * ldx + c.i1));
         for (int r = 0; r < R; ++r) acc[r][t] = _mm512_fmadd_ps(w[r], xv, acc[r][t]);
@@ -238,72 +253,83 @@ void f16_tile(const float* wf, int64_t n_pad, const uint16_t* x, int64_t ldx, Co
 // zmm registers, 10 loads per 24 FMAs; 4 tokens make whole 4 x 4 reductions.
 constexpr int kR = 6;
 constexpr int kNT = 4;
+// Up to this many tokens (twice as many for rows of several chunks), tiles read the fp16
+// weight rows directly: widening a panel costs more than it saves when few tokens reuse it.
+constexpr int64_t kDirectMaxTokens = 16;
 // Columns per chunk: a chunk of a 6-row panel (18 KiB at 768) stays in L1 (48 KiB)
 // while the tiles stream the tokens from L2.
 constexpr int64_t kChunk = 768;
 
 // The token tiles of one column chunk.
-template <int R, bool kFirst, bool kLast, bool kTail>
-void f16_chunk(const float* wf, int64_t n_pad, const uint16_t* x, int64_t ldx, int64_t nt, Cols c, float* y,
+template <int R, bool kFirst, bool kLast, bool kTail, class W>
+void f16_chunk(const W* wf, int64_t ldw, const uint16_t* x, int64_t ldx, int64_t nt, Cols c, float* y,
                int64_t ldy, __m512* part, Prefetcher& pf) {
   int64_t t = 0;
   for (; t + kNT <= nt; t += kNT) {
     pf.step();
-    f16_tile<R, kNT, kFirst, kLast, kTail>(wf, n_pad, x + t * ldx, ldx, c, part + t * R, y + t * ldy, ldy);
+    f16_tile<R, kNT, kFirst, kLast, kTail>(wf, ldw, x + t * ldx, ldx, c, part + t * R, y + t * ldy, ldy);
   }
   const uint16_t* xt = x + t * ldx;
   float* yt = y + t * ldy;
   __m512* pt = part + t * R;
   switch (nt - t) {
-    case 3: f16_tile<R, 3, kFirst, kLast, kTail>(wf, n_pad, xt, ldx, c, pt, yt, ldy); break;
-    case 2: f16_tile<R, 2, kFirst, kLast, kTail>(wf, n_pad, xt, ldx, c, pt, yt, ldy); break;
-    case 1: f16_tile<R, 1, kFirst, kLast, kTail>(wf, n_pad, xt, ldx, c, pt, yt, ldy); break;
+    case 3: f16_tile<R, 3, kFirst, kLast, kTail>(wf, ldw, xt, ldx, c, pt, yt, ldy); break;
+    case 2: f16_tile<R, 2, kFirst, kLast, kTail>(wf, ldw, xt, ldx, c, pt, yt, ldy); break;
+    case 1: f16_tile<R, 1, kFirst, kLast, kTail>(wf, ldw, xt, ldx, c, pt, yt, ldy); break;
     default: break;
   }
   pf.step();
 }
 
-// One widened panel of R rows times nt tokens, chunk by chunk.
-template <int R>
-void f16_panel(const float* wf, int64_t n_in, int64_t n_pad, const uint16_t* x, int64_t ldx, int64_t nt,
-               float* y, int64_t ldy, __m512* part, Prefetcher& pf) {
+// One panel of R rows (w: [R, ldw]) times nt tokens, chunk by chunk.
+template <int R, class W>
+void f16_panel(const W* wf, int64_t n_in, int64_t ldw, const uint16_t* x, int64_t ldx, int64_t nt, float* y,
+               int64_t ldy, __m512* part, Prefetcher& pf) {
   const int64_t n_full = n_in / 16 * 16;
   const auto tail = __mmask16((1u << (n_in % 16)) - 1);
   auto last = [&](int64_t i0, auto first) {
     const Cols c{i0, n_full, tail};
     if (tail)
-      f16_chunk<R, first(), true, true>(wf, n_pad, x, ldx, nt, c, y, ldy, part, pf);
+      f16_chunk<R, first(), true, true>(wf, ldw, x, ldx, nt, c, y, ldy, part, pf);
     else
-      f16_chunk<R, first(), true, false>(wf, n_pad, x, ldx, nt, c, y, ldy, part, pf);
+      f16_chunk<R, first(), true, false>(wf, ldw, x, ldx, nt, c, y, ldy, part, pf);
   };
   if (n_full <= kChunk) {
     last(0, std::true_type{});
     return;
   }
-  f16_chunk<R, true, false, false>(wf, n_pad, x, ldx, nt, Cols{0, kChunk, 0}, y, ldy, part, pf);
+  f16_chunk<R, true, false, false>(wf, ldw, x, ldx, nt, Cols{0, kChunk, 0}, y, ldy, part, pf);
   int64_t i0 = kChunk;
   for (; i0 + kChunk < n_full; i0 += kChunk)
-    f16_chunk<R, false, false, false>(wf, n_pad, x, ldx, nt, Cols{i0, i0 + kChunk, 0}, y, ldy, part, pf);
+    f16_chunk<R, false, false, false>(wf, ldw, x, ldx, nt, Cols{i0, i0 + kChunk, 0}, y, ldy, part, pf);
   last(i0, std::false_type{});
 }
 
-// Rows [o, o1) in panels of R while whole ones fit; returns the first row left.
+// Rows [o, o1) in panels of R while whole ones fit; returns the first row left. Weights
+// are prefetched up to row o_end.
 template <int R>
-int64_t f16_panels(const MatmulArgs& a, int64_t o, int64_t o1, int64_t t0, int64_t nt, int64_t n_pad,
-                   float* wf, __m512* part) {
+int64_t f16_panels(const MatmulArgs& a, int64_t o, int64_t o1, int64_t o_end, int64_t t0, int64_t nt,
+                   int64_t n_pad, float* wf, __m512* part) {
   // Prefetch two panels ahead, spread over this panel's token tiles.
   constexpr int64_t kAhead = 2;
   const size_t panel_bytes = size_t(R) * a.w_row_bytes;
-  const char* w_end = reinterpret_cast<const char*>(a.w + size_t(o1) * a.w_row_bytes);
+  const char* w_end = reinterpret_cast<const char*>(a.w + size_t(o_end) * a.w_row_bytes);
   const int64_t steps = (nt / kNT + 1) * ((n_pad + kChunk - 1) / kChunk);
   const int lines = int((int64_t(panel_bytes / 64) + steps) / steps) + 1;
   const int64_t ldx = int64_t(a.x_row_bytes / 2);
   const auto* x = reinterpret_cast<const uint16_t*>(a.x) + t0 * ldx;
   for (; o + R <= o1; o += R) {
-    const char* next = reinterpret_cast<const char*>(a.w + size_t(o) * a.w_row_bytes) + kAhead * panel_bytes;
+    const uint8_t* w = a.w + size_t(o) * a.w_row_bytes;
+    const char* next = reinterpret_cast<const char*>(w) + kAhead * panel_bytes;
     Prefetcher pf{next, std::min(w_end, next + panel_bytes), lines};
-    f16_widen(a.w + size_t(o) * a.w_row_bytes, a.w_row_bytes, R, a.n_in, n_pad, wf);
-    f16_panel<R>(wf, a.n_in, n_pad, x, ldx, nt, a.y + t0 * a.ldy + o, a.ldy, part, pf);
+    float* y = a.y + t0 * a.ldy + o;
+    if (nt <= (n_pad > kChunk ? 2 : 1) * kDirectMaxTokens) {
+      f16_panel<R>(reinterpret_cast<const uint16_t*>(w), a.n_in, int64_t(a.w_row_bytes / 2), x, ldx, nt, y,
+                   a.ldy, part, pf);
+    } else {
+      f16_widen(w, a.w_row_bytes, R, a.n_in, n_pad, wf);
+      f16_panel<R>(static_cast<const float*>(wf), a.n_in, n_pad, x, ldx, nt, y, a.ldy, part, pf);
+    }
   }
   return o;
 }
@@ -332,10 +358,14 @@ void matmul_f16_avx512(const MatmulArgs& a, int64_t o0, int64_t o1) {
   auto* part = reinterpret_cast<__m512*>(f16_scratch(pbuf, size_t(max_nt * kR * 16)));
   for (int64_t t0 = 0; t0 < a.n_tokens; t0 += tok_block) {
     const int64_t nt = std::min(tok_block, a.n_tokens - t0);
-    int64_t o = f16_panels<kR>(a, o0, o1, t0, nt, n_pad, wf, part);
-    o = f16_panels<4>(a, o, o1, t0, nt, n_pad, wf, part);
-    o = f16_panels<2>(a, o, o1, t0, nt, n_pad, wf, part);
-    f16_panels<1>(a, o, o1, t0, nt, n_pad, wf, part);
+    // Rows 6k + 2 (the thread chunks are multiples of 16) as 6(k - 1) + 4 + 4: a 4-row tile
+    // runs faster than a 2-row one.
+    const int64_t rows = o1 - o0;
+    const int64_t o6 = o0 + (rows % kR == 2 && rows > kR ? rows - 8 : rows) / kR * kR;
+    int64_t o = f16_panels<kR>(a, o0, o6, o1, t0, nt, n_pad, wf, part);
+    o = f16_panels<4>(a, o, o1, o1, t0, nt, n_pad, wf, part);
+    o = f16_panels<2>(a, o, o1, o1, t0, nt, n_pad, wf, part);
+    f16_panels<1>(a, o, o1, o1, t0, nt, n_pad, wf, part);
   }
 }
 
