@@ -45,15 +45,12 @@ class ThreadPool {
              const_cast<void*>(static_cast<const void*>(&f)), false);
   }
 
-  // Splits [0, n) into contiguous chunks, one per thread: f(begin, end, tid).
+  // Splits [0, n) into contiguous pieces, a few per thread, claimed by whichever thread
+  // is free (see parallel_chunks): f(begin, end, tid); a thread may run several or none.
   template <class F>
   void parallel_for(int64_t n, F&& f) {
-    run([&](int tid, int nth) {
-      const int64_t chunk = (n + nth - 1) / nth;
-      const int64_t b = std::min<int64_t>(n, chunk * tid);
-      const int64_t e = std::min<int64_t>(n, b + chunk);
-      if (b < e) f(b, e, tid);
-    });
+    const int64_t pieces = int64_t(kPiecesPerThread) * n_threads_;
+    parallel_chunks(n, std::max<int64_t>(1, (n + pieces - 1) / pieces), f);
   }
 
   // Hands out [0, n) in pieces of `chunk` (the last may be shorter) to whichever thread
@@ -78,6 +75,7 @@ class ThreadPool {
   // inside the job; workers join with a compare-exchange so none can enter a job the
   // caller has closed, nor a later one than it woke up for.
   static constexpr uint64_t kClosed = uint64_t(1) << 31;
+  static constexpr int kPiecesPerThread = 4;
 
   int n_threads_;
   std::vector<std::thread> threads_;
