@@ -26,8 +26,8 @@ namespace {
 constexpr int kKeys = 16;     // keys per chunk: one register of scores
 constexpr int kRowTile = 32;  // rows sharing one converted chunk
 constexpr int kGroup = 4;     // rows computed together
+constexpr int kBatch = 4;     // chunks whose scores a lone row computes together
 constexpr int kMaxHeadDim = 256;
-constexpr int kColVecs = 4;  // output vectors per row kept in registers while accumulating V
 
 inline __mmask16 tail(int n) {
   return n >= 16 ? __mmask16(0xffff) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1u);
@@ -66,67 +66,119 @@ struct Chunk {
   int64_t pos0;
 };
 
-// Scores of G rows (tile rows r0..r0+G-1): for each row and key, FMAs over even dims into
-// one sum and odd dims into another, then their sum.
-template <int G>
-void scores(const Tile& t, int r0, const Chunk& c, int head_dim, __m512* s) {
-  const __mmask16 live = tail(c.nc);
-  __m512 a0[G], a1[G];
-  for (int g = 0; g < G; ++g) a0[g] = a1[g] = _mm512_setzero_ps();
+// Scores of G rows (tile rows r0..r0+G-1) for C chunks: for each row and key, FMAs over
+// even dims into one sum and odd dims into another, then their sum. Several chunks at
+// once give a single row (decode without GQA grouping) independent FMA chains.
+template <int G, int C>
+void scores(const Tile& t, int r0, const Chunk* c, int head_dim, __m512 (*s)[C]) {
+  __mmask16 live[C];
+  for (int k = 0; k < C; ++k) live[k] = tail(c[k].nc);
+  __m512 a0[G][C], a1[G][C];
+  for (int g = 0; g < G; ++g)
+    for (int k = 0; k < C; ++k) a0[g][k] = a1[g][k] = _mm512_setzero_ps();
+  const float* kp[C];  // dim d of each chunk, stepped rather than multiplied out
+  int64_t ks[C];
+  for (int k = 0; k < C; ++k) {
+    kp[k] = c[k].kp;
+    ks[k] = c[k].k_stride;
+  }
+  const float* qd = &t.qs[r0][0];
   int d = 0;
-  for (; d + 2 <= head_dim; d += 2) {
-    const __m512 k0 = _mm512_maskz_loadu_ps(live, c.kp + d * c.k_stride);
-    const __m512 k1 = _mm512_maskz_loadu_ps(live, c.kp + (d + 1) * c.k_stride);
+  for (; d + 2 <= head_dim; d += 2, qd += 2) {
+    __m512 k0[C], k1[C];
+#pragma GCC unroll 8
+    for (int k = 0; k < C; ++k) {
+      k0[k] = _mm512_maskz_loadu_ps(live[k], kp[k]);
+      k1[k] = _mm512_maskz_loadu_ps(live[k], kp[k] + ks[k]);
+      kp[k] += 2 * ks[k];
+    }
+#pragma GCC unroll 8
     for (int g = 0; g < G; ++g) {
-      a0[g] = _mm512_fmadd_ps(_mm512_set1_ps(t.qs[r0 + g][d]), k0, a0[g]);
-      a1[g] = _mm512_fmadd_ps(_mm512_set1_ps(t.qs[r0 + g][d + 1]), k1, a1[g]);
+      const __m512 q0 = _mm512_set1_ps(qd[g * kMaxHeadDim]), q1 = _mm512_set1_ps(qd[g * kMaxHeadDim + 1]);
+#pragma GCC unroll 8
+      for (int k = 0; k < C; ++k) {
+        a0[g][k] = _mm512_fmadd_ps(q0, k0[k], a0[g][k]);
+        a1[g][k] = _mm512_fmadd_ps(q1, k1[k], a1[g][k]);
+      }
     }
   }
   if (d < head_dim) {
-    const __m512 k0 = _mm512_maskz_loadu_ps(live, c.kp + d * c.k_stride);
-    for (int g = 0; g < G; ++g) a0[g] = _mm512_fmadd_ps(_mm512_set1_ps(t.qs[r0 + g][d]), k0, a0[g]);
+    for (int k = 0; k < C; ++k) {
+      const __m512 k0 = _mm512_maskz_loadu_ps(live[k], kp[k]);
+      for (int g = 0; g < G; ++g)
+        a0[g][k] = _mm512_fmadd_ps(_mm512_set1_ps(qd[g * kMaxHeadDim]), k0, a0[g][k]);
+    }
   }
-  for (int g = 0; g < G; ++g) s[g] = _mm512_add_ps(a0[g], a1[g]);
+  for (int g = 0; g < G; ++g)
+    for (int k = 0; k < C; ++k) s[g][k] = _mm512_add_ps(a0[g][k], a1[g][k]);
 }
 
-// out[row] = out[row] * corr[g] + sum_{j < nk[g]} p[g][j] * v_j over output vectors
-// v0 .. v0 + NV - 1, V loads shared by the G rows; each element's sum runs over j in order.
+// out[row] = out[row] * corr[g] + sum_{j < nk[g]} p[g][j] * v_j (one FMA; the sum runs
+// over j in order from zero), over output vectors v0 .. v0 + NV - 1; the G rows share the
+// V loads. Summing the chunk apart from the running output keeps that output off the
+// critical path: only the final FMA waits for corr, so chunks overlap.
 template <int G, int NV>
 void accumulate_cols(const Tile& t, int r0, const Chunk& c, int head_dim, const float (*p)[kKeys],
                      const float* corr, const int* nk, int v0) {
-  __m512 a[G][NV];
+  __m512 u[G][NV];
   __mmask16 cm[NV];
+#pragma GCC unroll 16
   for (int v = 0; v < NV; ++v) cm[v] = tail(head_dim - 16 * (v0 + v));
+#pragma GCC unroll 16
   for (int g = 0; g < G; ++g)
-    for (int v = 0; v < NV; ++v)
-      a[g][v] =
-          _mm512_mul_ps(_mm512_maskz_loadu_ps(cm[v], t.out[r0 + g] + 16 * (v0 + v)), _mm512_set1_ps(corr[g]));
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) u[g][v] = _mm512_setzero_ps();
   int nk_min = nk[0], nk_max = nk[0];
   for (int g = 1; g < G; ++g) {
     nk_min = nk[g] < nk_min ? nk[g] : nk_min;
     nk_max = nk[g] > nk_max ? nk[g] : nk_max;
   }
-  for (int j = 0; j < nk_max; ++j) {
+  int j = 0;
+  for (; j < nk_min; ++j) {  // keys every row sees
     const float* vj = c.vp + int64_t(j) * head_dim + 16 * v0;
     __m512 x[NV];
+#pragma GCC unroll 16
     for (int v = 0; v < NV; ++v) x[v] = _mm512_maskz_loadu_ps(cm[v], vj + 16 * v);
+#pragma GCC unroll 16
     for (int g = 0; g < G; ++g) {
-      if (j >= nk_min && j >= nk[g]) continue;  // past this row's causal limit: no update at all
       const __m512 pj = _mm512_set1_ps(p[g][j]);
-      for (int v = 0; v < NV; ++v) a[g][v] = _mm512_fmadd_ps(pj, x[v], a[g][v]);
+#pragma GCC unroll 16
+      for (int v = 0; v < NV; ++v) u[g][v] = _mm512_fmadd_ps(pj, x[v], u[g][v]);
     }
   }
-  for (int g = 0; g < G; ++g)
-    for (int v = 0; v < NV; ++v) _mm512_mask_storeu_ps(t.out[r0 + g] + 16 * (v0 + v), cm[v], a[g][v]);
+  for (; j < nk_max; ++j) {  // the causal edge
+    const float* vj = c.vp + int64_t(j) * head_dim + 16 * v0;
+    __m512 x[NV];
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) x[v] = _mm512_maskz_loadu_ps(cm[v], vj + 16 * v);
+#pragma GCC unroll 16
+    for (int g = 0; g < G; ++g) {
+      // Keys past a row's causal limit leave its sum untouched (masked, not p = 0).
+      const __mmask16 m = j < nk[g] ? __mmask16(0xffff) : __mmask16(0);
+      const __m512 pj = _mm512_set1_ps(p[g][j]);
+#pragma GCC unroll 16
+      for (int v = 0; v < NV; ++v) u[g][v] = _mm512_mask3_fmadd_ps(pj, x[v], u[g][v], m);
+    }
+  }
+#pragma GCC unroll 16
+  for (int g = 0; g < G; ++g) {
+    if (nk[g] == 0) continue;
+    float* o = t.out[r0 + g] + 16 * v0;
+    const __m512 cg = _mm512_set1_ps(corr[g]);
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v)
+      _mm512_mask_storeu_ps(o + 16 * v, cm[v],
+                            _mm512_fmadd_ps(_mm512_maskz_loadu_ps(cm[v], o + 16 * v), cg, u[g][v]));
+  }
 }
 
 template <int G>
 void accumulate(const Tile& t, int r0, const Chunk& c, int head_dim, const float (*p)[kKeys],
                 const float* corr, const int* nk) {
+  constexpr int kCols = 4;  // output vectors at a time: G * kCols sums in registers
   const int n_vec = (head_dim + 15) / 16;
   int v0 = 0;
-  for (; v0 + kColVecs <= n_vec; v0 += kColVecs)
-    accumulate_cols<G, kColVecs>(t, r0, c, head_dim, p, corr, nk, v0);
+  for (; v0 + kCols <= n_vec; v0 += kCols) accumulate_cols<G, kCols>(t, r0, c, head_dim, p, corr, nk, v0);
   switch (n_vec - v0) {
     case 1: accumulate_cols<G, 1>(t, r0, c, head_dim, p, corr, nk, v0); break;
     case 2: accumulate_cols<G, 2>(t, r0, c, head_dim, p, corr, nk, v0); break;
@@ -135,17 +187,20 @@ void accumulate(const Tile& t, int r0, const Chunk& c, int head_dim, const float
   }
 }
 
-// One chunk for G rows, every one of which sees at least its first key.
+// Online-softmax update of G rows by one chunk, given its scores s[g]: rows that see
+// none of its keys are left exactly as they are.
 template <int G>
-void process_rows(Tile& t, int r0, const Chunk& c, int head_dim) {
-  __m512 s[G];
-  scores<G>(t, r0, c, head_dim, s);
+void update_rows(Tile& t, int r0, const Chunk& c, int head_dim, const __m512* s) {
   alignas(64) float p[G][kKeys];
   float corr[G];
   int nk[G];
+  bool any = false;
   for (int g = 0; g < G; ++g) {
     const int64_t n = t.last[r0 + g] + 1 - c.pos0;
-    nk[g] = n < c.nc ? int(n) : c.nc;
+    nk[g] = n < c.nc ? (n > 0 ? int(n) : 0) : c.nc;
+    corr[g] = 1.0f;
+    if (nk[g] == 0) continue;
+    any = true;
     const __m512 sg = _mm512_mask_mov_ps(_mm512_set1_ps(-INFINITY), tail(nk[g]), s[g]);
     const float mx = _mm512_reduce_max_ps(sg);
     const float m = t.m[r0 + g];
@@ -157,7 +212,44 @@ void process_rows(Tile& t, int r0, const Chunk& c, int head_dim) {
     t.l[r0 + g] = fma_ss(t.l[r0 + g], corr[g], tree_sum(pg));
     t.m[r0 + g] = m_new;
   }
-  accumulate<G>(t, r0, c, head_dim, p, corr, nk);
+  if (any) accumulate<G>(t, r0, c, head_dim, p, corr, nk);
+}
+
+// G rows over the chunks c[0..n_chunks), C at a time for the scores.
+template <int G, int C>
+void process_rows(Tile& t, int r0, const Chunk* c, int n_chunks, int head_dim) {
+  int k0 = 0;
+  for (; k0 + C <= n_chunks; k0 += C) {
+    __m512 s[G][C];
+    scores<G, C>(t, r0, c + k0, head_dim, s);
+    for (int k = 0; k < C; ++k) {
+      __m512 sk[G];
+      for (int g = 0; g < G; ++g) sk[g] = s[g][k];
+      update_rows<G>(t, r0, c[k0 + k], head_dim, sk);
+    }
+  }
+  for (; k0 < n_chunks; ++k0) {
+    __m512 s[G][1];
+    scores<G, 1>(t, r0, c + k0, head_dim, s);
+    __m512 sk[G];
+    for (int g = 0; g < G; ++g) sk[g] = s[g][0];
+    update_rows<G>(t, r0, c[k0], head_dim, sk);
+  }
+}
+
+// Up to kBatch chunks, in key order, for every tile row that sees the first of them.
+void process_batch(Tile& t, int nt, const Chunk* c, int n_chunks, int head_dim) {
+  // Rows are in position order: skip the leading ones whose causal limit is before the batch.
+  int r0 = 0;
+  while (r0 < nt && t.last[r0] < c[0].pos0) ++r0;
+  for (; r0 < nt; r0 += kGroup) {
+    switch (nt - r0 < kGroup ? nt - r0 : kGroup) {
+      case 1: process_rows<1, 4>(t, r0, c, n_chunks, head_dim); break;
+      case 2: process_rows<2, 2>(t, r0, c, n_chunks, head_dim); break;
+      case 3: process_rows<3, 2>(t, r0, c, n_chunks, head_dim); break;
+      default: process_rows<4, 1>(t, r0, c, n_chunks, head_dim); break;
+    }
+  }
 }
 
 }  // namespace
@@ -168,8 +260,10 @@ void attention_fast_avx512(const float* q, int64_t q_stride, int n_rows, int n_g
   const int n_flat = n_rows * n_group;
   const bool f16 = kv.dtype == KvDtype::F16;
   Tile t;
-  alignas(64) float kt[kMaxHeadDim * kKeys];  // [head_dim][16] converted keys of a chunk (f16)
-  alignas(64) float vt[kKeys * kMaxHeadDim];  // [16][head_dim] converted values
+  // Converted f16 chunks of one batch: keys [head_dim][16], values [16][head_dim].
+  alignas(64) float kt[kBatch][kMaxHeadDim * kKeys];
+  alignas(64) float vt[kBatch][kKeys * kMaxHeadDim];
+  Chunk batch[kBatch];
   for (int i0 = 0; i0 < n_flat; i0 += kRowTile) {
     const int nt = n_flat - i0 < kRowTile ? n_flat - i0 : kRowTile;
     for (int i = 0; i < nt; ++i) {
@@ -183,44 +277,39 @@ void attention_fast_avx512(const float* q, int64_t q_stride, int n_rows, int n_g
       t.last[i] = n_past + r;
     }
     const int64_t n_keys = t.last[nt - 1] + 1;  // keys the tile's last row sees
-    for (int64_t b = 0; b * bs < n_keys; ++b) {
+    int n_batch = 0;
+    for (int64_t pos = 0; pos < n_keys;) {
+      const int64_t b = pos / bs;
+      const int c0 = int(pos - b * bs);
       const int64_t phys = kv.block_table[b];
-      const int block_keys = int(n_keys - b * bs < bs ? n_keys - b * bs : bs);
-      for (int c0 = 0; c0 < block_keys; c0 += kKeys) {
-        Chunk c;
-        c.nc = block_keys - c0 < kKeys ? block_keys - c0 : kKeys;
-        c.pos0 = b * bs + c0;
-        if (f16) {
-          const __mmask16 live = tail(c.nc);
-          const auto* kb = static_cast<const uint16_t*>(kv.k) + phys * kv.block_stride + c0;
-          for (int d = 0; d < head_dim; ++d)
-            _mm512_store_ps(kt + d * kKeys,
-                            _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(live, kb + int64_t(d) * bs)));
-          const auto* vb =
-              static_cast<const uint16_t*>(kv.v) + phys * kv.block_stride + int64_t(c0) * head_dim;
-          const int nv = c.nc * head_dim;
-          for (int e = 0; e < nv; e += 16)
-            _mm512_storeu_ps(vt + e, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(tail(nv - e), vb + e)));
-          c.kp = kt;
-          c.k_stride = kKeys;
-          c.vp = vt;
-        } else {
-          c.kp = static_cast<const float*>(kv.k) + phys * kv.block_stride + c0;
-          c.k_stride = bs;
-          c.vp = static_cast<const float*>(kv.v) + phys * kv.block_stride + int64_t(c0) * head_dim;
-        }
-        // Rows are in position order, so the ones that see this chunk are a prefix... of
-        // the tile's suffix: skip the leading rows whose causal limit is before it.
-        int r0 = 0;
-        while (r0 < nt && t.last[r0] < c.pos0) ++r0;
-        for (; r0 < nt; r0 += kGroup) {
-          switch (nt - r0 < kGroup ? nt - r0 : kGroup) {
-            case 1: process_rows<1>(t, r0, c, head_dim); break;
-            case 2: process_rows<2>(t, r0, c, head_dim); break;
-            case 3: process_rows<3>(t, r0, c, head_dim); break;
-            default: process_rows<4>(t, r0, c, head_dim); break;
-          }
-        }
+      Chunk& c = batch[n_batch];
+      const int64_t left = (b + 1) * bs < n_keys ? (b + 1) * bs - pos : n_keys - pos;  // in this block
+      c.nc = left < kKeys ? int(left) : kKeys;
+      c.pos0 = pos;
+      if (f16) {
+        const __mmask16 live = tail(c.nc);
+        const auto* kb = static_cast<const uint16_t*>(kv.k) + phys * kv.block_stride + c0;
+        float* kd = kt[n_batch];
+        for (int d = 0; d < head_dim; ++d)
+          _mm512_store_ps(kd + d * kKeys,
+                          _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(live, kb + int64_t(d) * bs)));
+        const auto* vb = static_cast<const uint16_t*>(kv.v) + phys * kv.block_stride + int64_t(c0) * head_dim;
+        float* vd = vt[n_batch];
+        const int nv = c.nc * head_dim;
+        for (int e = 0; e < nv; e += 16)
+          _mm512_storeu_ps(vd + e, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(tail(nv - e), vb + e)));
+        c.kp = kd;
+        c.k_stride = kKeys;
+        c.vp = vd;
+      } else {
+        c.kp = static_cast<const float*>(kv.k) + phys * kv.block_stride + c0;
+        c.k_stride = bs;
+        c.vp = static_cast<const float*>(kv.v) + phys * kv.block_stride + int64_t(c0) * head_dim;
+      }
+      pos += c.nc;
+      if (++n_batch == kBatch || pos >= n_keys) {
+        process_batch(t, nt, batch, n_batch, head_dim);
+        n_batch = 0;
       }
     }
     for (int i = 0; i < nt; ++i) {
