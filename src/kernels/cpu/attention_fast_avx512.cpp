@@ -58,25 +58,34 @@ struct Tile {
 
 // One chunk of nc <= 16 keys: kp + d * k_stride holds the keys' dim d (lanes 0..nc-1),
 // vp + j * head_dim key j's value row; key j is at position pos0 + j.
+// Elements are f32 (the cache's or a converted tile's) or f16 read straight from the cache.
+template <class E>
 struct Chunk {
-  const float* kp;
+  const E* kp;
   int64_t k_stride;
-  const float* vp;
+  const E* vp;
   int nc;
   int64_t pos0;
 };
 
+inline __m512 load16(__mmask16 m, const float* p) {
+  return _mm512_maskz_loadu_ps(m, p);
+}
+inline __m512 load16(__mmask16 m, const uint16_t* p) {
+  return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
+}
+
 // Scores of G rows (tile rows r0..r0+G-1) for C chunks: for each row and key, FMAs over
 // even dims into one sum and odd dims into another, then their sum. Several chunks at
 // once give a single row (decode without GQA grouping) independent FMA chains.
-template <int G, int C>
-void scores(const Tile& t, int r0, const Chunk* c, int head_dim, __m512 (*s)[C]) {
+template <class E, int G, int C>
+void scores(const Tile& t, int r0, const Chunk<E>* c, int head_dim, __m512 (*s)[C]) {
   __mmask16 live[C];
   for (int k = 0; k < C; ++k) live[k] = tail(c[k].nc);
   __m512 a0[G][C], a1[G][C];
   for (int g = 0; g < G; ++g)
     for (int k = 0; k < C; ++k) a0[g][k] = a1[g][k] = _mm512_setzero_ps();
-  const float* kp[C];  // dim d of each chunk, stepped rather than multiplied out
+  const E* kp[C];  // dim d of each chunk, stepped rather than multiplied out
   int64_t ks[C];
   for (int k = 0; k < C; ++k) {
     kp[k] = c[k].kp;
@@ -88,8 +97,8 @@ void scores(const Tile& t, int r0, const Chunk* c, int head_dim, __m512 (*s)[C])
     __m512 k0[C], k1[C];
 #pragma GCC unroll 8
     for (int k = 0; k < C; ++k) {
-      k0[k] = _mm512_maskz_loadu_ps(live[k], kp[k]);
-      k1[k] = _mm512_maskz_loadu_ps(live[k], kp[k] + ks[k]);
+      k0[k] = load16(live[k], kp[k]);
+      k1[k] = load16(live[k], kp[k] + ks[k]);
       kp[k] += 2 * ks[k];
     }
 #pragma GCC unroll 8
@@ -104,7 +113,7 @@ void scores(const Tile& t, int r0, const Chunk* c, int head_dim, __m512 (*s)[C])
   }
   if (d < head_dim) {
     for (int k = 0; k < C; ++k) {
-      const __m512 k0 = _mm512_maskz_loadu_ps(live[k], kp[k]);
+      const __m512 k0 = load16(live[k], kp[k]);
       for (int g = 0; g < G; ++g)
         a0[g][k] = _mm512_fmadd_ps(_mm512_set1_ps(qd[g * kMaxHeadDim]), k0, a0[g][k]);
     }
@@ -117,8 +126,8 @@ void scores(const Tile& t, int r0, const Chunk* c, int head_dim, __m512 (*s)[C])
 // over j in order from zero), over output vectors v0 .. v0 + NV - 1; the G rows share the
 // V loads. Summing the chunk apart from the running output keeps that output off the
 // critical path: only the final FMA waits for corr, so chunks overlap.
-template <int G, int NV>
-void accumulate_cols(const Tile& t, int r0, const Chunk& c, int head_dim, const float (*p)[kKeys],
+template <class E, int G, int NV>
+void accumulate_cols(const Tile& t, int r0, const Chunk<E>& c, int head_dim, const float (*p)[kKeys],
                      const float* corr, const int* nk, int v0) {
   __m512 u[G][NV];
   __mmask16 cm[NV];
@@ -135,10 +144,10 @@ void accumulate_cols(const Tile& t, int r0, const Chunk& c, int head_dim, const 
   }
   int j = 0;
   for (; j < nk_min; ++j) {  // keys every row sees
-    const float* vj = c.vp + int64_t(j) * head_dim + 16 * v0;
+    const E* vj = c.vp + int64_t(j) * head_dim + 16 * v0;
     __m512 x[NV];
 #pragma GCC unroll 16
-    for (int v = 0; v < NV; ++v) x[v] = _mm512_maskz_loadu_ps(cm[v], vj + 16 * v);
+    for (int v = 0; v < NV; ++v) x[v] = load16(cm[v], vj + 16 * v);
 #pragma GCC unroll 16
     for (int g = 0; g < G; ++g) {
       const __m512 pj = _mm512_set1_ps(p[g][j]);
@@ -147,10 +156,10 @@ void accumulate_cols(const Tile& t, int r0, const Chunk& c, int head_dim, const 
     }
   }
   for (; j < nk_max; ++j) {  // the causal edge
-    const float* vj = c.vp + int64_t(j) * head_dim + 16 * v0;
+    const E* vj = c.vp + int64_t(j) * head_dim + 16 * v0;
     __m512 x[NV];
 #pragma GCC unroll 16
-    for (int v = 0; v < NV; ++v) x[v] = _mm512_maskz_loadu_ps(cm[v], vj + 16 * v);
+    for (int v = 0; v < NV; ++v) x[v] = load16(cm[v], vj + 16 * v);
 #pragma GCC unroll 16
     for (int g = 0; g < G; ++g) {
       // Keys past a row's causal limit leave its sum untouched (masked, not p = 0).
@@ -172,25 +181,25 @@ void accumulate_cols(const Tile& t, int r0, const Chunk& c, int head_dim, const 
   }
 }
 
-template <int G>
-void accumulate(const Tile& t, int r0, const Chunk& c, int head_dim, const float (*p)[kKeys],
+template <class E, int G>
+void accumulate(const Tile& t, int r0, const Chunk<E>& c, int head_dim, const float (*p)[kKeys],
                 const float* corr, const int* nk) {
   constexpr int kCols = 4;  // output vectors at a time: G * kCols sums in registers
   const int n_vec = (head_dim + 15) / 16;
   int v0 = 0;
-  for (; v0 + kCols <= n_vec; v0 += kCols) accumulate_cols<G, kCols>(t, r0, c, head_dim, p, corr, nk, v0);
+  for (; v0 + kCols <= n_vec; v0 += kCols) accumulate_cols<E, G, kCols>(t, r0, c, head_dim, p, corr, nk, v0);
   switch (n_vec - v0) {
-    case 1: accumulate_cols<G, 1>(t, r0, c, head_dim, p, corr, nk, v0); break;
-    case 2: accumulate_cols<G, 2>(t, r0, c, head_dim, p, corr, nk, v0); break;
-    case 3: accumulate_cols<G, 3>(t, r0, c, head_dim, p, corr, nk, v0); break;
+    case 1: accumulate_cols<E, G, 1>(t, r0, c, head_dim, p, corr, nk, v0); break;
+    case 2: accumulate_cols<E, G, 2>(t, r0, c, head_dim, p, corr, nk, v0); break;
+    case 3: accumulate_cols<E, G, 3>(t, r0, c, head_dim, p, corr, nk, v0); break;
     default: break;
   }
 }
 
 // Online-softmax update of G rows by one chunk, given its scores s[g]: rows that see
 // none of its keys are left exactly as they are.
-template <int G>
-void update_rows(Tile& t, int r0, const Chunk& c, int head_dim, const __m512* s) {
+template <class E, int G>
+void update_rows(Tile& t, int r0, const Chunk<E>& c, int head_dim, const __m512* s) {
   alignas(64) float p[G][kKeys];
   float corr[G];
   int nk[G];
@@ -212,42 +221,43 @@ void update_rows(Tile& t, int r0, const Chunk& c, int head_dim, const __m512* s)
     t.l[r0 + g] = fma_ss(t.l[r0 + g], corr[g], tree_sum(pg));
     t.m[r0 + g] = m_new;
   }
-  if (any) accumulate<G>(t, r0, c, head_dim, p, corr, nk);
+  if (any) accumulate<E, G>(t, r0, c, head_dim, p, corr, nk);
 }
 
 // G rows over the chunks c[0..n_chunks), C at a time for the scores.
-template <int G, int C>
-void process_rows(Tile& t, int r0, const Chunk* c, int n_chunks, int head_dim) {
+template <class E, int G, int C>
+void process_rows(Tile& t, int r0, const Chunk<E>* c, int n_chunks, int head_dim) {
   int k0 = 0;
   for (; k0 + C <= n_chunks; k0 += C) {
     __m512 s[G][C];
-    scores<G, C>(t, r0, c + k0, head_dim, s);
+    scores<E, G, C>(t, r0, c + k0, head_dim, s);
     for (int k = 0; k < C; ++k) {
       __m512 sk[G];
       for (int g = 0; g < G; ++g) sk[g] = s[g][k];
-      update_rows<G>(t, r0, c[k0 + k], head_dim, sk);
+      update_rows<E, G>(t, r0, c[k0 + k], head_dim, sk);
     }
   }
   for (; k0 < n_chunks; ++k0) {
     __m512 s[G][1];
-    scores<G, 1>(t, r0, c + k0, head_dim, s);
+    scores<E, G, 1>(t, r0, c + k0, head_dim, s);
     __m512 sk[G];
     for (int g = 0; g < G; ++g) sk[g] = s[g][0];
-    update_rows<G>(t, r0, c[k0], head_dim, sk);
+    update_rows<E, G>(t, r0, c[k0], head_dim, sk);
   }
 }
 
 // Up to kBatch chunks, in key order, for every tile row that sees the first of them.
-void process_batch(Tile& t, int nt, const Chunk* c, int n_chunks, int head_dim) {
+template <class E>
+void process_batch(Tile& t, int nt, const Chunk<E>* c, int n_chunks, int head_dim) {
   // Rows are in position order: skip the leading ones whose causal limit is before the batch.
   int r0 = 0;
   while (r0 < nt && t.last[r0] < c[0].pos0) ++r0;
   for (; r0 < nt; r0 += kGroup) {
     switch (nt - r0 < kGroup ? nt - r0 : kGroup) {
-      case 1: process_rows<1, 4>(t, r0, c, n_chunks, head_dim); break;
-      case 2: process_rows<2, 2>(t, r0, c, n_chunks, head_dim); break;
-      case 3: process_rows<3, 2>(t, r0, c, n_chunks, head_dim); break;
-      default: process_rows<4, 1>(t, r0, c, n_chunks, head_dim); break;
+      case 1: process_rows<E, 1, 4>(t, r0, c, n_chunks, head_dim); break;
+      case 2: process_rows<E, 2, 2>(t, r0, c, n_chunks, head_dim); break;
+      case 3: process_rows<E, 3, 2>(t, r0, c, n_chunks, head_dim); break;
+      default: process_rows<E, 4, 1>(t, r0, c, n_chunks, head_dim); break;
     }
   }
 }
@@ -263,7 +273,8 @@ void attention_fast_avx512(const float* q, int64_t q_stride, int n_rows, int n_g
   // Converted f16 chunks of one batch: keys [head_dim][16], values [16][head_dim].
   alignas(64) float kt[kBatch][kMaxHeadDim * kKeys];
   alignas(64) float vt[kBatch][kKeys * kMaxHeadDim];
-  Chunk batch[kBatch];
+  Chunk<float> fbatch[kBatch];
+  Chunk<uint16_t> hbatch[kBatch];
   for (int i0 = 0; i0 < n_flat; i0 += kRowTile) {
     const int nt = n_flat - i0 < kRowTile ? n_flat - i0 : kRowTile;
     for (int i = 0; i < nt; ++i) {
@@ -277,38 +288,45 @@ void attention_fast_avx512(const float* q, int64_t q_stride, int n_rows, int n_g
       t.last[i] = n_past + r;
     }
     const int64_t n_keys = t.last[nt - 1] + 1;  // keys the tile's last row sees
+    // A few rows (decode) read f16 straight from the cache, converting in the loads; a
+    // larger tile converts each chunk once into an f32 tile that all its rows reuse. The
+    // converted numbers are the same either way.
+    const bool direct = !f16 || nt <= kGroup;
     int n_batch = 0;
     for (int64_t pos = 0; pos < n_keys;) {
       const int64_t b = pos / bs;
       const int c0 = int(pos - b * bs);
       const int64_t phys = kv.block_table[b];
-      Chunk& c = batch[n_batch];
       const int64_t left = (b + 1) * bs < n_keys ? (b + 1) * bs - pos : n_keys - pos;  // in this block
-      c.nc = left < kKeys ? int(left) : kKeys;
-      c.pos0 = pos;
-      if (f16) {
-        const __mmask16 live = tail(c.nc);
-        const auto* kb = static_cast<const uint16_t*>(kv.k) + phys * kv.block_stride + c0;
+      const int nc = left < kKeys ? int(left) : kKeys;
+      const int64_t k_off = phys * kv.block_stride + c0,
+                    v_off = phys * kv.block_stride + int64_t(c0) * head_dim;
+      if (f16 && direct) {
+        hbatch[n_batch] = {static_cast<const uint16_t*>(kv.k) + k_off, bs,
+                           static_cast<const uint16_t*>(kv.v) + v_off, nc, pos};
+      } else if (f16) {
+        const __mmask16 live = tail(nc);
+        const auto* kb = static_cast<const uint16_t*>(kv.k) + k_off;
         float* kd = kt[n_batch];
         for (int d = 0; d < head_dim; ++d)
           _mm512_store_ps(kd + d * kKeys,
                           _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(live, kb + int64_t(d) * bs)));
-        const auto* vb = static_cast<const uint16_t*>(kv.v) + phys * kv.block_stride + int64_t(c0) * head_dim;
+        const auto* vb = static_cast<const uint16_t*>(kv.v) + v_off;
         float* vd = vt[n_batch];
-        const int nv = c.nc * head_dim;
+        const int nv = nc * head_dim;
         for (int e = 0; e < nv; e += 16)
           _mm512_storeu_ps(vd + e, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(tail(nv - e), vb + e)));
-        c.kp = kd;
-        c.k_stride = kKeys;
-        c.vp = vd;
+        fbatch[n_batch] = {kd, kKeys, vd, nc, pos};
       } else {
-        c.kp = static_cast<const float*>(kv.k) + phys * kv.block_stride + c0;
-        c.k_stride = bs;
-        c.vp = static_cast<const float*>(kv.v) + phys * kv.block_stride + int64_t(c0) * head_dim;
+        fbatch[n_batch] = {static_cast<const float*>(kv.k) + k_off, bs,
+                           static_cast<const float*>(kv.v) + v_off, nc, pos};
       }
-      pos += c.nc;
+      pos += nc;
       if (++n_batch == kBatch || pos >= n_keys) {
-        process_batch(t, nt, batch, n_batch, head_dim);
+        if (f16 && direct)
+          process_batch(t, nt, hbatch, n_batch, head_dim);
+        else
+          process_batch(t, nt, fbatch, n_batch, head_dim);
         n_batch = 0;
       }
     }
