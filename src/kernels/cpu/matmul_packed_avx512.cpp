@@ -32,100 +32,127 @@ inline __m512i bcast4(const int8_t* p) {
   return _mm512_set1_epi32(v);
 }
 
-// y[t0 + t, o..o+16) for NT tokens. With `prefetch` (the first token tile of a row
-// tile) the stream ahead is prefetched.
-template <GgmlType T, int NT>
+// y[t0 + t, o..o+16R) for NT tokens: R consecutive 16-row groups at once, so each
+// activation broadcast feeds R vpdpbusd. With `prefetch` (the first token tile of a
+// row tile) the stream ahead is prefetched.
+template <GgmlType T, int NT, int R>
 void packed_tile(const MatmulArgs& a, int64_t o, int64_t t0, bool prefetch) {
   constexpr bool kMin = packed_has_min(T), kQh = packed_has_qh(T);
   constexpr bool kNib = T != GgmlType::Q8_0;
   constexpr int64_t kCell = packed_cell_bytes(T);
   constexpr int64_t kQs = packed_qs_offset(T);
   // With few tokens, split each dot into two independent vpdpbusd chains.
-  constexpr bool kSplit = NT <= 2;
+  constexpr bool kSplit = NT * R <= 2;
   const int64_t nb = a.n_in / 32;
-  const uint8_t* tile = a.wp + size_t(o / 16) * size_t(nb * kCell);
+  const uint8_t* tile[R];
+  for (int r = 0; r < R; ++r) tile[r] = a.wp + size_t(o / 16 + r) * size_t(nb * kCell);
   const int8_t* xq[NT];
   for (int t = 0; t < NT; ++t) xq[t] = a.xq + (t0 + t) * a.n_in;
   const float* xd = a.xd + t0 * nb;
   const float* xs = kMin ? a.xs + t0 * nb : nullptr;
   const int32_t* xc = a.xcorr + t0 * nb;
   const __m512i lo4 = _mm512_set1_epi8(0x0f), bit4 = _mm512_set1_epi8(0x10);
-  __m512 acc[NT];
-  for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+  __m512 acc[R][NT];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* c = tile + b * kCell;
+    const uint8_t* c[R];
+    for (int r = 0; r < R; ++r) c[r] = tile[r] + b * kCell;
     if (prefetch)
-      for (int64_t i = 0; i < kCell; i += 64)
-        _mm_prefetch(reinterpret_cast<const char*>(c + kPrefetchAhead + i), _MM_HINT_T0);
-    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(c)));
-    const auto* qv = reinterpret_cast<const __m512i*>(c + kQs);
-    __m512i s[NT], s2[NT];
-    for (int t = 0; t < NT; ++t) {
-      s[t] = kMin ? _mm512_setzero_si512() : _mm512_set1_epi32(xc[t * nb + b]);
-      if constexpr (kSplit) s2[t] = _mm512_setzero_si512();
-    }
+      for (int r = 0; r < R; ++r)
+        for (int64_t i = 0; i < kCell; i += 64)
+          _mm_prefetch(reinterpret_cast<const char*>(c[r] + kPrefetchAhead + i), _MM_HINT_T0);
+    __m512i s[R][NT], s2[R][NT];
+    for (int r = 0; r < R; ++r)
+      for (int t = 0; t < NT; ++t) {
+        s[r][t] = kMin ? _mm512_setzero_si512() : _mm512_set1_epi32(xc[t * nb + b]);
+        if constexpr (kSplit) s2[r][t] = _mm512_setzero_si512();
+      }
     const int8_t* xb[NT];
     for (int t = 0; t < NT; ++t) xb[t] = xq[t] + 32 * b;
     if constexpr (kNib) {
       // Vector k holds bytes 4k..4k+3 of each row: low nibbles = elements 4k..4k+3,
       // high nibbles = elements 16 + 4k..16 + 4k + 3.
-      uint64_t qh[8];
-      if constexpr (kQh) std::memcpy(qh, c + packed_qh_offset(T), sizeof(qh));
+      uint64_t qh[R][8];
+      if constexpr (kQh)
+        for (int r = 0; r < R; ++r) std::memcpy(qh[r], c[r] + packed_qh_offset(T), sizeof(qh[r]));
       for (int k = 0; k < 4; ++k) {
-        const __m512i q = _mm512_loadu_si512(qv + k);
-        __m512i lo = _mm512_and_si512(q, lo4);
-        __m512i hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), lo4);
-        if constexpr (kQh) {
-          // The 5th bit: + 16 on the nibble's byte where the mask bit is set.
-          lo = _mm512_mask_add_epi8(lo, qh[k], lo, bit4);
-          hi = _mm512_mask_add_epi8(hi, qh[4 + k], hi, bit4);
+        __m512i lo[R], hi[R];
+        for (int r = 0; r < R; ++r) {
+          const __m512i q = _mm512_loadu_si512(c[r] + kQs + 64 * k);
+          lo[r] = _mm512_and_si512(q, lo4);
+          hi[r] = _mm512_and_si512(_mm512_srli_epi16(q, 4), lo4);
+          if constexpr (kQh) {
+            // The 5th bit: + 16 on the nibble's byte where the mask bit is set.
+            lo[r] = _mm512_mask_add_epi8(lo[r], qh[r][k], lo[r], bit4);
+            hi[r] = _mm512_mask_add_epi8(hi[r], qh[r][4 + k], hi[r], bit4);
+          }
         }
         for (int t = 0; t < NT; ++t) {
-          s[t] = _mm512_dpbusd_epi32(s[t], lo, bcast4(xb[t] + 4 * k));
-          __m512i& sh = kSplit ? s2[t] : s[t];
-          sh = _mm512_dpbusd_epi32(sh, hi, bcast4(xb[t] + 16 + 4 * k));
+          const __m512i xl = bcast4(xb[t] + 4 * k), xh = bcast4(xb[t] + 16 + 4 * k);
+          for (int r = 0; r < R; ++r) {
+            s[r][t] = _mm512_dpbusd_epi32(s[r][t], lo[r], xl);
+            __m512i& sh = kSplit ? s2[r][t] : s[r][t];
+            sh = _mm512_dpbusd_epi32(sh, hi[r], xh);
+          }
         }
       }
     } else {
       for (int k = 0; k < 8; ++k) {
-        const __m512i q = _mm512_loadu_si512(qv + k);
+        __m512i q[R];
+        for (int r = 0; r < R; ++r) q[r] = _mm512_loadu_si512(c[r] + kQs + 64 * k);
         for (int t = 0; t < NT; ++t) {
-          __m512i& sk = kSplit && (k & 1) ? s2[t] : s[t];
-          sk = _mm512_dpbusd_epi32(sk, q, bcast4(xb[t] + 4 * k));
+          const __m512i x = bcast4(xb[t] + 4 * k);
+          for (int r = 0; r < R; ++r) {
+            __m512i& sk = kSplit && (k & 1) ? s2[r][t] : s[r][t];
+            sk = _mm512_dpbusd_epi32(sk, q[r], x);
+          }
         }
       }
     }
-    for (int t = 0; t < NT; ++t) {
-      const __m512i st = kSplit ? _mm512_add_epi32(s[t], s2[t]) : s[t];
-      acc[t] =
-          _mm512_fmadd_ps(_mm512_cvtepi32_ps(st), _mm512_mul_ps(d, _mm512_set1_ps(xd[t * nb + b])), acc[t]);
-      if constexpr (kMin) {
-        const __m512 m = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + 32)));
-        acc[t] = _mm512_fmadd_ps(m, _mm512_set1_ps(xs[t * nb + b]), acc[t]);
+    for (int r = 0; r < R; ++r) {
+      const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(c[r])));
+      for (int t = 0; t < NT; ++t) {
+        const __m512i st = kSplit ? _mm512_add_epi32(s[r][t], s2[r][t]) : s[r][t];
+        acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(st), _mm512_mul_ps(d, _mm512_set1_ps(xd[t * nb + b])),
+                                    acc[r][t]);
+        if constexpr (kMin) {
+          const __m512 m = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(c[r] + 32)));
+          acc[r][t] = _mm512_fmadd_ps(m, _mm512_set1_ps(xs[t * nb + b]), acc[r][t]);
+        }
       }
     }
   }
-  for (int t = 0; t < NT; ++t) _mm512_storeu_ps(a.y + (t0 + t) * a.ldy + o, acc[t]);
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < NT; ++t) _mm512_storeu_ps(a.y + (t0 + t) * a.ldy + o + 16 * r, acc[r][t]);
+}
+
+// All tokens for rows [o, o + 16R), token tiles of NT then the rest.
+template <GgmlType T, int NT, int R>
+void packed_rows(const MatmulArgs& a, int64_t o) {
+  int64_t t = 0;
+  for (; t + NT <= a.n_tokens; t += NT) packed_tile<T, NT, R>(a, o, t, t == 0);
+  const bool pf = t == 0;
+  switch (a.n_tokens - t) {
+    case 7: packed_tile<T, 7, R>(a, o, t, pf); break;
+    case 6: packed_tile<T, 6, R>(a, o, t, pf); break;
+    case 5: packed_tile<T, 5, R>(a, o, t, pf); break;
+    case 4: packed_tile<T, 4, R>(a, o, t, pf); break;
+    case 3: packed_tile<T, 3, R>(a, o, t, pf); break;
+    case 2: packed_tile<T, 2, R>(a, o, t, pf); break;
+    case 1: packed_tile<T, 1, R>(a, o, t, pf); break;
+    default: break;
+  }
 }
 
 template <GgmlType T>
 void matmul_packed(const MatmulArgs& a, int64_t o0, int64_t o1) {
-  constexpr int kTile = 8;  // tokens per tile: 8 accumulators + 8 sums + quants in registers
-  for (int64_t o = o0; o < o1; o += 16) {
-    int64_t t = 0;
-    for (; t + kTile <= a.n_tokens; t += kTile) packed_tile<T, kTile>(a, o, t, t == 0);
-    const bool pf = t == 0;
-    switch (a.n_tokens - t) {
-      case 7: packed_tile<T, 7>(a, o, t, pf); break;
-      case 6: packed_tile<T, 6>(a, o, t, pf); break;
-      case 5: packed_tile<T, 5>(a, o, t, pf); break;
-      case 4: packed_tile<T, 4>(a, o, t, pf); break;
-      case 3: packed_tile<T, 3>(a, o, t, pf); break;
-      case 2: packed_tile<T, 2>(a, o, t, pf); break;
-      case 1: packed_tile<T, 1>(a, o, t, pf); break;
-      default: break;
-    }
-  }
+  // Tiles of 32 rows x 4 tokens (each broadcast feeds 2 vpdpbusd; 8 accumulators + 8
+  // sums in registers) where there are enough tokens; 16 rows x up to 8 tokens else.
+  int64_t o = o0;
+  if (a.n_tokens >= 4)
+    for (; o + 32 <= o1; o += 32) packed_rows<T, 4, 2>(a, o);
+  for (; o < o1; o += 16) packed_rows<T, 8, 1>(a, o);
 }
 
 }  // namespace
