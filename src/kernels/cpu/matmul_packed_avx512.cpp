@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "gguf/quant_blocks.h"
 #include "kernels/cpu/matmul_internal.h"
 #include "kernels/cpu/matmul_pack.h"
 
@@ -155,6 +156,89 @@ void matmul_packed(const MatmulArgs& a, int64_t o0, int64_t o1) {
   for (; o < o1; o += 16) packed_rows<T, 8, 1>(a, o);
 }
 
+// Q4_K: y[t0 + t, o..o+16) for NT tokens. Per 32-element sub-block (unit) in order the
+// same float operations as the panel / direct kernels: acc = fma(float(s), d * sc * d_x,
+// acc) with the scale d * sc, then acc = fma(-(dmin * m), s_x, acc).
+template <int NT>
+void packed_tile_q4k(const MatmulArgs& a, int64_t o, int64_t t0, bool prefetch) {
+  constexpr int64_t kCell = packed_cell_bytes(GgmlType::Q4_K);
+  const int64_t nsb = a.n_in / QK_K, nb = a.n_in / 32;  // super-blocks, units
+  const uint8_t* tile = a.wp + size_t(o / 16) * size_t(nsb * kCell);
+  const int8_t* xq[NT];
+  for (int t = 0; t < NT; ++t) xq[t] = a.xq + (t0 + t) * a.n_in;
+  const float* xd = a.xd + t0 * nb;
+  const float* xs = a.xs + t0 * nb;
+  const __m512i lo4 = _mm512_set1_epi8(0x0f);
+  const __m512i m6 = _mm512_set1_epi32(63), m4 = _mm512_set1_epi32(15), m2 = _mm512_set1_epi32(3);
+  __m512 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < nsb; ++k) {
+    const uint8_t* c = tile + k * kCell;
+    if (prefetch)
+      for (int64_t i = 0; i < kCell; i += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(c + kPrefetchAhead + i), _MM_HINT_T0);
+    const __m512 dd = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(c)));
+    const __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + 32)));
+    const __m512i qa = _mm512_loadu_si512(c + 64), qb = _mm512_loadu_si512(c + 128);
+    const __m512i qc = _mm512_loadu_si512(c + 192);
+    for (int cc = 0; cc < 4; ++cc) {
+      // Scales and mins of sub-blocks 2cc, 2cc + 1 (the 6-bit unpacking of load_scales).
+      __m512i sc[2], mn[2];
+      for (int h = 0; h < 2; ++h) {
+        const int sb = 2 * cc + h, j = sb % 4;
+        const __m512i av = _mm512_srli_epi32(qa, 8 * j), bv = _mm512_srli_epi32(qb, 8 * j);
+        if (sb < 4) {
+          sc[h] = _mm512_and_si512(av, m6);
+          mn[h] = _mm512_and_si512(bv, m6);
+        } else {
+          const __m512i cv = _mm512_srli_epi32(qc, 8 * j);
+          sc[h] = _mm512_or_si512(_mm512_and_si512(cv, m4),
+                                  _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(av, 6), m2), 4));
+          mn[h] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(cv, 4), m4),
+                                  _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(bv, 6), m2), 4));
+        }
+      }
+      __m512i s0[NT], s1[NT];
+      for (int t = 0; t < NT; ++t) s0[t] = s1[t] = _mm512_setzero_si512();
+      for (int j = 0; j < 8; ++j) {
+        const __m512i q = _mm512_loadu_si512(c + 256 + 64 * (8 * cc + j));
+        const __m512i lo = _mm512_and_si512(q, lo4);
+        const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), lo4);
+        for (int t = 0; t < NT; ++t) {
+          const int8_t* x = xq[t] + k * QK_K + 64 * cc + 4 * j;
+          s0[t] = _mm512_dpbusd_epi32(s0[t], lo, bcast4(x));
+          s1[t] = _mm512_dpbusd_epi32(s1[t], hi, bcast4(x + 32));
+        }
+      }
+      for (int h = 0; h < 2; ++h) {
+        const __m512 d = _mm512_mul_ps(dd, _mm512_cvtepi32_ps(sc[h]));
+        const __m512 m = _mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(mn[h])));
+        const int64_t u = k * 8 + 2 * cc + h;
+        for (int t = 0; t < NT; ++t) {
+          acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(h ? s1[t] : s0[t]),
+                                   _mm512_mul_ps(d, _mm512_set1_ps(xd[t * nb + u])), acc[t]);
+          acc[t] = _mm512_fmadd_ps(m, _mm512_set1_ps(xs[t * nb + u]), acc[t]);
+        }
+      }
+    }
+  }
+  for (int t = 0; t < NT; ++t) _mm512_storeu_ps(a.y + (t0 + t) * a.ldy + o, acc[t]);
+}
+
+void matmul_packed_q4k(const MatmulArgs& a, int64_t o0, int64_t o1) {
+  for (int64_t o = o0; o < o1; o += 16) {
+    int64_t t = 0;
+    for (; t + 4 <= a.n_tokens; t += 4) packed_tile_q4k<4>(a, o, t, t == 0);
+    const bool pf = t == 0;
+    switch (a.n_tokens - t) {
+      case 3: packed_tile_q4k<3>(a, o, t, pf); break;
+      case 2: packed_tile_q4k<2>(a, o, t, pf); break;
+      case 1: packed_tile_q4k<1>(a, o, t, pf); break;
+      default: break;
+    }
+  }
+}
+
 }  // namespace
 
 MatmulRangeFn matmul_packed_fn_avx512(GgmlType type) {
@@ -164,6 +248,7 @@ MatmulRangeFn matmul_packed_fn_avx512(GgmlType type) {
     case GgmlType::Q5_0: return matmul_packed<GgmlType::Q5_0>;
     case GgmlType::Q5_1: return matmul_packed<GgmlType::Q5_1>;
     case GgmlType::Q8_0: return matmul_packed<GgmlType::Q8_0>;
+    case GgmlType::Q4_K: return matmul_packed_q4k;
     default: return nullptr;
   }
 }
