@@ -66,9 +66,9 @@ TEST_P(MatmulInvarianceTest, EveryTokenMatchesItselfAloneBitExact) {
 // for every token count (direct and panel kernels on one side, the packed kernel on
 // the other) and thread count.
 TEST(MatmulPacked, MatchesFileLayoutBitExact) {
-  for (GgmlType t :
-       {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0, GgmlType::Q4_K}) {
-    const int64_t n_out = 48, n_in = t == GgmlType::Q4_K ? 3 * 256 : 19 * 32;
+  for (GgmlType t : {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0,
+                     GgmlType::Q4_K, GgmlType::Q6_K}) {
+    const int64_t n_out = 48, n_in = ggml_traits(t).block_size == QK_K ? 3 * 256 : 19 * 32;
     std::mt19937 rng(99u + uint32_t(t));
     const auto w = test::random_weights(t, n_out, n_in, rng);
     auto x = test::random_floats(size_t(kMaxTokens * n_in), rng);

@@ -14,7 +14,8 @@ namespace kvserve {
 
 bool matmul_packable(const WeightView& w) {
   const bool type_ok = w.type == GgmlType::Q4_0 || w.type == GgmlType::Q4_1 || w.type == GgmlType::Q5_0 ||
-                       w.type == GgmlType::Q5_1 || w.type == GgmlType::Q8_0 || w.type == GgmlType::Q4_K;
+                       w.type == GgmlType::Q5_1 || w.type == GgmlType::Q8_0 || w.type == GgmlType::Q4_K ||
+                       w.type == GgmlType::Q6_K;
   return type_ok && best_isa() == Isa::Avx512 && w.n_out > 0 && w.n_out % 16 == 0 &&
          w.n_in % detail::packed_elems(w.type) == 0 && w.data != nullptr;
 }
@@ -42,11 +43,30 @@ void pack_q4_k(const WeightView& w, uint8_t* out) {
       }
     }
 }
+
+void pack_q6_k(const WeightView& w, uint8_t* out) {
+  const int64_t nb = w.n_in / QK_K;
+  const size_t row_bytes = ggml_row_bytes(w.type, w.n_in);
+  const int64_t cell = detail::packed_cell_bytes(w.type);
+  const auto* src = static_cast<const uint8_t*>(w.data);
+  for (int64_t g = 0; g < w.n_out / 16; ++g)
+    for (int64_t b = 0; b < nb; ++b) {
+      uint8_t* c = out + (g * nb + b) * cell;
+      for (int r = 0; r < 16; ++r) {
+        const auto* s = reinterpret_cast<const BlockQ6_K*>(src + size_t(16 * g + r) * row_bytes) + b;
+        std::memcpy(c + 2 * r, &s->d, 2);
+        for (int v = 0; v < 4; ++v) std::memcpy(c + 32 + 64 * v + 4 * r, s->scales + 4 * v, 4);
+        for (int k = 0; k < 32; ++k) std::memcpy(c + 288 + 64 * k + 4 * r, s->ql + 4 * k, 4);
+        for (int k = 0; k < 16; ++k) std::memcpy(c + 288 + 2048 + 64 * k + 4 * r, s->qh + 4 * k, 4);
+      }
+    }
+}
 }  // namespace
 
 void matmul_pack(const WeightView& w, void* dst) {
   assert(w.n_out % 16 == 0 && w.n_in % detail::packed_elems(w.type) == 0);
   if (w.type == GgmlType::Q4_K) return pack_q4_k(w, static_cast<uint8_t*>(dst));
+  if (w.type == GgmlType::Q6_K) return pack_q6_k(w, static_cast<uint8_t*>(dst));
   const int64_t nb = w.n_in / 32;
   const int64_t blk = int64_t(ggml_traits(w.type).block_bytes);  // bytes of one block
   const size_t row_bytes = ggml_row_bytes(w.type, w.n_in);

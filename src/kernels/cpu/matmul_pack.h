@@ -3,7 +3,8 @@
 // rows and 32-element block, the 16 rows' scales lie side by side and dword r of each
 // quant vector holds 4 bytes of row r, so one vpdpbusd advances 16 rows against a
 // broadcast of 4 activation bytes with no gathers, no transposing reductions and no
-// per-call repacking. Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and Q4_K with n_out % 16 == 0.
+// per-call repacking. Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K and Q6_K with n_out % 16 ==
+// 0.
 #pragma once
 
 #include <cstddef>
@@ -32,11 +33,16 @@ constexpr bool packed_has_qh(GgmlType t) {
 //   [16 x fp16 d][16 x fp16 dmin][3 vectors of the 12 packed scale bytes][32 quant vectors]
 // scale vector v: dword r = scale bytes 4v..4v+3 of row r; quant vector 8c + j: dword
 // r = qs[32c + 4j..32c + 4j + 3] of row r (low nibbles: sub-block 2c, high: 2c + 1).
+// Q6_K cells likewise:
+//   [16 x fp16 d][4 vectors of the 16 int8 scales][32 ql vectors][16 qh vectors]
+// scale vector v: dword r = scales 4v..4v+3; ql vector 16h + 8jj + l4: dword r =
+// ql[64h + 32jj + 4 l4..+3]; qh vector 8h + l4: dword r = qh[32h + 4 l4..+3] (of row r).
 constexpr int64_t packed_elems(GgmlType t) {
-  return t == GgmlType::Q4_K ? 256 : 32;
+  return t == GgmlType::Q4_K || t == GgmlType::Q6_K ? 256 : 32;
 }
 constexpr int64_t packed_cell_bytes(GgmlType t) {
   return t == GgmlType::Q4_K   ? 16 * 144
+         : t == GgmlType::Q6_K ? 16 * 210
          : t == GgmlType::Q8_0 ? 16 * 34
                                : 32 + 256 + (packed_has_min(t) ? 32 : 0) + (packed_has_qh(t) ? 64 : 0);
 }

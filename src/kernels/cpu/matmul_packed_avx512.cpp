@@ -239,6 +239,80 @@ void matmul_packed_q4k(const MatmulArgs& a, int64_t o0, int64_t o1) {
   }
 }
 
+// Q6_K: y[t0 + t, o..o+16) for NT tokens. Per 16-element unit in order the same float
+// operations as the panel / direct kernels: acc = fma(float(s), (d * sc) * d_x, acc),
+// s including the zero point correction (-32 * sum of the activations).
+template <int NT>
+void packed_tile_q6k(const MatmulArgs& a, int64_t o, int64_t t0, bool prefetch) {
+  constexpr int64_t kCell = packed_cell_bytes(GgmlType::Q6_K);
+  const int64_t nsb = a.n_in / QK_K, nb = a.n_in / 16;  // super-blocks, units
+  const uint8_t* tile = a.wp + size_t(o / 16) * size_t(nsb * kCell);
+  const int8_t* xq[NT];
+  for (int t = 0; t < NT; ++t) xq[t] = a.xq + (t0 + t) * a.n_in;
+  const float* xd = a.xd + t0 * nb;
+  const int32_t* xc = a.xcorr + t0 * nb;
+  const __m512i lo4 = _mm512_set1_epi8(0x0f), lo2 = _mm512_set1_epi8(3);
+  __m512 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < nsb; ++k) {
+    const uint8_t* c = tile + k * kCell;
+    if (prefetch)
+      for (int64_t i = 0; i < kCell; i += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(c + kPrefetchAhead + i), _MM_HINT_T0);
+    const __m512 dd = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(c)));
+    const uint8_t* ql = c + 288;
+    const uint8_t* qh = ql + 2048;
+    // Element 128h + 32j + l is in unit 8h + 2j + l / 16. Units are finished in order,
+    // two at a time (independent chains for few tokens) or one (registers for many).
+    constexpr int kPer = NT <= 4 ? 2 : 1;
+    for (int u0 = 0; u0 < 16; u0 += kPer) {
+      const int h = u0 / 8, j = u0 % 8 / 2;
+      __m512i s[kPer][NT];
+      for (int e = 0; e < kPer; ++e)
+        for (int t = 0; t < NT; ++t) s[e][t] = _mm512_set1_epi32(xc[t * nb + k * 16 + u0 + e]);
+      const int l4_0 = kPer == 2 ? 0 : 4 * (u0 % 2);
+      for (int l4 = l4_0; l4 < l4_0 + 4 * kPer; ++l4) {
+        const __m512i hv = _mm512_loadu_si512(qh + 64 * (8 * h + l4));
+        const __m512i q = _mm512_loadu_si512(ql + 64 * (16 * h + 8 * (j % 2) + l4));
+        const __m512i low = _mm512_and_si512(j / 2 ? _mm512_srli_epi16(q, 4) : q, lo4);
+        const __m512i high = _mm512_and_si512(_mm512_srli_epi16(hv, 2 * j), lo2);
+        const __m512i w = _mm512_or_si512(low, _mm512_slli_epi16(high, 4));
+        __m512i* se = s[(l4 - l4_0) / 4];
+        for (int t = 0; t < NT; ++t)
+          se[t] = _mm512_dpbusd_epi32(se[t], w, bcast4(xq[t] + k * QK_K + 128 * h + 32 * j + 4 * l4));
+      }
+      for (int e = 0; e < kPer; ++e) {
+        const int unit = u0 + e;  // scale byte `unit`: byte unit % 4 of scale vector unit / 4
+        const __m512i sc = _mm512_loadu_si512(c + 32 + 64 * (unit / 4));
+        const __m512i sv = _mm512_srai_epi32(_mm512_slli_epi32(sc, 24 - 8 * (unit % 4)), 24);
+        const __m512 d = _mm512_mul_ps(dd, _mm512_cvtepi32_ps(sv));
+        for (int t = 0; t < NT; ++t)
+          acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[e][t]),
+                                   _mm512_mul_ps(d, _mm512_set1_ps(xd[t * nb + k * 16 + unit])), acc[t]);
+      }
+    }
+  }
+  for (int t = 0; t < NT; ++t) _mm512_storeu_ps(a.y + (t0 + t) * a.ldy + o, acc[t]);
+}
+
+void matmul_packed_q6k(const MatmulArgs& a, int64_t o0, int64_t o1) {
+  for (int64_t o = o0; o < o1; o += 16) {
+    int64_t t = 0;
+    for (; t + 8 <= a.n_tokens; t += 8) packed_tile_q6k<8>(a, o, t, t == 0);
+    const bool pf = t == 0;
+    switch (a.n_tokens - t) {
+      case 7: packed_tile_q6k<7>(a, o, t, pf); break;
+      case 6: packed_tile_q6k<6>(a, o, t, pf); break;
+      case 5: packed_tile_q6k<5>(a, o, t, pf); break;
+      case 4: packed_tile_q6k<4>(a, o, t, pf); break;
+      case 3: packed_tile_q6k<3>(a, o, t, pf); break;
+      case 2: packed_tile_q6k<2>(a, o, t, pf); break;
+      case 1: packed_tile_q6k<1>(a, o, t, pf); break;
+      default: break;
+    }
+  }
+}
+
 }  // namespace
 
 MatmulRangeFn matmul_packed_fn_avx512(GgmlType type) {
@@ -249,6 +323,7 @@ MatmulRangeFn matmul_packed_fn_avx512(GgmlType type) {
     case GgmlType::Q5_1: return matmul_packed<GgmlType::Q5_1>;
     case GgmlType::Q8_0: return matmul_packed<GgmlType::Q8_0>;
     case GgmlType::Q4_K: return matmul_packed_q4k;
+    case GgmlType::Q6_K: return matmul_packed_q6k;
     default: return nullptr;
   }
 }
