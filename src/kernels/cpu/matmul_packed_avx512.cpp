@@ -1,12 +1,13 @@
-// AVX-512 VNNI kernel on weights packed at load (matmul_pack.h), for every token count:
-// per 16-row tile and token tile, each block's quant vectors are loaded once (dword r =
-// 4 bytes of row r) and fed to one vpdpbusd per token against a broadcast of 4
-// activation bytes; the 16 rows' scales are one contiguous load.
+// AVX-512 VNNI kernels on weights packed at load (matmul_pack.h), for every token count
+// (decode GEMV and prefill / batched GEMM alike): per 16-row tile and token tile, each
+// quant vector is loaded once (dword r = 4 bytes of row r) and fed to one vpdpbusd per
+// token against a broadcast of 4 activation bytes; the 16 rows' scales are contiguous
+// loads. No gathers, transposes or per-call repacking, and a tile streams sequentially.
 //
 // Batch invariance: per (row, token) the float operations are those of the panel and
-// direct kernels: for each block b in order, the exact int32 dot s_b (zero point
-// correction included), acc = fma(float(s_b), d_w * d_x, acc), then for Q4_1 acc =
-// fma(m_w, s_x, acc). Integer sums are exact in any order.
+// direct kernels: for each unit b in order, the exact int32 dot s_b (zero point
+// correction included), acc = fma(float(s_b), d_w * d_x, acc), then for types with
+// mins acc = fma(m_w, s_x, acc). Integer sums are exact in any order.
 // GCC 12 reports its own _mm512_undefined_* placeholders as uninitialized (GCC bug
 // 105593, fixed in 13) wherever AVX-512 intrinsics inline.
 #pragma GCC diagnostic ignored "-Wuninitialized"
