@@ -1,11 +1,14 @@
 // AVX-512 F16 matmul (fp16 weights, activations rounded to fp16 as llama.cpp does).
-// fp16 values widen to f32 exactly, so widening activations (and, for several tokens, a
-// panel of weight rows) once and then running plain f32 FMAs performs, per (row, token),
-// the very same operations in the same order as the one-token path:
+// fp16 values widen to f32 exactly, so widening either operand (a weight panel once into
+// a per-thread buffer, tokens as they are loaded) and running plain f32 FMAs performs,
+// per (row, token), the very same operations in the same order as the one-token path:
 //   acc = fma(w, x, acc) over 16-lane vectors from i = 0 (zeros past n_in),
 //   then the 16 lanes summed in one fixed tree (lane i + lane i+8, then +4, +2, +1).
-// The GEMV sums one accumulator with hsum16; tiles sum 16 at once with shuffles
-// (reduce_4x4), which adds the same operands in the same order. Hence batch invariance.
+// The GEMV sums one accumulator with hsum16; tiles sum 16 (or 8) at once with shuffles
+// (reduce16, reduce8), adding the same operands in the same order. Hence batch
+// invariance: a token's row is bit-identical whatever n_tokens, chunking or threads.
+// Multi-token work: 6-row x 4-token register tiles (f16_tile), over 768-column chunks
+// (f16_panel) of weight panels (f16_panels) within token blocks (matmul_f16_avx512).
 // GCC 12 reports its own _mm512_undefined_* placeholders as uninitialized (GCC bug
 // 105593, fixed in 13) wherever AVX-512 intrinsics inline.
 #pragma GCC diagnostic ignored "-Wuninitialized"
