@@ -1,7 +1,8 @@
 // matmul on SmolLM2-135M's shapes: GEMV (decode, 1 token) and GEMM (prefill, 32 and 128
 // tokens) for the weight types it and its variants use, in the file layout (matmul/...)
-// and, where the CPU has one, the layout packed at load (matmul_packed/...). Reports weight bytes read per
-// second (the decode bound) and GFLOP/s (2 * n_in * n_out * n_tokens per call).
+// and, where the CPU has one, the layout packed at load (matmul_packed/...). Reports
+// weight bytes read per second (the decode bound) and GFLOP/s (2 * n_in * n_out *
+// n_tokens per call).
 // Threads: KVSERVE_BENCH_THREADS (default 2; with 1, CPU time is reported). ISA: best, or
 // KVSERVE_ISA=scalar|avx2.
 #include <benchmark/benchmark.h>
