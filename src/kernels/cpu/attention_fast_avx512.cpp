@@ -23,10 +23,11 @@ namespace kvserve {
 
 namespace {
 
-constexpr int kKeys = 16;     // keys per chunk: one register of scores
-constexpr int kRowTile = 32;  // rows sharing one converted chunk
-constexpr int kGroup = 4;     // rows computed together
-constexpr int kBatch = 4;     // chunks whose scores a lone row computes together
+constexpr int kKeys = 16;             // keys per chunk: one register of scores
+constexpr int kRowTile = 32;          // rows sharing one converted chunk
+constexpr int kGroup = 4;             // rows computed together
+constexpr int kBatch = 4;             // chunks whose scores a lone row computes together (even)
+constexpr int kStepKeys = 2 * kKeys;  // keys per online-softmax step: two chunks
 constexpr int kMaxHeadDim = 256;
 
 inline __mmask16 tail(int n) {
@@ -81,12 +82,16 @@ inline __m512 load16(__mmask16 m, const uint16_t* p) {
 template <class E, int G, int C>
 void scores(const Tile& t, int r0, const Chunk<E>* c, int head_dim, __m512 (*s)[C]) {
   __mmask16 live[C];
+#pragma GCC unroll 16
   for (int k = 0; k < C; ++k) live[k] = tail(c[k].nc);
   __m512 a0[G][C], a1[G][C];
+#pragma GCC unroll 16
   for (int g = 0; g < G; ++g)
+#pragma GCC unroll 16
     for (int k = 0; k < C; ++k) a0[g][k] = a1[g][k] = _mm512_setzero_ps();
   const E* kp[C];  // dim d of each chunk, stepped rather than multiplied out
   int64_t ks[C];
+#pragma GCC unroll 16
   for (int k = 0; k < C; ++k) {
     kp[k] = c[k].kp;
     ks[k] = c[k].k_stride;
@@ -95,16 +100,16 @@ void scores(const Tile& t, int r0, const Chunk<E>* c, int head_dim, __m512 (*s)[
   int d = 0;
   for (; d + 2 <= head_dim; d += 2, qd += 2) {
     __m512 k0[C], k1[C];
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int k = 0; k < C; ++k) {
       k0[k] = load16(live[k], kp[k]);
       k1[k] = load16(live[k], kp[k] + ks[k]);
       kp[k] += 2 * ks[k];
     }
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int g = 0; g < G; ++g) {
       const __m512 q0 = _mm512_set1_ps(qd[g * kMaxHeadDim]), q1 = _mm512_set1_ps(qd[g * kMaxHeadDim + 1]);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
       for (int k = 0; k < C; ++k) {
         a0[g][k] = _mm512_fmadd_ps(q0, k0[k], a0[g][k]);
         a1[g][k] = _mm512_fmadd_ps(q1, k1[k], a1[g][k]);
@@ -112,23 +117,28 @@ void scores(const Tile& t, int r0, const Chunk<E>* c, int head_dim, __m512 (*s)[
     }
   }
   if (d < head_dim) {
+#pragma GCC unroll 16
     for (int k = 0; k < C; ++k) {
       const __m512 k0 = load16(live[k], kp[k]);
+#pragma GCC unroll 16
       for (int g = 0; g < G; ++g)
         a0[g][k] = _mm512_fmadd_ps(_mm512_set1_ps(qd[g * kMaxHeadDim]), k0, a0[g][k]);
     }
   }
+#pragma GCC unroll 16
   for (int g = 0; g < G; ++g)
+#pragma GCC unroll 16
     for (int k = 0; k < C; ++k) s[g][k] = _mm512_add_ps(a0[g][k], a1[g][k]);
 }
 
-// out[row] = out[row] * corr[g] + sum_{j < nk[g]} p[g][j] * v_j (one FMA; the sum runs
-// over j in order from zero), over output vectors v0 .. v0 + NV - 1; the G rows share the
-// V loads. Summing the chunk apart from the running output keeps that output off the
-// critical path: only the final FMA waits for corr, so chunks overlap.
+// out[row] = out[row] * corr[g] + sum_k p[g][k] * v_k over the keys the row sees in the
+// (one or two) chunks of a softmax step, in key order (one FMA; the sum runs from zero),
+// over output vectors v0 .. v0 + NV - 1; the G rows share the V loads. Summing apart from
+// the running output keeps that output off the critical path: only the final FMA waits
+// for corr, so steps overlap.
 template <class E, int G, int NV>
-void accumulate_cols(const Tile& t, int r0, const Chunk<E>& c, int head_dim, const float (*p)[kKeys],
-                     const float* corr, const int* nk, int v0) {
+void accumulate_cols(const Tile& t, int r0, const Chunk<E>* c, int n_parts, int head_dim,
+                     const float (*p)[kStepKeys], const float* corr, const int (*nk)[2], int v0) {
   __m512 u[G][NV];
   __mmask16 cm[NV];
 #pragma GCC unroll 16
@@ -137,41 +147,45 @@ void accumulate_cols(const Tile& t, int r0, const Chunk<E>& c, int head_dim, con
   for (int g = 0; g < G; ++g)
 #pragma GCC unroll 16
     for (int v = 0; v < NV; ++v) u[g][v] = _mm512_setzero_ps();
-  int nk_min = nk[0], nk_max = nk[0];
-  for (int g = 1; g < G; ++g) {
-    nk_min = nk[g] < nk_min ? nk[g] : nk_min;
-    nk_max = nk[g] > nk_max ? nk[g] : nk_max;
-  }
-  int j = 0;
-  for (; j < nk_min; ++j) {  // keys every row sees
-    const E* vj = c.vp + int64_t(j) * head_dim + 16 * v0;
-    __m512 x[NV];
-#pragma GCC unroll 16
-    for (int v = 0; v < NV; ++v) x[v] = load16(cm[v], vj + 16 * v);
-#pragma GCC unroll 16
-    for (int g = 0; g < G; ++g) {
-      const __m512 pj = _mm512_set1_ps(p[g][j]);
-#pragma GCC unroll 16
-      for (int v = 0; v < NV; ++v) u[g][v] = _mm512_fmadd_ps(pj, x[v], u[g][v]);
+  for (int part = 0; part < n_parts; ++part) {
+    const E* vp = c[part].vp + 16 * v0;
+    const int pk = part * kKeys;  // this chunk's probabilities in p[g]
+    int nk_min = nk[0][part], nk_max = nk[0][part];
+    for (int g = 1; g < G; ++g) {
+      nk_min = nk[g][part] < nk_min ? nk[g][part] : nk_min;
+      nk_max = nk[g][part] > nk_max ? nk[g][part] : nk_max;
     }
-  }
-  for (; j < nk_max; ++j) {  // the causal edge
-    const E* vj = c.vp + int64_t(j) * head_dim + 16 * v0;
-    __m512 x[NV];
+    int j = 0;
+    for (; j < nk_min; ++j) {  // keys every row sees
+      const E* vj = vp + int64_t(j) * head_dim;
+      __m512 x[NV];
 #pragma GCC unroll 16
-    for (int v = 0; v < NV; ++v) x[v] = load16(cm[v], vj + 16 * v);
+      for (int v = 0; v < NV; ++v) x[v] = load16(cm[v], vj + 16 * v);
 #pragma GCC unroll 16
-    for (int g = 0; g < G; ++g) {
-      // Keys past a row's causal limit leave its sum untouched (masked, not p = 0).
-      const __mmask16 m = j < nk[g] ? __mmask16(0xffff) : __mmask16(0);
-      const __m512 pj = _mm512_set1_ps(p[g][j]);
+      for (int g = 0; g < G; ++g) {
+        const __m512 pj = _mm512_set1_ps(p[g][pk + j]);
 #pragma GCC unroll 16
-      for (int v = 0; v < NV; ++v) u[g][v] = _mm512_mask3_fmadd_ps(pj, x[v], u[g][v], m);
+        for (int v = 0; v < NV; ++v) u[g][v] = _mm512_fmadd_ps(pj, x[v], u[g][v]);
+      }
+    }
+    for (; j < nk_max; ++j) {  // the causal edge
+      const E* vj = vp + int64_t(j) * head_dim;
+      __m512 x[NV];
+#pragma GCC unroll 16
+      for (int v = 0; v < NV; ++v) x[v] = load16(cm[v], vj + 16 * v);
+#pragma GCC unroll 16
+      for (int g = 0; g < G; ++g) {
+        // Keys past a row's causal limit leave its sum untouched (masked, not p = 0).
+        const __mmask16 m = j < nk[g][part] ? __mmask16(0xffff) : __mmask16(0);
+        const __m512 pj = _mm512_set1_ps(p[g][pk + j]);
+#pragma GCC unroll 16
+        for (int v = 0; v < NV; ++v) u[g][v] = _mm512_mask3_fmadd_ps(pj, x[v], u[g][v], m);
+      }
     }
   }
 #pragma GCC unroll 16
   for (int g = 0; g < G; ++g) {
-    if (nk[g] == 0) continue;
+    if (nk[g][0] == 0) continue;
     float* o = t.out[r0 + g] + 16 * v0;
     const __m512 cg = _mm512_set1_ps(corr[g]);
 #pragma GCC unroll 16
@@ -182,67 +196,95 @@ void accumulate_cols(const Tile& t, int r0, const Chunk<E>& c, int head_dim, con
 }
 
 template <class E, int G>
-void accumulate(const Tile& t, int r0, const Chunk<E>& c, int head_dim, const float (*p)[kKeys],
-                const float* corr, const int* nk) {
+void accumulate(const Tile& t, int r0, const Chunk<E>* c, int n_parts, int head_dim,
+                const float (*p)[kStepKeys], const float* corr, const int (*nk)[2]) {
   constexpr int kCols = 4;  // output vectors at a time: G * kCols sums in registers
   const int n_vec = (head_dim + 15) / 16;
   int v0 = 0;
-  for (; v0 + kCols <= n_vec; v0 += kCols) accumulate_cols<E, G, kCols>(t, r0, c, head_dim, p, corr, nk, v0);
+  for (; v0 + kCols <= n_vec; v0 += kCols)
+    accumulate_cols<E, G, kCols>(t, r0, c, n_parts, head_dim, p, corr, nk, v0);
   switch (n_vec - v0) {
-    case 1: accumulate_cols<E, G, 1>(t, r0, c, head_dim, p, corr, nk, v0); break;
-    case 2: accumulate_cols<E, G, 2>(t, r0, c, head_dim, p, corr, nk, v0); break;
-    case 3: accumulate_cols<E, G, 3>(t, r0, c, head_dim, p, corr, nk, v0); break;
+    case 1: accumulate_cols<E, G, 1>(t, r0, c, n_parts, head_dim, p, corr, nk, v0); break;
+    case 2: accumulate_cols<E, G, 2>(t, r0, c, n_parts, head_dim, p, corr, nk, v0); break;
+    case 3: accumulate_cols<E, G, 3>(t, r0, c, n_parts, head_dim, p, corr, nk, v0); break;
     default: break;
   }
 }
 
-// Online-softmax update of G rows by one chunk, given its scores s[g]: rows that see
-// none of its keys are left exactly as they are.
+// One online-softmax step of G rows over a pair of consecutive chunks (chunk indices
+// 2i, 2i + 1 of the sequence; n_parts = 1 when the second is not in this tile), given
+// their scores s0[g], s1[g]. A row that sees none of the second chunk gets exactly what
+// a step over the first alone gives (its probabilities there are 0 and add nothing to
+// the sum), so a row's steps are the same whichever tile it is in. Rows that see none
+// of the pair are left exactly as they are.
 template <class E, int G>
-void update_rows(Tile& t, int r0, const Chunk<E>& c, int head_dim, const __m512* s) {
-  alignas(64) float p[G][kKeys];
+void update_rows(Tile& t, int r0, const Chunk<E>* c, int n_parts, int head_dim, const __m512* s0,
+                 const __m512* s1) {
+  alignas(64) float p[G][kStepKeys];
   float corr[G];
-  int nk[G];
+  int nk[G][2];
   bool any = false;
   for (int g = 0; g < G; ++g) {
-    const int64_t n = t.last[r0 + g] + 1 - c.pos0;
-    nk[g] = n < c.nc ? (n > 0 ? int(n) : 0) : c.nc;
+    for (int part = 0; part < 2; ++part) {
+      const int64_t n = part < n_parts ? t.last[r0 + g] + 1 - c[part].pos0 : 0;
+      nk[g][part] = n < c[part < n_parts ? part : 0].nc ? (n > 0 ? int(n) : 0) : c[part].nc;
+    }
     corr[g] = 1.0f;
-    if (nk[g] == 0) continue;
+    if (nk[g][0] == 0) continue;
     any = true;
-    const __m512 sg = _mm512_mask_mov_ps(_mm512_set1_ps(-INFINITY), tail(nk[g]), s[g]);
-    const float mx = _mm512_reduce_max_ps(sg);
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+    const __m512 sg0 = _mm512_mask_mov_ps(ninf, tail(nk[g][0]), s0[g]);
+    const __m512 sg1 = _mm512_mask_mov_ps(ninf, tail(nk[g][1]), s1[g]);
+    const float mx = _mm512_reduce_max_ps(_mm512_max_ps(sg0, sg1));
     const float m = t.m[r0 + g];
     const float m_new = m > mx ? m : mx;
-    // exp(-inf) = 0 on the row's first chunk; masked keys (score -inf) get p = 0.
+    // exp(-inf) = 0 on the row's first step; masked keys (score -inf) get p = 0.
     corr[g] = _mm512_cvtss_f32(exp512(_mm512_set1_ps(m - m_new)));
-    const __m512 pg = exp512(_mm512_sub_ps(sg, _mm512_set1_ps(m_new)));
-    _mm512_store_ps(p[g], pg);
-    t.l[r0 + g] = fma_ss(t.l[r0 + g], corr[g], tree_sum(pg));
+    const __m512 mv = _mm512_set1_ps(m_new);
+    const __m512 p0 = exp512(_mm512_sub_ps(sg0, mv));
+    const __m512 p1 = exp512(_mm512_sub_ps(sg1, mv));
+    _mm512_store_ps(p[g], p0);
+    _mm512_store_ps(p[g] + kKeys, p1);
+    t.l[r0 + g] = fma_ss(t.l[r0 + g], corr[g], tree_sum(_mm512_add_ps(p0, p1)));
     t.m[r0 + g] = m_new;
   }
-  if (any) accumulate<E, G>(t, r0, c, head_dim, p, corr, nk);
+  if (any) accumulate<E, G>(t, r0, c, n_parts, head_dim, p, corr, nk);
 }
 
-// G rows over the chunks c[0..n_chunks), C at a time for the scores.
+// G rows over the chunks c[0..n_chunks) (c[0] has an even chunk index), C at a time for
+// the scores, in softmax steps of two chunks.
 template <class E, int G, int C>
 void process_rows(Tile& t, int r0, const Chunk<E>* c, int n_chunks, int head_dim) {
+  static_assert(C % 2 == 0, "steps are pairs of chunks");
   int k0 = 0;
   for (; k0 + C <= n_chunks; k0 += C) {
     __m512 s[G][C];
     scores<E, G, C>(t, r0, c + k0, head_dim, s);
-    for (int k = 0; k < C; ++k) {
-      __m512 sk[G];
-      for (int g = 0; g < G; ++g) sk[g] = s[g][k];
-      update_rows<E, G>(t, r0, c[k0 + k], head_dim, sk);
+    for (int k = 0; k < C; k += 2) {
+      __m512 s0[G], s1[G];
+      for (int g = 0; g < G; ++g) {
+        s0[g] = s[g][k];
+        s1[g] = s[g][k + 1];
+      }
+      update_rows<E, G>(t, r0, c + k0 + k, 2, head_dim, s0, s1);
     }
   }
-  for (; k0 < n_chunks; ++k0) {
-    __m512 s[G][1];
-    scores<E, G, 1>(t, r0, c + k0, head_dim, s);
-    __m512 sk[G];
-    for (int g = 0; g < G; ++g) sk[g] = s[g][0];
-    update_rows<E, G>(t, r0, c[k0], head_dim, sk);
+  for (; k0 < n_chunks; k0 += 2) {
+    const int n_parts = n_chunks - k0 >= 2 ? 2 : 1;
+    __m512 s0[G], s1[G];
+    if (n_parts == 2) {
+      __m512 s[G][2];
+      scores<E, G, 2>(t, r0, c + k0, head_dim, s);
+      for (int g = 0; g < G; ++g) {
+        s0[g] = s[g][0];
+        s1[g] = s[g][1];
+      }
+    } else {
+      __m512 s[G][1];
+      scores<E, G, 1>(t, r0, c + k0, head_dim, s);
+      for (int g = 0; g < G; ++g) s0[g] = s[g][0], s1[g] = _mm512_set1_ps(-INFINITY);
+    }
+    update_rows<E, G>(t, r0, c + k0, n_parts, head_dim, s0, s1);
   }
 }
 
@@ -257,7 +299,7 @@ void process_batch(Tile& t, int nt, const Chunk<E>* c, int n_chunks, int head_di
       case 1: process_rows<E, 1, 4>(t, r0, c, n_chunks, head_dim); break;
       case 2: process_rows<E, 2, 2>(t, r0, c, n_chunks, head_dim); break;
       case 3: process_rows<E, 3, 2>(t, r0, c, n_chunks, head_dim); break;
-      default: process_rows<E, 4, 1>(t, r0, c, n_chunks, head_dim); break;
+      default: process_rows<E, 4, 2>(t, r0, c, n_chunks, head_dim); break;
     }
   }
 }
