@@ -27,6 +27,7 @@ constexpr int kKeys = 16;             // keys per chunk: one register of scores
 constexpr int kRowTile = 32;          // rows sharing one converted chunk
 constexpr int kGroup = 4;             // rows computed together
 constexpr int kBatch = 4;             // chunks whose scores a lone row computes together (even)
+constexpr int kPrefetchAhead = 2;     // blocks ahead to prefetch
 constexpr int kStepKeys = 2 * kKeys;  // keys per online-softmax step: two chunks
 constexpr int kMaxHeadDim = 256;
 
@@ -311,6 +312,8 @@ void attention_fast_avx512(const float* q, int64_t q_stride, int n_rows, int n_g
   const int bs = kv.block_size;
   const int n_flat = n_rows * n_group;
   const bool f16 = kv.dtype == KvDtype::F16;
+  const size_t esize = kv_dtype_size(kv.dtype);
+  const int64_t block_bytes = int64_t(bs) * head_dim * int64_t(esize);  // one head's K (or V) of a block
   Tile t;
   // Converted f16 chunks of one batch: keys [head_dim][16], values [16][head_dim].
   alignas(64) float kt[kBatch][kMaxHeadDim * kKeys];
@@ -339,6 +342,18 @@ void attention_fast_avx512(const float* q, int64_t q_stride, int n_rows, int n_g
       const int64_t b = pos / bs;
       const int c0 = int(pos - b * bs);
       const int64_t phys = kv.block_table[b];
+      // Blocks are scattered, so the hardware prefetcher cannot run ahead across them:
+      // fetch the block after next while this one is used (batched decode streams the
+      // whole cache from memory).
+      if (c0 == 0 && (b + kPrefetchAhead) * bs < n_keys) {
+        const int64_t ahead = kv.block_table[b + kPrefetchAhead] * kv.block_stride * int64_t(esize);
+        const char* kn = static_cast<const char*>(kv.k) + ahead;
+        const char* vn = static_cast<const char*>(kv.v) + ahead;
+        for (int64_t off = 0; off < block_bytes; off += 64) {
+          _mm_prefetch(kn + off, _MM_HINT_T0);
+          _mm_prefetch(vn + off, _MM_HINT_T0);
+        }
+      }
       const int64_t left = (b + 1) * bs < n_keys ? (b + 1) * bs - pos : n_keys - pos;  // in this block
       const int nc = left < kKeys ? int(left) : kKeys;
       const int64_t k_off = phys * kv.block_stride + c0,
