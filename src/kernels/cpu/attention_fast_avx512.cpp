@@ -9,8 +9,10 @@
 // of a GQA group share a block), and a row's float operations never depend on which rows
 // it is grouped with, on the row tile or on the call's row count, so a token's output is
 // bit-identical decoded alone, batched, or anywhere in a prefill chunk (batch
-// invariance). f16 K/V are converted once per chunk into a small f32 tile shared by the
-// row tile.
+// invariance). The online softmax advances in steps of two chunks (32 keys) fixed by
+// position, and the scores of several chunks are computed together when few rows share
+// them. f16 K/V are converted in the loads for a few rows (decode) and once per chunk
+// into a small f32 tile for a larger row tile (prefill); the numbers are the same.
 #include <immintrin.h>
 
 #include <cmath>
