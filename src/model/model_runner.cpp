@@ -199,7 +199,7 @@ void ModelRunner::Impl::attention_layer(const ForwardBatch& batch, int layer, Kv
   if (work < kMinParallelAttn || pool.size() == 1)
     worker(0, 1);
   else
-    pool.run(worker);
+    pool.run_dynamic(worker);  // items are claimed, so a descheduled worker holds nothing up
 }
 
 const float* ModelRunner::Impl::forward(const ForwardBatch& batch, KvCacheStorage& kv) {
@@ -208,12 +208,12 @@ const float* ModelRunner::Impl::forward(const ForwardBatch& batch, KvCacheStorag
   const float eps = c.norm_eps;
 
   // Query heads sharing a KV head are attended together (each K/V block read once for
-  // the group) unless that would leave too few work items to occupy the threads.
+  // the group, about half the cost per head) unless that would leave a thread idle.
   const int group = c.n_heads / c.n_kv_heads;
   int64_t n_tiles = 0;
   for (const SeqSlice& seq : batch.seqs)
     n_tiles += (int64_t(seq.tokens.size()) + kAttnRowTile - 1) / kAttnRowTile;
-  attn_group = group > 1 && (pool.size() == 1 || n_tiles * c.n_kv_heads >= 2 * pool.size()) ? group : 1;
+  attn_group = group > 1 && (pool.size() == 1 || n_tiles * c.n_kv_heads >= pool.size()) ? group : 1;
   const int n_units = c.n_heads / attn_group;  // work items per tile: KV heads or query heads
 
   // Stack the new tokens: embeddings, positions, RoPE tables, attention work items.
