@@ -119,12 +119,13 @@ Status Model::bind_weights() {
   }
 
   // Weights the CPU kernels read faster in their packed layout (matmul_pack.h) are
-  // repacked once; a tied output stays as it is (embed() reads its rows).
+  // repacked once. A tied output is packed too and embed() then reads its rows from the
+  // packed copy (dequantize_packed_row), so the file's pages can be dropped for it as well.
   const bool from_file = !f.path().empty();  // a read-only mapping (not a caller's buffer)
   for (LayerWeights& L : layers_)
     for (WeightView* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down})
       packed_.pack(*w, from_file);
-  if (!c.tied_output) packed_.pack(output_, from_file);
+  if (packed_.pack(output_, from_file) && c.tied_output) token_embd_.packed = output_.packed;
 
   // Llama 3 style files carry precomputed per-pair frequency divisors.
   const float* freq_factors = nullptr;
@@ -135,6 +136,7 @@ Status Model::bind_weights() {
 
 void Model::embed(int32_t token, float* out) const {
   assert(token >= 0 && token < config_.n_vocab);
+  if (token_embd_.packed) return dequantize_packed_row(token_embd_, token, out);
   const size_t row_bytes = ggml_row_bytes(token_embd_.type, config_.dim);
   const auto* row = static_cast<const uint8_t*>(token_embd_.data) + size_t(token) * row_bytes;
   dequantize_row(token_embd_.type, row, out, config_.dim);

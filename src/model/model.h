@@ -1,6 +1,7 @@
 // A loaded model: hyper-parameters plus weight views into the memory-mapped GGUF file.
-// Nothing is inflated at load; matmul dequantizes blocks on the fly, and the token
-// embedding dequantizes one row per token.
+// Nothing is inflated at load (some matrices are repacked into a same-size layout, see
+// matmul_pack.h); matmul dequantizes blocks on the fly, and the token embedding
+// dequantizes one row per token (from the packed copy when a tied output was packed).
 #pragma once
 
 #include <memory>
@@ -36,6 +37,7 @@ class Model {
   const ModelConfig& config() const { return config_; }
   const GgufFile& gguf() const { return *file_; }
   const LayerWeights& layer(int i) const { return layers_[size_t(i)]; }
+  // .packed is set when the tied output was packed: then embed() reads rows from it.
   const WeightView& token_embd() const { return token_embd_; }
   const WeightView& output() const { return output_; }  // token_embd when tied
   const float* output_norm() const { return output_norm_; }

@@ -1,4 +1,4 @@
-// Writes small GGUF v3 files in memory (F32 tensors, scalar/string metadata), so tests can
+// Writes small GGUF v3 files in memory (F32 or pre-encoded tensors, scalar/string metadata), so tests can
 // build models of any architecture and shape without shipping files.
 #pragma once
 
@@ -26,6 +26,11 @@ class GgufBuilder {
     std::memcpy(t.bytes.data(), data.data(), t.bytes.size());
     tensors_.push_back(std::move(t));
   }
+  // A tensor already encoded as ggml type `type` (its GGUF type id), e.g. quantized blocks.
+  void tensor_raw(const std::string& name, const std::vector<int64_t>& shape, uint32_t type,
+                  std::vector<uint8_t> bytes) {
+    tensors_.push_back(Tensor{name, shape, std::move(bytes), type});
+  }
 
   std::vector<uint8_t> build() const {
     std::vector<uint8_t> out;
@@ -39,7 +44,7 @@ class GgufBuilder {
       put_str(out, t.name);
       put<uint32_t>(out, uint32_t(t.shape.size()));
       for (int64_t d : t.shape) put<uint64_t>(out, uint64_t(d));
-      put<uint32_t>(out, 0);  // F32
+      put<uint32_t>(out, t.type);
       put<uint64_t>(out, offset);
       offset += align(t.bytes.size());
     }
@@ -56,6 +61,7 @@ class GgufBuilder {
     std::string name;
     std::vector<int64_t> shape;
     std::vector<uint8_t> bytes;
+    uint32_t type = 0;  // F32
   };
   static size_t align(size_t n) { return (n + 31) / 32 * 32; }
   template <class T>

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "core/cpu_features.h"
+#include "gguf/dequantize.h"
 #include "gguf/quant_blocks.h"
 
 namespace kvserve {
@@ -105,6 +106,69 @@ void matmul_pack(const WeightView& w, void* dst) {
       }
       if (qh) std::memcpy(c + detail::packed_qh_offset(w.type), masks, sizeof(masks));
     }
+}
+
+namespace {
+// Writes row r's block of cell c back in the file's layout (the inverse of matmul_pack
+// for one row): blk gets ggml_traits(t).block_bytes bytes.
+void unpack_block(GgmlType t, const uint8_t* c, int r, uint8_t* blk) {
+  if (t == GgmlType::Q4_K) {
+    BlockQ4_K b;
+    std::memcpy(&b.d, c + 2 * r, 2);
+    std::memcpy(&b.dmin, c + 32 + 2 * r, 2);
+    for (int v = 0; v < 3; ++v) std::memcpy(b.scales + 4 * v, c + 64 + 64 * v + 4 * r, 4);
+    for (int k = 0; k < 32; ++k) std::memcpy(b.qs + 4 * k, c + 256 + 64 * k + 4 * r, 4);
+    std::memcpy(blk, &b, sizeof(b));
+    return;
+  }
+  if (t == GgmlType::Q6_K) {
+    BlockQ6_K b;
+    std::memcpy(&b.d, c + 2 * r, 2);
+    for (int v = 0; v < 4; ++v) std::memcpy(b.scales + 4 * v, c + 32 + 64 * v + 4 * r, 4);
+    for (int k = 0; k < 32; ++k) std::memcpy(b.ql + 4 * k, c + 288 + 64 * k + 4 * r, 4);
+    for (int k = 0; k < 16; ++k) std::memcpy(b.qh + 4 * k, c + 288 + 2048 + 64 * k + 4 * r, 4);
+    std::memcpy(blk, &b, sizeof(b));
+    return;
+  }
+  const bool min = detail::packed_has_min(t), qh = detail::packed_has_qh(t);
+  const int qh_in = min ? 4 : 2;  // file block offsets, as in matmul_pack
+  const int qs_in = qh_in + (qh ? 4 : 0);
+  const int qs_len = int(ggml_traits(t).block_bytes) - qs_in;
+  std::memcpy(blk, c + 2 * r, 2);                    // d
+  if (min) std::memcpy(blk + 2, c + 32 + 2 * r, 2);  // m
+  if (qh) {
+    uint64_t masks[8];
+    std::memcpy(masks, c + detail::packed_qh_offset(t), sizeof(masks));
+    uint32_t h = 0;
+    for (int k = 0; k < 4; ++k)
+      for (int i = 0; i < 4; ++i) {
+        h |= uint32_t((masks[k] >> (4 * r + i)) & 1) << (4 * k + i);
+        h |= uint32_t((masks[4 + k] >> (4 * r + i)) & 1) << (16 + 4 * k + i);
+      }
+    std::memcpy(blk + qh_in, &h, 4);
+  }
+  const uint8_t* qs = c + detail::packed_qs_offset(t);
+  for (int k = 0; k < qs_len / 4; ++k) {
+    uint8_t* q = blk + qs_in + 4 * k;
+    std::memcpy(q, qs + 64 * k + 4 * r, 4);
+    if (t == GgmlType::Q8_0)
+      for (int i = 0; i < 4; ++i) q[i] ^= 0x80;
+  }
+}
+}  // namespace
+
+void dequantize_packed_row(const WeightView& w, int64_t row, float* dst) {
+  assert(w.packed && row >= 0 && row < w.n_out);
+  const int64_t elems = detail::packed_elems(w.type);
+  const int64_t nb = w.n_in / elems;
+  const int64_t cell = detail::packed_cell_bytes(w.type);
+  const auto* cells = static_cast<const uint8_t*>(w.packed) + (row / 16) * nb * cell;
+  alignas(8) uint8_t blk[sizeof(BlockQ6_K)];  // the largest packed block
+  static_assert(sizeof(BlockQ6_K) >= sizeof(BlockQ4_K) && sizeof(BlockQ6_K) >= sizeof(BlockQ8_0));
+  for (int64_t b = 0; b < nb; ++b) {
+    unpack_block(w.type, cells + b * cell, int(row % 16), blk);
+    dequantize_row(w.type, blk, dst + b * elems, elems);
+  }
 }
 
 void PackedWeights::Free::operator()(uint8_t* p) const {

@@ -61,6 +61,11 @@ size_t matmul_packed_bytes(const WeightView& w);
 // Writes the packed copy of w (matmul_packable) into dst (matmul_packed_bytes(w) bytes,
 // 64-byte aligned).
 void matmul_pack(const WeightView& w, void* dst);
+// dst: [w.n_in], row `row` (< w.n_out) of w dequantized from its packed copy w.packed
+// (written by matmul_pack), bit-identical to dequantize_row on the file's row; lets a
+// matrix that is also read by rows (a tied token embedding) keep only the packed copy.
+// Scalar, any ISA.
+void dequantize_packed_row(const WeightView& w, int64_t row, float* dst);
 
 // Owns packed copies of weight matrices: pack(view) points view.packed at its copy. With
 // release_source (only for read-only file mappings: anonymous memory would be zeroed)
