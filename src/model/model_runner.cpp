@@ -251,9 +251,9 @@ const float* ModelRunner::Impl::forward(const ForwardBatch& batch, KvCacheStorag
     rows(T, dim, [&](int64_t b, int64_t e, int) {
       rmsnorm_rows(x.get() + b * dim, L.attn_norm, xn.get() + b * dim, e - b, dim, eps);
     });
-    matmul(L.wq, xn.get(), T, q.get(), pool);
-    matmul(L.wk, xn.get(), T, k.get(), pool);
-    matmul(L.wv, xn.get(), T, v.get(), pool);
+    // q, k and v read the same normed input: one dispatch, activations converted once.
+    const MatmulOutput qkv[] = {{&L.wq, q.get()}, {&L.wk, k.get()}, {&L.wv, v.get()}};
+    matmul_multi(qkv, xn.get(), T, pool);
     rows(T, qd + 2 * kvd, [&](int64_t b, int64_t e, int) {
       for (int64_t r = b; r < e; ++r) {
         float* qr = q.get() + r * qd;   // [n_heads, head_dim]
@@ -281,8 +281,8 @@ const float* ModelRunner::Impl::forward(const ForwardBatch& batch, KvCacheStorag
       for (int64_t i = b * dim; i < e * dim; ++i) xr[i] += pr[i];
       rmsnorm_rows(x.get() + b * dim, L.ffn_norm, xn.get() + b * dim, e - b, dim, eps);
     });
-    matmul(L.w_gate, xn.get(), T, gate.get(), pool);
-    matmul(L.w_up, xn.get(), T, up.get(), pool);
+    const MatmulOutput gate_up[] = {{&L.w_gate, gate.get()}, {&L.w_up, up.get()}};
+    matmul_multi(gate_up, xn.get(), T, pool);
     rows(T, ffn, [&](int64_t b, int64_t e, int) {
       silu_mul(gate.get() + b * ffn, up.get() + b * ffn, gate.get() + b * ffn, (e - b) * ffn);
     });

@@ -84,6 +84,61 @@ constexpr int64_t kRowAlign = 16;
 // Chunks per thread: enough to rebalance when a core is taken, few enough that the
 // atomic claims and the lost prefetch at chunk ends stay negligible.
 constexpr int64_t kChunksPerThread = 4;
+// Weights one matmul_multi call takes (q/k/v is the most the model runner needs).
+constexpr size_t kMaxMultiOutputs = 8;
+
+// Converted activations of one call, per distinct weight type (thread-local, grows once).
+struct ActScratch {
+  std::vector<uint8_t> rows;
+  std::vector<int8_t> q;
+  std::vector<float> d, s;
+  std::vector<int32_t> corr;
+};
+
+// A weight ready to run: its kernel and arguments (activations already converted).
+struct Prepared {
+  detail::MatmulRangeFn fn;
+  detail::MatmulArgs args;
+  int64_t n_out;
+};
+
+// Converts x into the activation format of w (into sc) and sets the activation fields
+// of args; args' weight fields are set by the caller.
+void convert_activations(Isa isa, const WeightView& w, const float* x, int64_t n_tokens, ActScratch& sc,
+                         detail::MatmulArgs& args, ThreadPool& pool) {
+  const ActFormat fmt = act_format(w.type);
+  const size_t x_row_bytes = act_row_bytes(fmt, w.n_in);
+  args.n_in = w.n_in;
+  args.x_row_bytes = x_row_bytes;
+  args.n_tokens = n_tokens;
+  if (fmt == ActFormat::F32) {
+    args.x = reinterpret_cast<const uint8_t*>(x);  // f32 activations are used as they are
+    return;
+  }
+  const bool dense = (isa != Isa::Scalar && (fmt == ActFormat::Q8_0 || fmt == ActFormat::Q8_1)) ||
+                     (isa == Isa::Avx512 && detail::matmul_kquant_fn_avx512(w.type) != nullptr);
+  uint8_t* dst = scratch_buffer(sc.rows, x_row_bytes * size_t(n_tokens));
+  args.x = dst;
+  if (dense) {
+    const size_t nb = size_t(n_tokens * (w.n_in / detail::dense_unit(w.type)));
+    args.xq = scratch_buffer(sc.q, size_t(n_tokens * w.n_in));
+    args.xd = scratch_buffer(sc.d, nb);
+    args.xs = fmt != ActFormat::Q8_0 ? scratch_buffer(sc.s, nb) : nullptr;
+    args.xcorr = scratch_buffer(sc.corr, nb);
+  }
+  const int64_t n_in = w.n_in;
+  auto convert = [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t)
+      quantize_act_row(isa, fmt, x + t * n_in, n_in, dst + size_t(t) * x_row_bytes);
+    if (dense) fill_dense_views(args, w.type, t0, t1);
+  };
+  // Worth waking the pool only for large batches.
+  if (n_tokens * n_in >= (1 << 16))
+    pool.parallel_chunks(n_tokens, std::max<int64_t>(1, n_tokens / (4 * pool.size())),
+                         [&](int64_t t0, int64_t t1, int) { convert(t0, t1); });
+  else
+    convert(0, n_tokens);
+}
 
 }  // namespace
 
@@ -91,73 +146,83 @@ bool matmul_supports(GgmlType type) {
   return detail::matmul_fn_scalar(type) != nullptr;
 }
 
-void matmul_isa(Isa isa, const WeightView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool) {
-  assert(matmul_supports(w.type));
-  assert(w.n_in % ggml_traits(w.type).block_size == 0);
-  if (n_tokens <= 0 || w.n_out <= 0) return;
-  const ActFormat fmt = act_format(w.type);
-  const size_t x_row_bytes = act_row_bytes(fmt, w.n_in);
-
-  // Activations converted once per call, into the caller's scratch (grows, never shrinks).
-  detail::MatmulArgs args{};
-  args.w = static_cast<const uint8_t*>(w.data);
-  args.w_row_bytes = ggml_row_bytes(w.type, w.n_in);
-  args.n_in = w.n_in;
-  args.x_row_bytes = x_row_bytes;
-  args.n_tokens = n_tokens;
-  args.y = y;
-  args.ldy = w.n_out;
-  const bool dense = (isa != Isa::Scalar && (fmt == ActFormat::Q8_0 || fmt == ActFormat::Q8_1)) ||
-                     (isa == Isa::Avx512 && detail::matmul_kquant_fn_avx512(w.type) != nullptr);
-  if (fmt != ActFormat::F32) {
-    thread_local std::vector<uint8_t> scratch;
-    uint8_t* dst = scratch_buffer(scratch, x_row_bytes * size_t(n_tokens));
-    args.x = dst;
-    if (dense) {
-      thread_local std::vector<int8_t> dense_q;
-      thread_local std::vector<float> dense_d, dense_s;
-      thread_local std::vector<int32_t> dense_c;
-      const size_t nb = size_t(n_tokens * (w.n_in / detail::dense_unit(w.type)));
-      args.xq = scratch_buffer(dense_q, size_t(n_tokens * w.n_in));
-      args.xd = scratch_buffer(dense_d, nb);
-      args.xs = fmt != ActFormat::Q8_0 ? scratch_buffer(dense_s, nb) : nullptr;
-      args.xcorr = scratch_buffer(dense_c, nb);
-    }
-    const int64_t n_in = w.n_in;
-    auto convert = [&](int64_t t0, int64_t t1) {
-      for (int64_t t = t0; t < t1; ++t)
-        quantize_act_row(isa, fmt, x + t * n_in, n_in, dst + size_t(t) * x_row_bytes);
-      if (dense) fill_dense_views(args, w.type, t0, t1);
-    };
-    // Worth waking the pool only for large batches.
-    if (n_tokens * n_in >= (1 << 16))
-      pool.parallel_chunks(n_tokens, std::max<int64_t>(1, n_tokens / (4 * pool.size())),
-                           [&](int64_t t0, int64_t t1, int) { convert(t0, t1); });
+void matmul_multi_isa(Isa isa, std::span<const MatmulOutput> outs, const float* x, int64_t n_tokens,
+                      ThreadPool& pool) {
+  assert(outs.size() <= kMaxMultiOutputs);
+  if (n_tokens <= 0) return;
+  thread_local ActScratch scratch[kMaxMultiOutputs];
+  Prepared prep[kMaxMultiOutputs];
+  int64_t total_rows = 0;
+  for (size_t i = 0; i < outs.size(); ++i) {
+    const WeightView& w = *outs[i].w;
+    assert(matmul_supports(w.type));
+    assert(w.n_in % ggml_traits(w.type).block_size == 0);
+    assert(i == 0 || w.n_in == outs[0].w->n_in);
+    detail::MatmulArgs& args = prep[i].args;
+    args = detail::MatmulArgs{};
+    // Activations are converted once per weight type: weights of the same type read
+    // the same converted rows (the same bytes a separate call would produce).
+    size_t same = i;
+    for (size_t j = 0; j < i; ++j)
+      if (outs[j].w->type == w.type) same = j;
+    if (same == i)
+      convert_activations(isa, w, x, n_tokens, scratch[i], args, pool);
     else
-      convert(0, n_tokens);
-  } else {
-    args.x = reinterpret_cast<const uint8_t*>(x);  // f32 activations are used as they are
+      args = prep[same].args;
+    args.w = static_cast<const uint8_t*>(w.data);
+    args.w_row_bytes = ggml_row_bytes(w.type, w.n_in);
+    args.y = outs[i].y;
+    args.ldy = w.n_out;
+    args.wp = nullptr;
+    prep[i].fn = pick_kernel(isa, w.type);
+    if (isa == Isa::Avx512 && w.packed) {
+      assert(detail::matmul_packed_fn_avx512(w.type) && w.n_out % 16 == 0);
+      prep[i].fn = detail::matmul_packed_fn_avx512(w.type);
+      args.wp = static_cast<const uint8_t*>(w.packed);
+    }
+    prep[i].n_out = w.n_out;
+    total_rows += w.n_out;
   }
-  detail::MatmulRangeFn fn = pick_kernel(isa, w.type);
-  if (isa == Isa::Avx512 && w.packed) {
-    assert(detail::matmul_packed_fn_avx512(w.type) && w.n_out % 16 == 0);
-    fn = detail::matmul_packed_fn_avx512(w.type);
-    args.wp = static_cast<const uint8_t*>(w.packed);
-  }
-  // Rows are claimed in chunks (whole 16-row tiles, a few per thread) by whichever
-  // thread is free: a thread slowed by another process takes fewer. Each row's result
-  // does not depend on the chunk it is computed in (batch invariance).
-  const int64_t n_out = w.n_out;
-  const int64_t per = (n_out + kChunksPerThread * pool.size() - 1) / (kChunksPerThread * pool.size());
+  if (total_rows <= 0) return;
+
+  // Rows of all the weights are claimed in chunks (whole 16-row tiles of one weight, a
+  // few per thread) by whichever thread is free: one pool dispatch for all of them, and
+  // a thread slowed by another process takes fewer. Each row's result does not depend
+  // on the chunk it is computed in (batch invariance).
+  const int64_t pieces = kChunksPerThread * pool.size();
+  const int64_t per = (total_rows + pieces - 1) / pieces;
   const int64_t chunk = std::max<int64_t>(kRowAlign, (per + kRowAlign - 1) / kRowAlign * kRowAlign);
-  if (chunk >= n_out)
-    fn(args, 0, n_out);
-  else
-    pool.parallel_chunks(n_out, chunk, [&](int64_t o0, int64_t o1, int) { fn(args, o0, o1); });
+  int64_t first_chunk[kMaxMultiOutputs + 1];  // chunk index where each weight starts
+  first_chunk[0] = 0;
+  for (size_t i = 0; i < outs.size(); ++i)
+    first_chunk[i + 1] = first_chunk[i] + (prep[i].n_out + chunk - 1) / chunk;
+  const int64_t n_chunks = first_chunk[outs.size()];
+  auto run_chunk = [&](int64_t c) {
+    size_t i = 0;
+    while (first_chunk[i + 1] <= c) ++i;
+    const int64_t o0 = (c - first_chunk[i]) * chunk;
+    prep[i].fn(prep[i].args, o0, std::min(prep[i].n_out, o0 + chunk));
+  };
+  if (n_chunks == 1 || pool.size() == 1) {
+    for (int64_t c = 0; c < n_chunks; ++c) run_chunk(c);
+  } else {
+    pool.parallel_chunks(n_chunks, 1, [&](int64_t c0, int64_t c1, int) {
+      for (int64_t c = c0; c < c1; ++c) run_chunk(c);
+    });
+  }
+}
+
+void matmul_isa(Isa isa, const WeightView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool) {
+  const MatmulOutput out{&w, y};
+  matmul_multi_isa(isa, {&out, 1}, x, n_tokens, pool);
 }
 
 void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool) {
   matmul_isa(best_isa(), w, x, n_tokens, y, pool);
+}
+
+void matmul_multi(std::span<const MatmulOutput> outs, const float* x, int64_t n_tokens, ThreadPool& pool) {
+  matmul_multi_isa(best_isa(), outs, x, n_tokens, pool);
 }
 
 }  // namespace kvserve

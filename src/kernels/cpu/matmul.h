@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 
 #include "core/thread_pool.h"
 #include "gguf/ggml_type.h"
@@ -29,6 +30,18 @@ struct WeightView {
 // Work is split over the pool's threads; no allocation (scratch is thread-local and
 // grows once to the largest size seen).
 void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool);
+
+// One weight of a matmul_multi call and where its output goes.
+struct MatmulOutput {
+  const WeightView* w;
+  float* y;  // [n_tokens, w->n_out]
+};
+
+// matmul() of several weights over the same activations x (every w->n_in equal) in one
+// pool dispatch: activations are converted once per weight type and rows of all the
+// outputs are shared out together. Each output is bit-identical to a separate matmul().
+// At most 8 outputs.
+void matmul_multi(std::span<const MatmulOutput> outs, const float* x, int64_t n_tokens, ThreadPool& pool);
 
 // Whether matmul supports this weight type.
 bool matmul_supports(GgmlType type);

@@ -12,6 +12,8 @@ namespace kvserve {
 
 // matmul() with a given ISA instead of best_isa() (which must be supported by the CPU).
 void matmul_isa(Isa isa, const WeightView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool);
+void matmul_multi_isa(Isa isa, std::span<const MatmulOutput> outs, const float* x, int64_t n_tokens,
+                      ThreadPool& pool);
 
 namespace detail {
 
