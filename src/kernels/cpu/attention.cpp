@@ -13,8 +13,9 @@ void attention_paged_avx2(const float* q, int64_t q_stride, int n_rows, int n_gr
                           const PagedKvHead& kv, int head_dim, float scale, float* out, int64_t out_stride);
 void attention_paged_avx512(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
                             const PagedKvHead& kv, int head_dim, float scale, float* out, int64_t out_stride);
-void kv_store_token_avx2(void* k_head, void* v_head, KvDtype dtype, int block_size, int head_dim, int slot,
-                         const float* k, const float* v);
+// F16 only: the f32 store is plain copies, the same on every ISA.
+void kv_store_token_f16_avx2(void* k_head, void* v_head, int block_size, int head_dim, int slot,
+                             const float* k, const float* v);
 
 namespace {
 struct ScalarOps {
@@ -85,8 +86,10 @@ void attention_paged(const float* q, int64_t q_stride, int n_rows, int n_group, 
 void kv_store_token(void* k_head, void* v_head, KvDtype dtype, int block_size, int head_dim, int slot,
                     const float* k, const float* v) {
   static const bool vec = best_isa() >= Isa::Avx2;
-  (vec ? kv_store_token_avx2 : kv_store_token_scalar)(k_head, v_head, dtype, block_size, head_dim, slot, k,
-                                                      v);
+  if (vec && dtype == KvDtype::F16)
+    kv_store_token_f16_avx2(k_head, v_head, block_size, head_dim, slot, k, v);
+  else
+    kv_store_token_scalar(k_head, v_head, dtype, block_size, head_dim, slot, k, v);
 }
 
 }  // namespace kvserve

@@ -63,14 +63,8 @@ void attention_paged_avx2(const float* q, int64_t q_stride, int n_rows, int n_gr
                                                   out, out_stride);
 }
 
-void kv_store_token_avx2(void* k_head, void* v_head, KvDtype dtype, int bs, int head_dim, int slot,
-                         const float* k, const float* v) {
-  if (dtype == KvDtype::F32) {
-    auto* kd = static_cast<float*>(k_head);
-    for (int d = 0; d < head_dim; ++d) kd[int64_t(d) * bs + slot] = k[d];
-    std::memcpy(static_cast<float*>(v_head) + int64_t(slot) * head_dim, v, sizeof(float) * size_t(head_dim));
-    return;
-  }
+void kv_store_token_f16_avx2(void* k_head, void* v_head, int bs, int head_dim, int slot, const float* k,
+                             const float* v) {
   auto* kd = static_cast<uint16_t*>(k_head);
   auto* vd = static_cast<uint16_t*>(v_head) + int64_t(slot) * head_dim;
   int d = 0;

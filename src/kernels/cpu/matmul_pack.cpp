@@ -27,40 +27,37 @@ size_t matmul_packed_bytes(const WeightView& w) {
 }
 
 namespace {
-void pack_q4_k(const WeightView& w, uint8_t* out) {
+// Visits every (cell, row r of its 16, that row's super-block) of a K-quant weight:
+// cell (g, b) holds super-block b of rows 16g .. 16g + 15.
+template <class Block, class Fill>
+void pack_super_blocks(const WeightView& w, uint8_t* out, Fill fill) {
   const int64_t nb = w.n_in / QK_K;
   const size_t row_bytes = ggml_row_bytes(w.type, w.n_in);
   const int64_t cell = detail::packed_cell_bytes(w.type);
   const auto* src = static_cast<const uint8_t*>(w.data);
   for (int64_t g = 0; g < w.n_out / 16; ++g)
-    for (int64_t b = 0; b < nb; ++b) {
-      uint8_t* c = out + (g * nb + b) * cell;
-      for (int r = 0; r < 16; ++r) {
-        const auto* s = reinterpret_cast<const BlockQ4_K*>(src + size_t(16 * g + r) * row_bytes) + b;
-        std::memcpy(c + 2 * r, &s->d, 2);
-        std::memcpy(c + 32 + 2 * r, &s->dmin, 2);
-        for (int v = 0; v < 3; ++v) std::memcpy(c + 64 + 64 * v + 4 * r, s->scales + 4 * v, 4);
-        for (int k = 0; k < 32; ++k) std::memcpy(c + 256 + 64 * k + 4 * r, s->qs + 4 * k, 4);
-      }
-    }
+    for (int64_t b = 0; b < nb; ++b)
+      for (int r = 0; r < 16; ++r)
+        fill(out + (g * nb + b) * cell, r,
+             *(reinterpret_cast<const Block*>(src + size_t(16 * g + r) * row_bytes) + b));
+}
+
+void pack_q4_k(const WeightView& w, uint8_t* out) {
+  pack_super_blocks<BlockQ4_K>(w, out, [](uint8_t* c, int r, const BlockQ4_K& s) {
+    std::memcpy(c + 2 * r, &s.d, 2);
+    std::memcpy(c + 32 + 2 * r, &s.dmin, 2);
+    for (int v = 0; v < 3; ++v) std::memcpy(c + 64 + 64 * v + 4 * r, s.scales + 4 * v, 4);
+    for (int k = 0; k < 32; ++k) std::memcpy(c + 256 + 64 * k + 4 * r, s.qs + 4 * k, 4);
+  });
 }
 
 void pack_q6_k(const WeightView& w, uint8_t* out) {
-  const int64_t nb = w.n_in / QK_K;
-  const size_t row_bytes = ggml_row_bytes(w.type, w.n_in);
-  const int64_t cell = detail::packed_cell_bytes(w.type);
-  const auto* src = static_cast<const uint8_t*>(w.data);
-  for (int64_t g = 0; g < w.n_out / 16; ++g)
-    for (int64_t b = 0; b < nb; ++b) {
-      uint8_t* c = out + (g * nb + b) * cell;
-      for (int r = 0; r < 16; ++r) {
-        const auto* s = reinterpret_cast<const BlockQ6_K*>(src + size_t(16 * g + r) * row_bytes) + b;
-        std::memcpy(c + 2 * r, &s->d, 2);
-        for (int v = 0; v < 4; ++v) std::memcpy(c + 32 + 64 * v + 4 * r, s->scales + 4 * v, 4);
-        for (int k = 0; k < 32; ++k) std::memcpy(c + 288 + 64 * k + 4 * r, s->ql + 4 * k, 4);
-        for (int k = 0; k < 16; ++k) std::memcpy(c + 288 + 2048 + 64 * k + 4 * r, s->qh + 4 * k, 4);
-      }
-    }
+  pack_super_blocks<BlockQ6_K>(w, out, [](uint8_t* c, int r, const BlockQ6_K& s) {
+    std::memcpy(c + 2 * r, &s.d, 2);
+    for (int v = 0; v < 4; ++v) std::memcpy(c + 32 + 64 * v + 4 * r, s.scales + 4 * v, 4);
+    for (int k = 0; k < 32; ++k) std::memcpy(c + 288 + 64 * k + 4 * r, s.ql + 4 * k, 4);
+    for (int k = 0; k < 16; ++k) std::memcpy(c + 288 + 2048 + 64 * k + 4 * r, s.qh + 4 * k, 4);
+  });
 }
 }  // namespace
 

@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
 #include "gguf/quant_blocks.h"
 #include "kernels/cpu/matmul_internal.h"
@@ -129,22 +130,24 @@ void packed_tile(const MatmulArgs& a, int64_t o, int64_t t0, bool prefetch) {
     for (int t = 0; t < NT; ++t) _mm512_storeu_ps(a.y + (t0 + t) * a.ldy + o + 16 * r, acc[r][t]);
 }
 
-// All tokens for rows [o, o + 16R), token tiles of NT then the rest.
+// Calls tile.template operator()<N>(t0, prefetch) over all n_tokens: tiles of NT tokens,
+// then one tile of the rest (fewer than NT). Prefetch only on a row panel's first tile.
+template <int NT, class Tile>
+void for_token_tiles(int64_t n_tokens, Tile&& tile) {
+  int64_t t = 0;
+  for (; t + NT <= n_tokens; t += NT) tile.template operator()<NT>(t, t == 0);
+  const int64_t rest = n_tokens - t;
+  const bool pf = t == 0;
+  [&]<int... N>(std::integer_sequence<int, N...>) {
+    ((rest == N + 1 ? tile.template operator()<N + 1>(t, pf) : void()), ...);
+  }
+  (std::make_integer_sequence<int, NT - 1>{});
+}
+
+// All tokens for rows [o, o + 16R).
 template <GgmlType T, int NT, int R>
 void packed_rows(const MatmulArgs& a, int64_t o) {
-  int64_t t = 0;
-  for (; t + NT <= a.n_tokens; t += NT) packed_tile<T, NT, R>(a, o, t, t == 0);
-  const bool pf = t == 0;
-  switch (a.n_tokens - t) {
-    case 7: packed_tile<T, 7, R>(a, o, t, pf); break;
-    case 6: packed_tile<T, 6, R>(a, o, t, pf); break;
-    case 5: packed_tile<T, 5, R>(a, o, t, pf); break;
-    case 4: packed_tile<T, 4, R>(a, o, t, pf); break;
-    case 3: packed_tile<T, 3, R>(a, o, t, pf); break;
-    case 2: packed_tile<T, 2, R>(a, o, t, pf); break;
-    case 1: packed_tile<T, 1, R>(a, o, t, pf); break;
-    default: break;
-  }
+  for_token_tiles<NT>(a.n_tokens, [&]<int N>(int64_t t, bool pf) { packed_tile<T, N, R>(a, o, t, pf); });
 }
 
 template <GgmlType T>
@@ -227,17 +230,8 @@ void packed_tile_q4k(const MatmulArgs& a, int64_t o, int64_t t0, bool prefetch) 
 }
 
 void matmul_packed_q4k(const MatmulArgs& a, int64_t o0, int64_t o1) {
-  for (int64_t o = o0; o < o1; o += 16) {
-    int64_t t = 0;
-    for (; t + 4 <= a.n_tokens; t += 4) packed_tile_q4k<4>(a, o, t, t == 0);
-    const bool pf = t == 0;
-    switch (a.n_tokens - t) {
-      case 3: packed_tile_q4k<3>(a, o, t, pf); break;
-      case 2: packed_tile_q4k<2>(a, o, t, pf); break;
-      case 1: packed_tile_q4k<1>(a, o, t, pf); break;
-      default: break;
-    }
-  }
+  for (int64_t o = o0; o < o1; o += 16)
+    for_token_tiles<4>(a.n_tokens, [&]<int N>(int64_t t, bool pf) { packed_tile_q4k<N>(a, o, t, pf); });
 }
 
 // Q6_K: y[t0 + t, o..o+16) for NT tokens. Per 16-element unit in order the same float
@@ -297,21 +291,8 @@ void packed_tile_q6k(const MatmulArgs& a, int64_t o, int64_t t0, bool prefetch) 
 }
 
 void matmul_packed_q6k(const MatmulArgs& a, int64_t o0, int64_t o1) {
-  for (int64_t o = o0; o < o1; o += 16) {
-    int64_t t = 0;
-    for (; t + 8 <= a.n_tokens; t += 8) packed_tile_q6k<8>(a, o, t, t == 0);
-    const bool pf = t == 0;
-    switch (a.n_tokens - t) {
-      case 7: packed_tile_q6k<7>(a, o, t, pf); break;
-      case 6: packed_tile_q6k<6>(a, o, t, pf); break;
-      case 5: packed_tile_q6k<5>(a, o, t, pf); break;
-      case 4: packed_tile_q6k<4>(a, o, t, pf); break;
-      case 3: packed_tile_q6k<3>(a, o, t, pf); break;
-      case 2: packed_tile_q6k<2>(a, o, t, pf); break;
-      case 1: packed_tile_q6k<1>(a, o, t, pf); break;
-      default: break;
-    }
-  }
+  for (int64_t o = o0; o < o1; o += 16)
+    for_token_tiles<8>(a.n_tokens, [&]<int N>(int64_t t, bool pf) { packed_tile_q6k<N>(a, o, t, pf); });
 }
 
 }  // namespace
