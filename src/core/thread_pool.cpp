@@ -25,6 +25,7 @@ void spin_until(Done done) {
 ThreadPool::ThreadPool(int n_threads) {
   if (n_threads <= 0) n_threads = int(std::max(1u, std::thread::hardware_concurrency()));
   n_threads_ = n_threads;
+  ranges_ = std::make_unique<RangeSlot[]>(size_t(n_threads));
   threads_.reserve(size_t(n_threads - 1));
   for (int t = 1; t < n_threads; ++t) threads_.emplace_back([this, t] { worker(t); });
 }

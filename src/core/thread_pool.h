@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -53,6 +54,34 @@ class ThreadPool {
     parallel_chunks(n, std::max<int64_t>(1, (n + pieces - 1) / pieces), f);
   }
 
+  // Splits [0, n) into one contiguous range per thread. Each thread works through its own
+  // range front to back, in pieces that shrink towards its end (a quarter of what is
+  // left, at least `grain`), then takes pieces from the back of the other threads' ranges:
+  // f(begin, end, tid). A thread's memory stream runs on across its pieces (the
+  // prefetchers keep going), the threads meet within a grain of each other, and the range
+  // of a thread that never starts (descheduled) is taken by the others. Piece bounds are
+  // multiples of `grain` (but n).
+  template <class F>
+  void parallel_ranges(int64_t n, int64_t grain, F&& f) {
+    if (n <= 0) return;
+    grain = std::max<int64_t>(1, grain);
+    if (n_threads_ == 1 || n <= grain) {
+      f(int64_t(0), n, 0);
+      return;
+    }
+    const int nth = n_threads_;
+    for (int t = 0; t < nth; ++t) {
+      const uint64_t b = uint64_t(n * t / nth / grain * grain);
+      const uint64_t e = t + 1 == nth ? uint64_t(n) : uint64_t(n * (t + 1) / nth / grain * grain);
+      ranges_[size_t(t)].v.store(e << 32 | b, std::memory_order_relaxed);
+    }
+    run_dynamic([&](int tid, int) {
+      take_range(ranges_[size_t(tid)].v, grain, /*from_back=*/false, tid, f);
+      for (int k = 1; k < nth; ++k)
+        take_range(ranges_[size_t((tid + k) % nth)].v, grain, /*from_back=*/true, tid, f);
+    });
+  }
+
   // Hands out [0, n) in pieces of `chunk` (the last may be shorter) to whichever thread
   // asks first: f(begin, end, tid), in increasing order per thread.
   template <class F>
@@ -71,6 +100,39 @@ class ThreadPool {
   void dispatch(Trampoline fn, void* ctx, bool all);
   void worker(int tid);
 
+  // A range [begin, end) packed as end << 32 | begin, in a cache line of its own.
+  struct alignas(64) RangeSlot {
+    std::atomic<uint64_t> v{0};
+  };
+
+  // Takes pieces of *slot until it is empty: from the front (the owner) or the back.
+  template <class F>
+  static void take_range(std::atomic<uint64_t>& slot, int64_t grain, bool from_back, int tid, F& f) {
+    uint64_t s = slot.load(std::memory_order_acquire);
+    for (;;) {
+      const int64_t b = int64_t(s & 0xffffffffu), e = int64_t(s >> 32);
+      if (b >= e) return;
+      const int64_t rem = e - b;
+      int64_t take = std::max(grain, rem / 4 / grain * grain);
+      if (take >= rem) take = rem;
+      int64_t nb = b, ne = e;
+      if (from_back) {
+        ne = e - take;
+        if (ne > b) ne = std::max(b, ne / grain * grain);  // keep piece bounds on the grain
+      } else {
+        nb = b + take;
+      }
+      const uint64_t next = from_back ? uint64_t(ne) << 32 | uint64_t(b) : uint64_t(e) << 32 | uint64_t(nb);
+      if (!slot.compare_exchange_weak(s, next, std::memory_order_acq_rel, std::memory_order_acquire))
+        continue;
+      if (from_back)
+        f(ne, e, tid);
+      else
+        f(b, nb, tid);
+      s = slot.load(std::memory_order_acquire);
+    }
+  }
+
   // Job word: generation (high 32 bits), a "closed" bit and the number of workers
   // inside the job; workers join with a compare-exchange so none can enter a job the
   // caller has closed, nor a later one than it woke up for.
@@ -86,6 +148,7 @@ class ThreadPool {
   std::atomic<uint64_t> job_{0};
   std::atomic<int> pending_{0};  // run(): workers yet to finish
   std::atomic<bool> stop_{false};
+  std::unique_ptr<RangeSlot[]> ranges_;  // parallel_ranges: one per thread
 };
 
 }  // namespace kvserve

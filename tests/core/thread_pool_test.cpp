@@ -104,5 +104,47 @@ TEST(ThreadPool, ParallelChunksDoNotWaitForABusyThread) {
   EXPECT_LE(by_worker.load(), 1);  // the worker's one chunk took longer than all the rest
 }
 
+// parallel_ranges: every index exactly once, piece bounds on the grain (but n), each
+// thread's own range taken front to back in growing-index order before any stealing.
+TEST(ThreadPool, ParallelRangesCoverRangeExactlyOnceOnTheGrain) {
+  for (int n_threads : {1, 2, 3, 4}) {
+    ThreadPool pool(n_threads);
+    for (int64_t n : {0, 1, 2, 15, 16, 17, 60, 100, 1001}) {
+      for (int64_t grain : {1, 2, 16}) {
+        for (int rep = 0; rep < 20; ++rep) {
+          std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+          pool.parallel_ranges(n, grain, [&](int64_t b, int64_t e, int tid) {
+            ASSERT_LT(b, e);
+            ASSERT_GE(tid, 0);
+            ASSERT_LT(tid, n_threads);
+            ASSERT_EQ(b % grain, 0) << b;
+            if (e != n) ASSERT_EQ(e % grain, 0) << e;
+            for (int64_t i = b; i < e; ++i) hits[size_t(i)].fetch_add(1);
+          });
+          for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[size_t(i)].load(), 1) << "n " << n << " i " << i;
+        }
+      }
+    }
+  }
+}
+
+// A thread that cannot run (here: sleeps inside its first piece) does not hold up the
+// rest of its range: the others take it from the back.
+TEST(ThreadPool, ParallelRangesTakeTheRangeOfABusyThread) {
+  ThreadPool pool(2);
+  std::atomic<int64_t> by_worker{0};
+  std::atomic<int64_t> total{0};
+  pool.parallel_ranges(64, 1, [&](int64_t b, int64_t e, int tid) {
+    if (tid != 0) {
+      by_worker.fetch_add(e - b);
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    total.fetch_add(e - b);
+  });
+  EXPECT_EQ(total.load(), 64);
+  // The worker's first piece is a quarter of its half at most; the caller did the rest.
+  EXPECT_LE(by_worker.load(), 8);
+}
+
 }  // namespace
 }  // namespace kvserve

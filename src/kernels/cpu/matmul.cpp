@@ -81,9 +81,6 @@ void fill_dense_views(const detail::MatmulArgs& a, GgmlType type, int64_t t0, in
 
 // Rows per claimed chunk are a multiple of this, so SIMD row tiles stay whole.
 constexpr int64_t kRowAlign = 16;
-// Chunks per thread: enough to rebalance when a core is taken, few enough that the
-// atomic claims and the lost prefetch at chunk ends stay negligible.
-constexpr int64_t kChunksPerThread = 4;
 // Weights one matmul_multi call takes (q/k/v is the most the model runner needs).
 constexpr size_t kMaxMultiOutputs = 8;
 
@@ -152,7 +149,6 @@ void matmul_multi_isa(Isa isa, std::span<const MatmulOutput> outs, const float* 
   if (n_tokens <= 0) return;
   thread_local ActScratch scratch[kMaxMultiOutputs];
   Prepared prep[kMaxMultiOutputs];
-  int64_t total_rows = 0;
   for (size_t i = 0; i < outs.size(); ++i) {
     const WeightView& w = *outs[i].w;
     assert(matmul_supports(w.type));
@@ -181,35 +177,31 @@ void matmul_multi_isa(Isa isa, std::span<const MatmulOutput> outs, const float* 
       args.wp = static_cast<const uint8_t*>(w.packed);
     }
     prep[i].n_out = w.n_out;
-    total_rows += w.n_out;
   }
-  if (total_rows <= 0) return;
 
-  // Rows of all the weights are claimed in chunks (whole 16-row tiles of one weight, a
-  // few per thread) by whichever thread is free: one pool dispatch for all of them, and
-  // a thread slowed by another process takes fewer. Each row's result does not depend
-  // on the chunk it is computed in (batch invariance).
-  const int64_t pieces = kChunksPerThread * pool.size();
-  const int64_t per = (total_rows + pieces - 1) / pieces;
-  const int64_t chunk = std::max<int64_t>(kRowAlign, (per + kRowAlign - 1) / kRowAlign * kRowAlign);
-  int64_t first_chunk[kMaxMultiOutputs + 1];  // chunk index where each weight starts
-  first_chunk[0] = 0;
+  // The weights' rows, as 16-row tiles one after another, are split into one contiguous
+  // range per thread (ThreadPool::parallel_ranges): each thread streams its own part of
+  // the weights front to back, and the threads even out at the end by taking tiles from
+  // each other, so a thread slowed by another process takes fewer. One pool dispatch for
+  // all the weights. Each row's result does not depend on the piece it is computed in
+  // (batch invariance).
+  int64_t first_tile[kMaxMultiOutputs + 1];  // tile index where each weight starts
+  first_tile[0] = 0;
   for (size_t i = 0; i < outs.size(); ++i)
-    first_chunk[i + 1] = first_chunk[i] + (prep[i].n_out + chunk - 1) / chunk;
-  const int64_t n_chunks = first_chunk[outs.size()];
-  auto run_chunk = [&](int64_t c) {
-    size_t i = 0;
-    while (first_chunk[i + 1] <= c) ++i;
-    const int64_t o0 = (c - first_chunk[i]) * chunk;
-    prep[i].fn(prep[i].args, o0, std::min(prep[i].n_out, o0 + chunk));
+    first_tile[i + 1] = first_tile[i] + (prep[i].n_out + kRowAlign - 1) / kRowAlign;
+  const int64_t n_tiles = first_tile[outs.size()];
+  auto run_tiles = [&](int64_t t0, int64_t t1, int) {
+    for (size_t i = 0; i < outs.size() && t0 < t1; ++i) {
+      if (t0 >= first_tile[i + 1]) continue;
+      const int64_t e = std::min(t1, first_tile[i + 1]);
+      prep[i].fn(prep[i].args, (t0 - first_tile[i]) * kRowAlign,
+                 std::min(prep[i].n_out, (e - first_tile[i]) * kRowAlign));
+      t0 = e;
+    }
   };
-  if (n_chunks == 1 || pool.size() == 1) {
-    for (int64_t c = 0; c < n_chunks; ++c) run_chunk(c);
-  } else {
-    pool.parallel_chunks(n_chunks, 1, [&](int64_t c0, int64_t c1, int) {
-      for (int64_t c = c0; c < c1; ++c) run_chunk(c);
-    });
-  }
+  // Batches take 32-row pieces (the 32-row x 4-token tiles stay whole); a GEMV's pieces
+  // are single tiles, so the threads finish within one of each other.
+  pool.parallel_ranges(n_tiles, n_tokens >= 4 ? 2 : 1, run_tiles);
 }
 
 void matmul_isa(Isa isa, const WeightView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool) {
