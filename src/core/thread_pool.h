@@ -55,7 +55,7 @@ class ThreadPool {
   }
 
   // Splits [0, n) into one contiguous range per thread. Each thread works through its own
-  // range front to back, in pieces that shrink towards its end (a quarter of what is
+  // range front to back, in pieces that shrink towards its end (half of what is
   // left, at least `grain`), then takes pieces from the back of the other threads' ranges:
   // f(begin, end, tid). A thread's memory stream runs on across its pieces (the
   // prefetchers keep going), the threads meet within a grain of each other, and the range
@@ -113,7 +113,7 @@ class ThreadPool {
       const int64_t b = int64_t(s & 0xffffffffu), e = int64_t(s >> 32);
       if (b >= e) return;
       const int64_t rem = e - b;
-      int64_t take = std::max(grain, rem / 4 / grain * grain);
+      int64_t take = std::max(grain, rem / 2 / grain * grain);
       if (take >= rem) take = rem;
       int64_t nb = b, ne = e;
       if (from_back) {
