@@ -29,7 +29,6 @@ constexpr int kKeys = 16;             // keys per chunk: one register of scores
 constexpr int kRowTile = 32;          // rows sharing one converted chunk
 constexpr int kGroup = 4;             // rows computed together
 constexpr int kBatch = 4;             // chunks whose scores a lone row computes together (even)
-constexpr int kPrefetchAhead = 2;     // blocks ahead to prefetch
 constexpr int kStepKeys = 2 * kKeys;  // keys per online-softmax step: two chunks
 constexpr int kMaxHeadDim = 256;
 
@@ -70,6 +69,37 @@ struct Chunk {
   const E* vp;
   int nc;
   int64_t pos0;
+};
+
+// Fetches the K and V of the blocks ahead of the computation, a few lines at a time
+// between softmax steps. Blocks are scattered, so the hardware prefetcher cannot run
+// ahead across them, and the out-of-order window covers too little of a block's work to
+// overlap its misses; a whole block's lines issued at once overflow the core's miss
+// buffers (the excess prefetches are dropped), so they are paced with the work.
+struct Prefetcher {
+  const char* k = nullptr;
+  const char* v = nullptr;
+  const int32_t* block_table = nullptr;
+  int64_t block_stride_bytes = 0;  // between consecutive physical blocks
+  int64_t head_bytes = 0;          // one head's K (or V) in a block
+  int64_t next = 0;                // logical block being prefetched
+  int64_t end = 0;                 // logical blocks < end are used
+  int64_t off = 0;                 // next line within it
+  int lines_per_chunk = 0;         // lines of K (and of V) a chunk of keys occupies
+
+  // Prefetches the next n lines of K and of V.
+  void issue(int n) {
+    for (; n > 0 && next < end; --n) {
+      const int64_t base = block_table[next] * block_stride_bytes + off;
+      _mm_prefetch(k + base, _MM_HINT_T0);
+      _mm_prefetch(v + base, _MM_HINT_T0);
+      off += 64;
+      if (off >= head_bytes) {
+        off = 0;
+        ++next;
+      }
+    }
+  }
 };
 
 inline __m512 load16(__mmask16 m, const float* p) {
@@ -255,14 +285,16 @@ void update_rows(Tile& t, int r0, const Chunk<E>* c, int n_parts, int head_dim, 
 }
 
 // G rows over the chunks c[0..n_chunks) (c[0] has an even chunk index), C at a time for
-// the scores, in softmax steps of two chunks.
+// the scores, in softmax steps of two chunks. With pf, the lines of the blocks ahead are
+// prefetched as the chunks are done.
 template <class E, int G, int C>
-void process_rows(Tile& t, int r0, const Chunk<E>* c, int n_chunks, int head_dim) {
+void process_rows(Tile& t, int r0, const Chunk<E>* c, int n_chunks, int head_dim, Prefetcher* pf) {
   static_assert(C % 2 == 0, "steps are pairs of chunks");
   int k0 = 0;
   for (; k0 + C <= n_chunks; k0 += C) {
     __m512 s[G][C];
     scores<E, G, C>(t, r0, c + k0, head_dim, s);
+    if (pf) pf->issue(C * pf->lines_per_chunk / 2);
     for (int k = 0; k < C; k += 2) {
       __m512 s0[G], s1[G];
       for (int g = 0; g < G; ++g) {
@@ -270,6 +302,7 @@ void process_rows(Tile& t, int r0, const Chunk<E>* c, int n_chunks, int head_dim
         s1[g] = s[g][k + 1];
       }
       update_rows<E, G>(t, r0, c + k0 + k, 2, head_dim, s0, s1);
+      if (pf) pf->issue(pf->lines_per_chunk);
     }
   }
   for (; k0 < n_chunks; k0 += 2) {
@@ -288,21 +321,23 @@ void process_rows(Tile& t, int r0, const Chunk<E>* c, int n_chunks, int head_dim
       for (int g = 0; g < G; ++g) s0[g] = s[g][0], s1[g] = _mm512_set1_ps(-INFINITY);
     }
     update_rows<E, G>(t, r0, c + k0, n_parts, head_dim, s0, s1);
+    if (pf) pf->issue(n_parts * pf->lines_per_chunk);
   }
 }
 
 // Up to kBatch chunks, in key order, for every tile row that sees the first of them.
 template <class E>
-void process_batch(Tile& t, int nt, const Chunk<E>* c, int n_chunks, int head_dim) {
+void process_batch(Tile& t, int nt, const Chunk<E>* c, int n_chunks, int head_dim, Prefetcher& pf) {
   // Rows are in position order: skip the leading ones whose causal limit is before the batch.
   int r0 = 0;
   while (r0 < nt && t.last[r0] < c[0].pos0) ++r0;
-  for (; r0 < nt; r0 += kGroup) {
+  // The first row group paces the prefetch (once per chunk, whatever the row count).
+  for (Prefetcher* p = &pf; r0 < nt; r0 += kGroup, p = nullptr) {
     switch (nt - r0 < kGroup ? nt - r0 : kGroup) {
-      case 1: process_rows<E, 1, 4>(t, r0, c, n_chunks, head_dim); break;
-      case 2: process_rows<E, 2, 2>(t, r0, c, n_chunks, head_dim); break;
-      case 3: process_rows<E, 3, 2>(t, r0, c, n_chunks, head_dim); break;
-      default: process_rows<E, 4, 2>(t, r0, c, n_chunks, head_dim); break;
+      case 1: process_rows<E, 1, 4>(t, r0, c, n_chunks, head_dim, p); break;
+      case 2: process_rows<E, 2, 2>(t, r0, c, n_chunks, head_dim, p); break;
+      case 3: process_rows<E, 3, 2>(t, r0, c, n_chunks, head_dim, p); break;
+      default: process_rows<E, 4, 2>(t, r0, c, n_chunks, head_dim, p); break;
     }
   }
 }
@@ -339,23 +374,23 @@ void attention_fast_avx512(const float* q, int64_t q_stride, int n_rows, int n_g
     // larger tile converts each chunk once into an f32 tile that all its rows reuse. The
     // converted numbers are the same either way.
     const bool direct = !f16 || nt <= kGroup;
+    // Four chunks' lines ahead to start with (more, at once, get dropped); the
+    // computation then keeps the pace.
+    Prefetcher pf{static_cast<const char*>(kv.k),
+                  static_cast<const char*>(kv.v),
+                  kv.block_table,
+                  kv.block_stride * int64_t(esize),
+                  block_bytes,
+                  0,
+                  (n_keys + bs - 1) / bs,
+                  0,
+                  int(int64_t(kKeys) * head_dim * int64_t(esize) / 64)};
+    pf.issue(4 * pf.lines_per_chunk);
     int n_batch = 0;
     for (int64_t pos = 0; pos < n_keys;) {
       const int64_t b = pos / bs;
       const int c0 = int(pos - b * bs);
       const int64_t phys = kv.block_table[b];
-      // Blocks are scattered, so the hardware prefetcher cannot run ahead across them:
-      // fetch the block after next while this one is used (batched decode streams the
-      // whole cache from memory).
-      if (c0 == 0 && (b + kPrefetchAhead) * bs < n_keys) {
-        const int64_t ahead = kv.block_table[b + kPrefetchAhead] * kv.block_stride * int64_t(esize);
-        const char* kn = static_cast<const char*>(kv.k) + ahead;
-        const char* vn = static_cast<const char*>(kv.v) + ahead;
-        for (int64_t off = 0; off < block_bytes; off += 64) {
-          _mm_prefetch(kn + off, _MM_HINT_T0);
-          _mm_prefetch(vn + off, _MM_HINT_T0);
-        }
-      }
       const int64_t left = (b + 1) * bs < n_keys ? (b + 1) * bs - pos : n_keys - pos;  // in this block
       const int nc = left < kKeys ? int(left) : kKeys;
       const int64_t k_off = phys * kv.block_stride + c0,
@@ -383,9 +418,9 @@ void attention_fast_avx512(const float* q, int64_t q_stride, int n_rows, int n_g
       pos += nc;
       if (++n_batch == kBatch || pos >= n_keys) {
         if (f16 && direct)
-          process_batch(t, nt, hbatch, n_batch, head_dim);
+          process_batch(t, nt, hbatch, n_batch, head_dim, pf);
         else
-          process_batch(t, nt, fbatch, n_batch, head_dim);
+          process_batch(t, nt, fbatch, n_batch, head_dim, pf);
         n_batch = 0;
       }
     }
