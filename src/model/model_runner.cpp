@@ -175,21 +175,33 @@ void ModelRunner::Impl::attention_layer(const ForwardBatch& batch, int layer, Kv
     const int64_t n = seq_begin[s + 1] - seq_begin[s];
     work += n * (batch.seqs[s].n_past + n) * 2 * hd * c.n_heads;
   }
-  std::atomic<size_t> next{0};
-  auto worker = [&](int, int) {
-    for (size_t i = next.fetch_add(1, std::memory_order_relaxed); i < items.size();
-         i = next.fetch_add(1, std::memory_order_relaxed)) {
+  auto kv_head = [&](size_t i) {
+    const AttnItem& it = items[i];
+    PagedKvHead pk;
+    const int kvh = it.head * n_group / group;
+    pk.k = k_base + kvh * head_stride * esize;
+    pk.v = v_base + kvh * head_stride * esize;
+    pk.block_stride = block_stride;
+    pk.block_table = batch.seqs[size_t(it.seq)].block_table.data();
+    pk.block_size = kc.block_size;
+    pk.dtype = kc.dtype;
+    return pk;
+  };
+  auto keys = [&](size_t i) {  // keys the item's last row sees
+    const AttnItem& it = items[i];
+    return batch.seqs[size_t(it.seq)].n_past + it.row0 + it.rows;
+  };
+  auto run_items = [&](int64_t b, int64_t e, int) {
+    for (size_t i = size_t(b); i < size_t(e); ++i) {
       const AttnItem& it = items[i];
       const SeqSlice& seq = batch.seqs[size_t(it.seq)];
       const int head = it.head * n_group;  // first query head of the item
-      const int kvh = head / group;
-      PagedKvHead pk;
-      pk.k = k_base + kvh * head_stride * esize;
-      pk.v = v_base + kvh * head_stride * esize;
-      pk.block_stride = block_stride;
-      pk.block_table = seq.block_table.data();
-      pk.block_size = kc.block_size;
-      pk.dtype = kc.dtype;
+      PagedKvHead pk = kv_head(i), next;
+      if (i + 1 < items.size()) {  // a thread's items come in order: fetch ahead into the next
+        next = kv_head(i + 1);
+        pk.prefetch_next = &next;
+        pk.prefetch_next_keys = keys(i + 1);
+      }
       const int64_t row = seq_begin[size_t(it.seq)] + it.row0;
       attention_paged(q.get() + row * c.q_dim() + int64_t(head) * hd, c.q_dim(), it.rows, n_group,
                       seq.n_past + it.row0, pk, hd, scale, att.get() + row * c.q_dim() + int64_t(head) * hd,
@@ -197,9 +209,9 @@ void ModelRunner::Impl::attention_layer(const ForwardBatch& batch, int layer, Kv
     }
   };
   if (work < kMinParallelAttn || pool.size() == 1)
-    worker(0, 1);
+    run_items(0, int64_t(items.size()), 0);
   else
-    pool.run_dynamic(worker);  // items are claimed, so a descheduled worker holds nothing up
+    pool.parallel_ranges(int64_t(items.size()), 1, run_items);  // a descheduled worker's items are taken
 }
 
 const float* ModelRunner::Impl::forward(const ForwardBatch& batch, KvCacheStorage& kv) {

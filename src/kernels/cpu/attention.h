@@ -22,6 +22,11 @@ struct PagedKvHead {
   const int32_t* block_table = nullptr;  // logical block -> physical block
   int block_size = 0;
   KvDtype dtype = KvDtype::F32;
+  // Optional: the KV head (and its key count) the caller attends to next. Kernels that
+  // prefetch ahead go on into it once this one's blocks are requested, so the next call
+  // does not start on cold misses (batched decode: many short calls, each from memory).
+  const PagedKvHead* prefetch_next = nullptr;
+  int64_t prefetch_next_keys = 0;
 };
 
 // Stores one token's key and value (head_dim floats each) in slot `slot` of one KV head's

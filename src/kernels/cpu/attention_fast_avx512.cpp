@@ -80,16 +80,42 @@ struct Prefetcher {
   const char* k = nullptr;
   const char* v = nullptr;
   const int32_t* block_table = nullptr;
-  int64_t block_stride_bytes = 0;  // between consecutive physical blocks
-  int64_t head_bytes = 0;          // one head's K (or V) in a block
-  int64_t next = 0;                // logical block being prefetched
-  int64_t end = 0;                 // logical blocks < end are used
-  int64_t off = 0;                 // next line within it
-  int lines_per_chunk = 0;         // lines of K (and of V) a chunk of keys occupies
+  int64_t block_stride_bytes = 0;     // between consecutive physical blocks
+  int64_t head_bytes = 0;             // one head's K (or V) in a block
+  int64_t next = 0;                   // logical block being prefetched
+  int64_t end = 0;                    // logical blocks < end are used
+  int64_t off = 0;                    // next line within it
+  int lines_per_chunk = 0;            // lines of K (and of V) a chunk of keys occupies
+  const PagedKvHead* then = nullptr;  // where to go on when these blocks are done
+  int64_t then_keys = 0;
+
+  Prefetcher(const PagedKvHead& kv, int64_t n_keys, int head_dim) { start(kv, n_keys, head_dim); }
+
+  void start(const PagedKvHead& kv, int64_t n_keys, int head_dim) {
+    const int64_t esize = int64_t(kv_dtype_size(kv.dtype));
+    k = static_cast<const char*>(kv.k);
+    v = static_cast<const char*>(kv.v);
+    block_table = kv.block_table;
+    block_stride_bytes = kv.block_stride * esize;
+    head_bytes = int64_t(kv.block_size) * head_dim * esize;
+    next = off = 0;
+    end = (n_keys + kv.block_size - 1) / kv.block_size;
+    lines_per_chunk = int(int64_t(kKeys) * head_dim * esize / 64);
+    then = kv.prefetch_next;
+    then_keys = kv.prefetch_next_keys;
+    head_dim_ = head_dim;
+  }
 
   // Prefetches the next n lines of K and of V.
   void issue(int n) {
-    for (; n > 0 && next < end; --n) {
+    for (; n > 0; --n) {
+      if (next >= end) {
+        if (!then) break;
+        const PagedKvHead* t = then;
+        start(*t, then_keys, head_dim_);
+        then = nullptr;  // one call ahead is enough
+        if (next >= end) break;
+      }
       const int64_t base = block_table[next] * block_stride_bytes + off;
       _mm_prefetch(k + base, _MM_HINT_T0);
       _mm_prefetch(v + base, _MM_HINT_T0);
@@ -100,6 +126,9 @@ struct Prefetcher {
       }
     }
   }
+
+ private:
+  int head_dim_ = 0;
 };
 
 inline __m512 load16(__mmask16 m, const float* p) {
@@ -376,15 +405,8 @@ void attention_fast_avx512(const float* q, int64_t q_stride, int n_rows, int n_g
     const bool direct = !f16 || nt <= kGroup;
     // Four chunks' lines ahead to start with (more, at once, get dropped); the
     // computation then keeps the pace.
-    Prefetcher pf{static_cast<const char*>(kv.k),
-                  static_cast<const char*>(kv.v),
-                  kv.block_table,
-                  kv.block_stride * int64_t(esize),
-                  block_bytes,
-                  0,
-                  (n_keys + bs - 1) / bs,
-                  0,
-                  int(int64_t(kKeys) * head_dim * int64_t(esize) / 64)};
+    Prefetcher pf(kv, n_keys, head_dim);
+    if (i0 + kRowTile < n_flat) pf.then = nullptr;  // the next row tile reads these blocks again
     pf.issue(4 * pf.lines_per_chunk);
     int n_batch = 0;
     for (int64_t pos = 0; pos < n_keys;) {
