@@ -3,6 +3,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <chrono>
 
 namespace kvserve {
 namespace {
@@ -28,6 +29,34 @@ ThreadPool::ThreadPool(int n_threads) {
   ranges_ = std::make_unique<RangeSlot[]>(size_t(n_threads));
   threads_.reserve(size_t(n_threads - 1));
   for (int t = 1; t < n_threads; ++t) threads_.emplace_back([this, t] { worker(t); });
+  if (n_threads > 1 && unsigned(n_threads) <= std::thread::hardware_concurrency()) settle();
+}
+
+void ThreadPool::settle() {
+  // A new thread starts on its creator's core, and the scheduler spreads runnable threads
+  // only at its next balancing tick (milliseconds); until then a spinning caller and a
+  // worker share one core, and a short run (a benchmark, the first request) sees one
+  // thread's speed, or a worker that joins dynamic jobs too late to take any. So the
+  // threads pass a few barriers together, spinning without yielding: on one core each
+  // takes a time slice, and the scheduler moves a thread to an idle core meanwhile. A
+  // deadline keeps this short when the cores are busy with other work anyway.
+  constexpr int kRounds = 32;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
+  std::atomic<int> arrived{0};
+  std::atomic<bool> late{false};
+  run([&](int, int nth) {
+    for (int r = 1; r <= kRounds && !late.load(std::memory_order_relaxed); ++r) {
+      arrived.fetch_add(1, std::memory_order_acq_rel);
+      for (int i = 0; arrived.load(std::memory_order_acquire) < r * nth; ++i) {
+        _mm_pause();
+        if ((i & 1023) == 1023 && std::chrono::steady_clock::now() > deadline) {
+          late.store(true, std::memory_order_relaxed);
+          break;
+        }
+        if (late.load(std::memory_order_relaxed)) break;
+      }
+    }
+  });
 }
 
 ThreadPool::~ThreadPool() {

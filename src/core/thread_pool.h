@@ -99,6 +99,7 @@ class ThreadPool {
   using Trampoline = void (*)(void*, int, int);
   void dispatch(Trampoline fn, void* ctx, bool all);
   void worker(int tid);
+  void settle();
 
   // A range [begin, end) packed as end << 32 | begin, in a cache line of its own.
   struct alignas(64) RangeSlot {
