@@ -2,10 +2,20 @@
 # Builds llama.cpp (for side-by-side benchmarks only) from the source distribution of
 # PyPI's llama-cpp-python, cached in .cache/llamacpp. Prints the bin directory.
 # Nothing of llama.cpp is committed or linked into kvserve.
+#   LLAMACPP_ISA=avx2: an AVX2+FMA+F16C build without AVX-512 (in .cache/llamacpp/build-avx2),
+#   to compare against kvserve's AVX2 kernels (KVSERVE_ISA=avx2) on an AVX-512 machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE=.cache/llamacpp
-BIN=$CACHE/build/bin
+ISA=${LLAMACPP_ISA:-native}
+case "$ISA" in
+  native) BUILD=$CACHE/build; ISA_FLAGS=(-DGGML_NATIVE=ON) ;;
+  avx2) BUILD=$CACHE/build-avx2
+        ISA_FLAGS=(-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+                   -DGGML_AVX512=OFF -DGGML_AVX512_VNNI=OFF -DGGML_AVX512_BF16=OFF -DGGML_AVX_VNNI=OFF) ;;
+  *) echo "LLAMACPP_ISA must be native or avx2" >&2; exit 2 ;;
+esac
+BIN=$BUILD/bin
 TARGETS=${LLAMACPP_TARGETS:-"llama-bench llama-batched-bench llama-server llama-cli llama-quantize"}
 if [ -x "$BIN/llama-bench" ] && [ -x "$BIN/llama-quantize" ] && [ -x "$BIN/llama-server" ]; then
   echo "$BIN"; exit 0
@@ -19,9 +29,9 @@ if [ ! -d "$CACHE/src" ]; then
   mkdir -p "$CACHE/src"
   tar -xzf "$sdist" -C "$CACHE/src" --strip-components=1
 fi
-cmake -S "$CACHE/src/vendor/llama.cpp" -B "$CACHE/build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-  -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=ON \
+cmake -S "$CACHE/src/vendor/llama.cpp" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+  "${ISA_FLAGS[@]}" -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=ON \
   -DLLAMA_BUILD_SERVER=ON >&2
 # shellcheck disable=SC2086
-cmake --build "$CACHE/build" --target $TARGETS >&2
+cmake --build "$BUILD" --target $TARGETS >&2
 echo "$BIN"

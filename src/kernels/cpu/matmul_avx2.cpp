@@ -7,7 +7,11 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdint>
 #include <cstring>
+#include <utility>
+#include <vector>
 
 #include "core/half.h"
 #include "kernels/cpu/matmul_internal.h"
@@ -44,134 +48,265 @@ inline __m256i unpack(const uint8_t* blk) {
   }
 }
 
-// Sum of w[i] * x[i] in 8 int32 lanes; kSigned selects the sign trick.
-template <bool kSigned>
-inline __m256i dot32(__m256i w, __m256i x) {
-  __m256i p;
-  if constexpr (kSigned)
-    p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
-  else
-    p = _mm256_maddubs_epi16(w, x);
-  return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
-}
-
-template <GgmlType T, int NT>
-void q32_row(const MatmulArgs& a, int64_t o, int64_t t0) {
-  constexpr Q32Layout L = kLayout<T>;
-  constexpr bool kMin = L.m >= 0;
-  const int64_t nb = a.n_in / 32;
-  const uint8_t* row = a.w + size_t(o) * a.w_row_bytes;
-  __m256 acc[NT];
-  float mins[NT] = {};
-  for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
-  for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* blk = row + b * L.bytes;
-    uint16_t dh;
-    std::memcpy(&dh, blk, 2);
-    const float dw = fp16_to_fp32(dh);
-    float mw = 0;
-    if constexpr (kMin) {
-      uint16_t mh;
-      std::memcpy(&mh, blk + L.m, 2);
-      mw = fp16_to_fp32(mh);
-    }
-    const __m256i w = unpack<T>(blk);
-    for (int t = 0; t < NT; ++t) {
-      const int64_t xo = (t0 + t) * nb + b;
-      const __m256i x =
-          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.xq + (t0 + t) * a.n_in + b * 32));
-      const __m256i p = dot32<!kMin>(w, x);
-      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * a.xd[xo]), acc[t]);
-      if constexpr (kMin) mins[t] += mw * a.xs[xo];
-    }
-  }
-  for (int t = 0; t < NT; ++t) {
-    const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(acc[t]), _mm256_extractf128_ps(acc[t], 1));
-    const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-    const __m128 s1 = _mm_add_ss(s2, _mm_movehdup_ps(s2));
-    a.y[(t0 + t) * a.ldy + o] = _mm_cvtss_f32(s1) + mins[t];
-  }
-}
-
 inline float hsum(__m256 v) {
   const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
   return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
 }
 
-// 8 float-type elements from p[i..), zero past n.
-template <GgmlType T>
-inline __m256 load8(const uint8_t* p, int64_t i, int64_t n) {
-  alignas(32) uint8_t tmp[32] = {};
-  constexpr int es = T == GgmlType::F32 ? 4 : 2;
-  const uint8_t* src = p + i * es;
-  if (i + 8 > n) {
-    std::memcpy(tmp, src, size_t(n - i) * es);
-    src = tmp;
+// ---- 32-element block types ----
+//
+// Per (row, token) every kernel below performs the same operations in the same order:
+// per block, the int32 dot product of the quants (8 lanes), converted and accumulated
+// with one FMA by d_w * d_x; then the 8 lanes summed by hsum, plus (Q4_1/Q5_1) the
+// scalar sum of m_w * s_x. So a row's result does not depend on the tile it is computed
+// in, on n_tokens or on threads (batch invariance).
+
+// R rows x NT tokens. Decode runs 4 rows at once (independent FMA chains hide the FMA
+// latency and the 4 weight streams keep the memory busy); batches run 2 rows x 4 tokens
+// (each unpacked weight block dotted with 4 tokens).
+template <GgmlType T, int R, int NT>
+void q32_tile(const MatmulArgs& a, int64_t o, int64_t t0) {
+  constexpr Q32Layout L = kLayout<T>;
+  constexpr bool kMin = L.m >= 0;  // unsigned quants and a min: no sign trick
+  const int64_t nb = a.n_in / 32;
+  const uint8_t* row[R];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) row[r] = a.w + size_t(o + r) * a.w_row_bytes;
+  __m256 acc[R][NT];
+  float mins[R][NT];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; ++t) {
+      acc[r][t] = _mm256_setzero_ps();
+      mins[r][t] = 0.0f;
+    }
+  const __m256i ones = _mm256_set1_epi16(1);
+  // The R rows are read interleaved, which the hardware prefetcher follows poorly: fetch
+  // the rows two tiles ahead (contiguous), a line or two per block, as they are consumed.
+  const char* pf = reinterpret_cast<const char*>(a.w + size_t(o + 2 * R) * a.w_row_bytes);
+  const char* const pf_end = pf + R * a.w_row_bytes;
+  for (int64_t b = 0; b < nb; ++b) {
+    for (int k = 0; k < (R * L.bytes + 63) / 64 && pf < pf_end; ++k, pf += 64) _mm_prefetch(pf, _MM_HINT_T0);
+    __m256i w[R], wabs[R];
+    float dw[R], mw[R];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* blk = row[r] + b * L.bytes;
+      uint16_t h;
+      std::memcpy(&h, blk, 2);
+      dw[r] = _cvtsh_ss(h);  // F16C: exact, as fp16_to_fp32
+      if constexpr (kMin) {
+        std::memcpy(&h, blk + L.m, 2);
+        mw[r] = _cvtsh_ss(h);
+      }
+      w[r] = unpack<T>(blk);
+      // Signed weights: |w| x sign(x, w), so the int16 pair sums cannot saturate.
+      if constexpr (!kMin) wabs[r] = _mm256_sign_epi8(w[r], w[r]);
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; ++t) {
+      const int64_t xo = (t0 + t) * nb + b;
+      const __m256i x =
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.xq + (t0 + t) * a.n_in + b * 32));
+      const float xd = a.xd[xo];
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) {
+        const __m256i p16 =
+            kMin ? _mm256_maddubs_epi16(w[r], x) : _mm256_maddubs_epi16(wabs[r], _mm256_sign_epi8(x, w[r]));
+        const __m256i p = _mm256_madd_epi16(p16, ones);
+        acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw[r] * xd), acc[r][t]);
+        if constexpr (kMin) mins[r][t] = std::fma(mw[r], a.xs[xo], mins[r][t]);
+      }
+    }
   }
-  if constexpr (T == GgmlType::F32) return _mm256_loadu_ps(reinterpret_cast<const float*>(src));
-  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src));
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; ++t) a.y[(t0 + t) * a.ldy + o + r] = hsum(acc[r][t]) + mins[r][t];
+}
+
+// Rows [o, o + R) for all tokens: tiles of up to NT tokens, then the rest.
+template <int NT, class Tile>
+void over_tokens(int64_t n_tokens, Tile&& tile) {
+  int64_t t = 0;
+  for (; t + NT <= n_tokens; t += NT) tile.template operator()<NT>(t);
+  [&]<int... N>(std::integer_sequence<int, N...>) {
+    ((n_tokens - t == N + 1 ? tile.template operator()<N + 1>(t) : void()), ...);
+  }
+  (std::make_integer_sequence<int, NT - 1>{});
+}
+
+template <GgmlType T>
+void matmul_q32(const MatmulArgs& a, int64_t o0, int64_t o1) {
+  int64_t o = o0;
+  if (a.n_tokens < 4) {
+    for (; o + 4 <= o1; o += 4)
+      over_tokens<3>(a.n_tokens, [&]<int N>(int64_t t) { q32_tile<T, 4, N>(a, o, t); });
+  } else {
+    for (; o + 2 <= o1; o += 2)
+      over_tokens<4>(a.n_tokens, [&]<int N>(int64_t t) { q32_tile<T, 2, N>(a, o, t); });
+  }
+  for (; o < o1; ++o) over_tokens<4>(a.n_tokens, [&]<int N>(int64_t t) { q32_tile<T, 1, N>(a, o, t); });
+}
+
+// ---- F32 / F16 / BF16 ----
+//
+// Per (row, token): acc = fma(w[i..i+8), x[i..i+8), acc) for i = 0, 8, ... (zeros past
+// n_in), then hsum. Decode reads the weights as they are, 4 rows at once; batches widen
+// the activations of a token block and each weight panel to f32 once (the same exact
+// values), so the tiles run loads and FMAs only.
+
+template <GgmlType T>
+constexpr int kElemBytes = T == GgmlType::F32 ? 4 : 2;
+
+// 8 elements at p widened to f32.
+template <GgmlType T>
+inline __m256 load8(const uint8_t* p) {
+  if constexpr (T == GgmlType::F32) return _mm256_loadu_ps(reinterpret_cast<const float*>(p));
+  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
   if constexpr (T == GgmlType::F16) return _mm256_cvtph_ps(h);
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));  // BF16
 }
 
+// The n - i < 8 elements at p + i, zero-padded to 8.
+template <GgmlType T>
+inline __m256 load8_tail(const uint8_t* p, int64_t i, int64_t n) {
+  alignas(32) uint8_t tmp[32] = {};
+  std::memcpy(tmp, p + i * kElemBytes<T>, size_t(n - i) * kElemBytes<T>);
+  return load8<T>(tmp);
+}
+
+// Widens n elements at src to f32 at dst, zero-padded to n_pad (a multiple of 8).
+template <GgmlType T>
+void widen(const uint8_t* src, int64_t n, int64_t n_pad, float* dst) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_store_ps(dst + i, load8<T>(src + i * kElemBytes<T>));
+  if (i < n) {
+    _mm256_store_ps(dst + i, load8_tail<T>(src, i, n));
+    i += 8;
+  }
+  for (; i < n_pad; i += 8) _mm256_store_ps(dst + i, _mm256_setzero_ps());
+}
+
+// Decode: R rows x NT (< 4) tokens straight from the weight and activation rows.
 template <GgmlType T, int R, int NT>
-void float_tile(const MatmulArgs& a, int64_t o, int64_t t0) {
+void float_rows(const MatmulArgs& a, int64_t o, int64_t t0) {
   const int64_t n = a.n_in;
+  const int64_t full = n / 8 * 8;
+  const uint8_t* wr[R];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) wr[r] = a.w + size_t(o + r) * a.w_row_bytes;
+  const uint8_t* xr[NT];
+#pragma GCC unroll 8
+  for (int t = 0; t < NT; ++t) xr[t] = a.x + size_t(t0 + t) * a.x_row_bytes;
   __m256 acc[R][NT];
+#pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
     for (int t = 0; t < NT; ++t) acc[r][t] = _mm256_setzero_ps();
-  for (int64_t i = 0; i < n; i += 8) {
+  // As in q32_tile: the rows two tiles ahead, at the rate these are consumed.
+  const char* pf = reinterpret_cast<const char*>(a.w + size_t(o + 2 * R) * a.w_row_bytes);
+  const char* const pf_end = pf + R * a.w_row_bytes;
+  for (int64_t i = 0; i < full; i += 8) {
+    for (int k = 0; k < (R * 8 * kElemBytes<T> + 63) / 64 && pf < pf_end; ++k, pf += 64)
+      _mm_prefetch(pf, _MM_HINT_T0);
     __m256 w[R];
-    for (int r = 0; r < R; ++r) w[r] = load8<T>(a.w + size_t(o + r) * a.w_row_bytes, i, n);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) w[r] = load8<T>(wr[r] + i * kElemBytes<T>);
+#pragma GCC unroll 8
     for (int t = 0; t < NT; ++t) {
-      const __m256 x = load8<T>(a.x + size_t(t0 + t) * a.x_row_bytes, i, n);
+      const __m256 x = load8<T>(xr[t] + i * kElemBytes<T>);
+#pragma GCC unroll 8
       for (int r = 0; r < R; ++r) acc[r][t] = _mm256_fmadd_ps(w[r], x, acc[r][t]);
     }
   }
+  if (full < n) {
+    __m256 w[R];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) w[r] = load8_tail<T>(wr[r], full, n);
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; ++t) {
+      const __m256 x = load8_tail<T>(xr[t], full, n);
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) acc[r][t] = _mm256_fmadd_ps(w[r], x, acc[r][t]);
+    }
+  }
+#pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
     for (int t = 0; t < NT; ++t) a.y[(t0 + t) * a.ldy + o + r] = hsum(acc[r][t]);
 }
 
-// Calls Tile<NT>(a, o, t) over all tokens in tiles of 4 and a remainder.
-template <template <int> class Tile>
-void over_tokens(const MatmulArgs& a, int64_t o) {
-  int64_t t = 0;
-  for (; t + 4 <= a.n_tokens; t += 4) Tile<4>::run(a, o, t);
-  switch (a.n_tokens - t) {
-    case 3: Tile<3>::run(a, o, t); break;
-    case 2: Tile<2>::run(a, o, t); break;
-    case 1: Tile<1>::run(a, o, t); break;
-    default: break;
+// Batches: R widened weight rows (stride n_pad) x NT widened tokens (stride n_pad).
+template <int R, int NT>
+void float_tile(const float* w, const float* x, int64_t n_pad, float* y, int64_t ldy) {
+  __m256 acc[R][NT];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; ++t) acc[r][t] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n_pad; i += 8) {
+    __m256 wv[R];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) wv[r] = _mm256_load_ps(w + r * n_pad + i);
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; ++t) {
+      const __m256 xv = _mm256_load_ps(x + t * n_pad + i);
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) acc[r][t] = _mm256_fmadd_ps(wv[r], xv, acc[r][t]);
+    }
   }
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; ++t) y[t * ldy + r] = hsum(acc[r][t]);
 }
 
-template <GgmlType T>
-struct Q32Tiles {
-  template <int NT>
-  struct Tile {
-    static void run(const MatmulArgs& a, int64_t o, int64_t t) { q32_row<T, NT>(a, o, t); }
-  };
-};
-
-template <GgmlType T, int R>
-struct FloatTiles {
-  template <int NT>
-  struct Tile {
-    static void run(const MatmulArgs& a, int64_t o, int64_t t) { float_tile<T, R, NT>(a, o, t); }
-  };
-};
-
-template <GgmlType T>
-void matmul_q32(const MatmulArgs& a, int64_t o0, int64_t o1) {
-  for (int64_t o = o0; o < o1; ++o) over_tokens<Q32Tiles<T>::template Tile>(a, o);
+// Grow-only per-thread scratch, 32-byte aligned.
+float* scratch(std::vector<float>& v, size_t n) {
+  if (v.size() < n + 8) v.resize(n + 8);
+  const auto p = reinterpret_cast<uintptr_t>(v.data());
+  return reinterpret_cast<float*>((p + 31) & ~uintptr_t(31));
 }
+
+// Tokens per block of widened activations: 64 rows of up to ~1.5K f32 stay in L2.
+constexpr int64_t kTokenBlock = 64;
 
 template <GgmlType T>
 void matmul_float(const MatmulArgs& a, int64_t o0, int64_t o1) {
-  int64_t o = o0;
-  for (; o + 2 <= o1; o += 2) over_tokens<FloatTiles<T, 2>::template Tile>(a, o);
-  for (; o < o1; ++o) over_tokens<FloatTiles<T, 1>::template Tile>(a, o);
+  if (a.n_tokens < 4) {
+    int64_t o = o0;
+    for (; o + 4 <= o1; o += 4)
+      over_tokens<3>(a.n_tokens, [&]<int N>(int64_t t) { float_rows<T, 4, N>(a, o, t); });
+    for (; o < o1; ++o) over_tokens<3>(a.n_tokens, [&]<int N>(int64_t t) { float_rows<T, 1, N>(a, o, t); });
+    return;
+  }
+  constexpr int kR = 2, kNT = 4;  // 8 accumulators, 2 weights, 1 activation of 16 ymm
+  const int64_t n = a.n_in, n_pad = (n + 7) / 8 * 8;
+  thread_local std::vector<float> xbuf, wbuf;
+  float* xf = scratch(xbuf, size_t(std::min(a.n_tokens, kTokenBlock) * n_pad));
+  float* wf = scratch(wbuf, size_t(kR * n_pad));
+  for (int64_t tb = 0; tb < a.n_tokens; tb += kTokenBlock) {
+    const int64_t nt = std::min(kTokenBlock, a.n_tokens - tb);
+    for (int64_t t = 0; t < nt; ++t) widen<T>(a.x + size_t(tb + t) * a.x_row_bytes, n, n_pad, xf + t * n_pad);
+    for (int64_t o = o0; o < o1; o += kR) {
+      const int R = int(std::min<int64_t>(kR, o1 - o));
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) widen<T>(a.w + size_t(o + r) * a.w_row_bytes, n, n_pad, wf + r * n_pad);
+      float* y = a.y + tb * a.ldy + o;
+      auto tiles = [&]<int RR>() {
+        over_tokens<kNT>(nt, [&]<int N>(int64_t t) {
+          float_tile<RR, N>(wf, xf + t * n_pad, n_pad, y + t * a.ldy, a.ldy);
+        });
+      };
+      if (R == kR)
+        tiles.template operator()<kR>();
+      else
+        tiles.template operator()<1>();
+    }
+  }
 }
 
 }  // namespace
