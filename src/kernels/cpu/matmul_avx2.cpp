@@ -239,7 +239,8 @@ void float_rows(const MatmulArgs& a, int64_t o, int64_t t0) {
     for (int t = 0; t < NT; ++t) a.y[(t0 + t) * a.ldy + o + r] = hsum(acc[r][t]);
 }
 
-// Batches: R widened weight rows (stride n_pad) x NT widened tokens (stride n_pad).
+// Batches: R widened weight rows (stride n_pad) x NT widened tokens (stride n_pad). The
+// tokens' vectors are loaded once per step and each weight vector feeds NT FMAs.
 template <int R, int NT>
 void float_tile(const float* w, const float* x, int64_t n_pad, float* y, int64_t ldy) {
   __m256 acc[R][NT];
@@ -248,14 +249,14 @@ void float_tile(const float* w, const float* x, int64_t n_pad, float* y, int64_t
 #pragma GCC unroll 8
     for (int t = 0; t < NT; ++t) acc[r][t] = _mm256_setzero_ps();
   for (int64_t i = 0; i < n_pad; i += 8) {
-    __m256 wv[R];
+    __m256 xv[NT];
 #pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) wv[r] = _mm256_load_ps(w + r * n_pad + i);
+    for (int t = 0; t < NT; ++t) xv[t] = _mm256_load_ps(x + t * n_pad + i);
 #pragma GCC unroll 8
-    for (int t = 0; t < NT; ++t) {
-      const __m256 xv = _mm256_load_ps(x + t * n_pad + i);
+    for (int r = 0; r < R; ++r) {
+      const __m256 wv = _mm256_load_ps(w + r * n_pad + i);
 #pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) acc[r][t] = _mm256_fmadd_ps(wv[r], xv, acc[r][t]);
+      for (int t = 0; t < NT; ++t) acc[r][t] = _mm256_fmadd_ps(wv, xv[t], acc[r][t]);
     }
   }
 #pragma GCC unroll 8
@@ -274,6 +275,33 @@ float* scratch(std::vector<float>& v, size_t n) {
 // Tokens per block of widened activations: 64 rows of up to ~1.5K f32 stay in L2.
 constexpr int64_t kTokenBlock = 64;
 
+// Rows [o0, o1) x all tokens in widened kR-row panels and token blocks.
+template <GgmlType T, int kR, int kNT>
+void float_panels(const MatmulArgs& a, int64_t o0, int64_t o1, int64_t n, int64_t n_pad) {
+  thread_local std::vector<float> xbuf, wbuf;
+  float* xf = scratch(xbuf, size_t(std::min(a.n_tokens, kTokenBlock) * n_pad));
+  float* wf = scratch(wbuf, size_t(kR * n_pad));
+  for (int64_t tb = 0; tb < a.n_tokens; tb += kTokenBlock) {
+    const int64_t nt = std::min(kTokenBlock, a.n_tokens - tb);
+    for (int64_t t = 0; t < nt; ++t) widen<T>(a.x + size_t(tb + t) * a.x_row_bytes, n, n_pad, xf + t * n_pad);
+    for (int64_t o = o0; o < o1; o += kR) {
+      const int R = int(std::min<int64_t>(kR, o1 - o));
+      for (int r = 0; r < R; ++r) widen<T>(a.w + size_t(o + r) * a.w_row_bytes, n, n_pad, wf + r * n_pad);
+      float* y = a.y + tb * a.ldy + o;
+      [&]<int... RR>(std::integer_sequence<int, RR...>) {
+        ((R == RR + 1 ? over_tokens<kNT>(nt,
+                                         [&]<int N>(int64_t t) {
+                                           float_tile<RR + 1, N>(wf, xf + t * n_pad, n_pad, y + t * a.ldy,
+                                                                 a.ldy);
+                                         })
+                      : void()),
+         ...);
+      }
+      (std::make_integer_sequence<int, kR>{});
+    }
+  }
+}
+
 template <GgmlType T>
 void matmul_float(const MatmulArgs& a, int64_t o0, int64_t o1) {
   if (a.n_tokens < 4) {
@@ -283,30 +311,14 @@ void matmul_float(const MatmulArgs& a, int64_t o0, int64_t o1) {
     for (; o < o1; ++o) over_tokens<3>(a.n_tokens, [&]<int N>(int64_t t) { float_rows<T, 1, N>(a, o, t); });
     return;
   }
-  constexpr int kR = 2, kNT = 4;  // 8 accumulators, 2 weights, 1 activation of 16 ymm
   const int64_t n = a.n_in, n_pad = (n + 7) / 8 * 8;
-  thread_local std::vector<float> xbuf, wbuf;
-  float* xf = scratch(xbuf, size_t(std::min(a.n_tokens, kTokenBlock) * n_pad));
-  float* wf = scratch(wbuf, size_t(kR * n_pad));
-  for (int64_t tb = 0; tb < a.n_tokens; tb += kTokenBlock) {
-    const int64_t nt = std::min(kTokenBlock, a.n_tokens - tb);
-    for (int64_t t = 0; t < nt; ++t) widen<T>(a.x + size_t(tb + t) * a.x_row_bytes, n, n_pad, xf + t * n_pad);
-    for (int64_t o = o0; o < o1; o += kR) {
-      const int R = int(std::min<int64_t>(kR, o1 - o));
-#pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) widen<T>(a.w + size_t(o + r) * a.w_row_bytes, n, n_pad, wf + r * n_pad);
-      float* y = a.y + tb * a.ldy + o;
-      auto tiles = [&]<int RR>() {
-        over_tokens<kNT>(nt, [&]<int N>(int64_t t) {
-          float_tile<RR, N>(wf, xf + t * n_pad, n_pad, y + t * a.ldy, a.ldy);
-        });
-      };
-      if (R == kR)
-        tiles.template operator()<kR>();
-      else
-        tiles.template operator()<1>();
-    }
-  }
+  // 6 rows x 2 tokens (12 accumulators, 2 activations and a weight of the 16 ymm
+  // registers; per step 2 activation loads from L2, the token block, and 6 weight loads
+  // from L1, the panel, feed 12 FMAs), or for long rows 4 x 3, so the panel stays in L1.
+  if (n_pad <= 1024)
+    float_panels<T, 6, 2>(a, o0, o1, n, n_pad);
+  else
+    float_panels<T, 4, 3>(a, o0, o1, n, n_pad);
 }
 
 }  // namespace

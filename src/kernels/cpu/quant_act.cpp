@@ -169,6 +169,7 @@ void quantize_act_row(Isa isa, ActFormat f, const float* x, int64_t n, void* dst
   assert(n % act_block_size(f) == 0);
   detail::QuantizeActFn fn = nullptr;
   if (isa == Isa::Avx512) fn = detail::quantize_act_fn_avx512(f);
+  if (isa == Isa::Avx2) fn = detail::quantize_act_fn_avx2(f);
   if (!fn) fn = detail::quantize_act_fn_scalar(f);
   fn(x, n, dst);
 }

@@ -30,6 +30,7 @@ using QuantizeActFn = void (*)(const float* x, int64_t n, void* dst);
 // Per-ISA tables: nullptr where that ISA has no specialised version.
 QuantizeActFn quantize_act_fn_scalar(ActFormat f);
 QuantizeActFn quantize_act_fn_avx512(ActFormat f);  // nullptr where the scalar code serves
+QuantizeActFn quantize_act_fn_avx2(ActFormat f);    // likewise
 }  // namespace detail
 
 }  // namespace kvserve
