@@ -2,6 +2,8 @@
 // compiled with -mavx2 -mfma -mf16c).
 #include <immintrin.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "kernels/cpu/attention_impl.h"
@@ -55,10 +57,180 @@ struct Avx2Ops {
 inline __m128i to_half8(const float* x) {
   return _mm256_cvtps_ph(_mm256_loadu_ps(x), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
 }
+
+// ---- The AVX2 kernel for head_dim % 8 == 0, head_dim <= 256 ----
+//
+// Keys in lanes: K is stored transposed ([head_dim][block_size]), so a chunk of up to 16
+// keys of one dim is two vectors, and a row's 16 scores are head_dim broadcast FMAs per
+// vector (no horizontal sums); the chunk's K and V are widened once to f32 for all the
+// rows of the call. Online softmax per chunk with a vector exp; the output row is
+// rescaled and accumulated once per chunk. A row's operations depend only on its own
+// position and the keys, not on the other rows, the row tile or the call (batch
+// invariance).
+
+constexpr int kChunkKeys = 16;
+constexpr int kMaxHd = 256;
+constexpr int kRows = 16;  // rows per tile: the chunk is widened once for all of them
+
+// exp(x) lane-wise (Cephes-style range reduction and polynomial, about 1 ulp) for x in
+// [-87, 88]; lanes below -87 (including -inf) give exactly 0.
+inline __m256 exp256(__m256 x) {
+  const __m256 live = _mm256_cmp_ps(x, _mm256_set1_ps(-87.0f), _CMP_GE_OQ);
+  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
+  const __m256 fx = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
+  x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), x);
+  __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507e-3f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073e-3f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894e-2f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459e-1f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201e-1f));
+  y = _mm256_fmadd_ps(y, _mm256_mul_ps(x, x), _mm256_add_ps(x, _mm256_set1_ps(1.0f)));
+  // 2^fx through the exponent field (fx in [-126, 127] after the clamp).
+  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127)), 23);
+  return _mm256_and_ps(_mm256_mul_ps(y, _mm256_castsi256_ps(e)), live);
+}
+
+inline float hmax8(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  return _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+}
+
+inline float hsum8(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+
+// 8 stored elements (f16 or f32) from p, only the lanes of `live` (the rest 0).
+inline __m256 load8(const void* p, KvDtype dt, int n_live) {
+  if (n_live >= 8) {
+    if (dt == KvDtype::F32) return _mm256_loadu_ps(static_cast<const float*>(p));
+    return _mm256_cvtph_ps(_mm_loadu_si128(static_cast<const __m128i*>(p)));
+  }
+  alignas(32) float tmp[8] = {};
+  if (dt == KvDtype::F32) {
+    std::memcpy(tmp, p, sizeof(float) * size_t(n_live));
+  } else {
+    for (int i = 0; i < n_live; ++i) tmp[i] = _cvtsh_ss(static_cast<const uint16_t*>(p)[i]);
+  }
+  return _mm256_load_ps(tmp);
+}
+
+// The state of one row: scaled query, running max and sum, output (the accumulator).
+struct Row {
+  const float* q;
+  float* out;
+  float m, l;
+  int64_t last;  // last visible key position
+};
+
+// One chunk of nc <= 16 keys at positions pos0.. for one row: kt [hd][16] and vt [16][hd]
+// widened (keys past nc are 0 and masked).
+inline void row_chunk(Row& r, const float* kt, const float* vt, int nc, int64_t pos0, int hd) {
+  const int64_t visible = r.last + 1 - pos0;
+  const int nk = visible < nc ? int(visible) : nc;
+  if (nk <= 0) return;
+  // Scores: even and odd dims in separate chains, summed at the end (fixed order).
+  __m256 s0e = _mm256_setzero_ps(), s0o = s0e, s1e = s0e, s1o = s0e;
+  for (int d = 0; d < hd; d += 2) {
+    const __m256 qe = _mm256_broadcast_ss(r.q + d), qo = _mm256_broadcast_ss(r.q + d + 1);
+    s0e = _mm256_fmadd_ps(qe, _mm256_load_ps(kt + d * kChunkKeys), s0e);
+    s1e = _mm256_fmadd_ps(qe, _mm256_load_ps(kt + d * kChunkKeys + 8), s1e);
+    s0o = _mm256_fmadd_ps(qo, _mm256_load_ps(kt + (d + 1) * kChunkKeys), s0o);
+    s1o = _mm256_fmadd_ps(qo, _mm256_load_ps(kt + (d + 1) * kChunkKeys + 8), s1o);
+  }
+  __m256 s0 = _mm256_add_ps(s0e, s0o), s1 = _mm256_add_ps(s1e, s1o);
+  // Keys the row cannot see: -inf (probability 0).
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256 ninf = _mm256_set1_ps(-INFINITY);
+  s0 = _mm256_blendv_ps(ninf, s0, _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(nk), lane)));
+  s1 = _mm256_blendv_ps(ninf, s1, _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(nk - 8), lane)));
+  const float m_new = std::max(r.m, hmax8(_mm256_max_ps(s0, s1)));
+  const __m256 mv = _mm256_set1_ps(m_new);
+  const float corr = _mm256_cvtss_f32(exp256(_mm256_set1_ps(r.m - m_new)));  // 0 at the first chunk
+  const __m256 p0 = exp256(_mm256_sub_ps(s0, mv)), p1 = exp256(_mm256_sub_ps(s1, mv));
+  r.l = r.l * corr + hsum8(_mm256_add_ps(p0, p1));
+  r.m = m_new;
+  alignas(32) float p[kChunkKeys];
+  _mm256_store_ps(p, p0);
+  _mm256_store_ps(p + 8, p1);
+  const __m256 cv = _mm256_set1_ps(corr);
+  for (int c = 0; c < hd; c += 16) {  // two output vectors at a time (hd % 8 == 0)
+    const bool two = c + 8 < hd;
+    __m256 o0 = _mm256_mul_ps(_mm256_loadu_ps(r.out + c), cv);
+    __m256 o1 = two ? _mm256_mul_ps(_mm256_loadu_ps(r.out + c + 8), cv) : _mm256_setzero_ps();
+    for (int j = 0; j < nk; ++j) {
+      const __m256 pj = _mm256_broadcast_ss(p + j);
+      o0 = _mm256_fmadd_ps(pj, _mm256_load_ps(vt + j * kMaxHd + c), o0);
+      if (two) o1 = _mm256_fmadd_ps(pj, _mm256_load_ps(vt + j * kMaxHd + c + 8), o1);
+    }
+    _mm256_storeu_ps(r.out + c, o0);
+    if (two) _mm256_storeu_ps(r.out + c + 8, o1);
+  }
+}
+
+void attention_fast_avx2(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
+                         const PagedKvHead& kv, int head_dim, float scale, float* out, int64_t out_stride) {
+  const int bs = kv.block_size;
+  const int n_flat = n_rows * n_group;
+  const size_t es = kv_dtype_size(kv.dtype);
+  alignas(32) float qs[kRows][kMaxHd];
+  alignas(32) float kt[kMaxHd * kChunkKeys];  // [hd][16]
+  alignas(32) float vt[kChunkKeys * kMaxHd];  // [16][kMaxHd]
+  Row rows[kRows];
+  for (int i0 = 0; i0 < n_flat; i0 += kRows) {
+    const int nt = n_flat - i0 < kRows ? n_flat - i0 : kRows;
+    for (int i = 0; i < nt; ++i) {
+      const int r = (i0 + i) / n_group, g = (i0 + i) % n_group;
+      const float* qr = q + r * q_stride + g * head_dim;
+      for (int d = 0; d < head_dim; ++d) qs[i][d] = qr[d] * scale;
+      float* o = out + r * out_stride + g * head_dim;
+      for (int d = 0; d < head_dim; ++d) o[d] = 0.0f;
+      rows[i] = Row{qs[i], o, -INFINITY, 0.0f, n_past + r};
+    }
+    const int64_t n_keys = rows[nt - 1].last + 1;
+    for (int64_t pos = 0; pos < n_keys;) {
+      const int64_t b = pos / bs;
+      const int c0 = int(pos - b * bs);
+      const int64_t left = std::min<int64_t>((b + 1) * bs, n_keys) - pos;
+      const int nc = left < kChunkKeys ? int(left) : kChunkKeys;
+      const int64_t phys = kv.block_table[b];
+      const char* kb = static_cast<const char*>(kv.k) + (phys * kv.block_stride + c0) * int64_t(es);
+      const char* vb =
+          static_cast<const char*>(kv.v) + (phys * kv.block_stride + int64_t(c0) * head_dim) * int64_t(es);
+      for (int d = 0; d < head_dim; ++d) {
+        const char* kd = kb + int64_t(d) * bs * int64_t(es);
+        _mm256_store_ps(kt + d * kChunkKeys, load8(kd, kv.dtype, nc));
+        _mm256_store_ps(kt + d * kChunkKeys + 8,
+                        nc > 8 ? load8(kd + 8 * es, kv.dtype, nc - 8) : _mm256_setzero_ps());
+      }
+      for (int j = 0; j < nc; ++j)
+        for (int c = 0; c < head_dim; c += 8)
+          _mm256_store_ps(vt + j * kMaxHd + c,
+                          load8(vb + (int64_t(j) * head_dim + c) * int64_t(es), kv.dtype, 8));
+      for (int i = 0; i < nt; ++i) row_chunk(rows[i], kt, vt, nc, pos, head_dim);
+      pos += nc;
+    }
+    for (int i = 0; i < nt; ++i) {
+      const __m256 inv = _mm256_set1_ps(1.0f / rows[i].l);
+      for (int d = 0; d < head_dim; d += 8)
+        _mm256_storeu_ps(rows[i].out + d, _mm256_mul_ps(_mm256_loadu_ps(rows[i].out + d), inv));
+    }
+  }
+}
+
 }  // namespace
 
 void attention_paged_avx2(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
                           const PagedKvHead& kv, int head_dim, float scale, float* out, int64_t out_stride) {
+  if (head_dim % 8 == 0 && head_dim <= kMaxHd) {
+    attention_fast_avx2(q, q_stride, n_rows, n_group, n_past, kv, head_dim, scale, out, out_stride);
+    return;
+  }
   attention_detail::attention_paged_impl<Avx2Ops>(q, q_stride, n_rows, n_group, n_past, kv, head_dim, scale,
                                                   out, out_stride);
 }
