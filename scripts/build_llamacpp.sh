@@ -17,7 +17,9 @@ case "$ISA" in
 esac
 BIN=$BUILD/bin
 TARGETS=${LLAMACPP_TARGETS:-"llama-bench llama-batched-bench llama-server llama-cli llama-quantize"}
-if [ -x "$BIN/llama-bench" ] && [ -x "$BIN/llama-quantize" ] && [ -x "$BIN/llama-server" ]; then
+have_all=1
+for t in $TARGETS; do [ -x "$BIN/$t" ] || have_all=0; done
+if [ $have_all = 1 ]; then
   echo "$BIN"; exit 0
 fi
 mkdir -p "$CACHE"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side CPU benchmark of kvserve and llama.cpp on the same GGUF files and threads.
 #
-#   scripts/compare_llamacpp.sh [--quick] [-t THREADS] [--out DIR] [--kvserve BIN] [MODEL.gguf ...]
+#   scripts/compare_llamacpp.sh [--quick] [--isa avx2] [-t THREADS] [--out DIR] [--kvserve BIN] [MODEL.gguf ...]
 #   scripts/compare_llamacpp.sh --report-only --out DIR [...]   # table from DIR's results only
 #
 # Per model:
@@ -10,6 +10,8 @@
 #               vs  kvserve bench throughput --input-len 128 --output-len 64 -c N  (N = 1, 4, 16, 32)
 # then prints a table with kvserve/llama.cpp ratios and writes DIR/compare.json (raw outputs
 # beside it). --quick: two models (synthetic q4_0, SmolLM2), 2 repeats, npl 1 and 16.
+# --isa avx2: both engines on their AVX2 code (kvserve with KVSERVE_ISA=avx2, llama.cpp built
+# without AVX-512 by LLAMACPP_ISA=avx2 scripts/build_llamacpp.sh), as on a CPU without AVX-512.
 # --report-only: no runs; tabulates what DIR holds (models or sequence counts missing there
 # are left out), e.g. after an interrupted run.
 # Default models: the synthetic 135M f16, q8_0, q4_0, q4_k_m (scripts/make_bench_models.sh)
@@ -21,6 +23,7 @@ cd "$ROOT"
 THREADS=2
 QUICK=0
 REPORT_ONLY=0
+ISA=native
 OUT=""
 KVSERVE=${KVSERVE:-}
 MODELS=()
@@ -28,6 +31,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
     --report-only) REPORT_ONLY=1 ;;
+    --isa) ISA=$2; shift ;;
     -t|--threads) THREADS=$2; shift ;;
     --out) OUT=$2; shift ;;
     --kvserve) KVSERVE=$2; shift ;;
@@ -61,12 +65,17 @@ else
     for c in build-bench/kvserve build/kvserve; do [ -x "$c" ] && { KVSERVE=$c; break; }; done
   fi
   [ -x "${KVSERVE:-}" ] || { echo "no kvserve binary: build it or pass --kvserve" >&2; exit 1; }
-  echo "[compare] llama.cpp: building (cached)..." >&2
-  LBIN=$(bash scripts/build_llamacpp.sh)
+  case "$ISA" in
+    native) ;;
+    avx2) export KVSERVE_ISA=avx2 ;;
+    *) echo "--isa must be native or avx2" >&2; exit 2 ;;
+  esac
+  echo "[compare] llama.cpp ($ISA): building (cached)..." >&2
+  LBIN=$(LLAMACPP_ISA=$ISA LLAMACPP_TARGETS="llama-bench llama-batched-bench" bash scripts/build_llamacpp.sh)
   OUT=${OUT:-.cache/bench/compare-$(date -u +%Y%m%dT%H%M%S)}
   mkdir -p "$OUT"
   echo "[compare] kvserve=$KVSERVE llama.cpp=$LBIN threads=$THREADS out=$OUT" >&2
-  { uptime; nproc; grep -m1 'model name' /proc/cpuinfo || true; } > "$OUT/machine.txt"
+  { uptime; nproc; grep -m1 'model name' /proc/cpuinfo || true; echo "isa $ISA"; } > "$OUT/machine.txt"
 
   i=0
   for m in "${MODELS[@]}"; do
