@@ -171,9 +171,15 @@ void matmul_multi_isa(Isa isa, std::span<const MatmulOutput> outs, const float* 
     args.ldy = w.n_out;
     args.wp = nullptr;
     prep[i].fn = pick_kernel(isa, w.type);
-    if (isa == Isa::Avx512 && w.packed) {
-      assert(detail::matmul_packed_fn_avx512(w.type) && w.n_out % 16 == 0);
-      prep[i].fn = detail::matmul_packed_fn_avx512(w.type);
+    // The packed copy, where this ISA has kernels for it (AVX-512: every packed type;
+    // AVX2: the 4- and 5-bit block types); otherwise the file's rows.
+    const detail::MatmulRangeFn packed_fn = !w.packed            ? nullptr
+                                            : isa == Isa::Avx512 ? detail::matmul_packed_fn_avx512(w.type)
+                                            : isa == Isa::Avx2   ? detail::matmul_packed_fn_avx2(w.type)
+                                                                 : nullptr;
+    if (packed_fn) {
+      assert(w.n_out % 16 == 0);
+      prep[i].fn = packed_fn;
       args.wp = static_cast<const uint8_t*>(w.packed);
     }
     prep[i].n_out = w.n_out;

@@ -75,6 +75,8 @@ constexpr int64_t kPanelMinTokens = 12;
 // Kernels on weights in the packed layout (matmul_pack.h), any token count; the same
 // float operations per (row, token) as the two above, so results match them bit for bit.
 MatmulRangeFn matmul_packed_fn_avx512(GgmlType type);
+// The AVX2 ones, for the types it has (bit-identical to the AVX-512 ones); nullptr else.
+MatmulRangeFn matmul_packed_fn_avx2(GgmlType type);
 
 }  // namespace detail
 }  // namespace kvserve

@@ -14,11 +14,14 @@
 namespace kvserve {
 
 bool matmul_packable(const WeightView& w) {
-  const bool type_ok = w.type == GgmlType::Q4_0 || w.type == GgmlType::Q4_1 || w.type == GgmlType::Q5_0 ||
-                       w.type == GgmlType::Q5_1 || w.type == GgmlType::Q8_0 || w.type == GgmlType::Q4_K ||
-                       w.type == GgmlType::Q6_K;
-  return type_ok && best_isa() == Isa::Avx512 && w.n_out > 0 && w.n_out % 16 == 0 &&
-         w.n_in % detail::packed_elems(w.type) == 0 && w.data != nullptr;
+  // The types the best ISA has packed kernels for (matmul_packed_*.cpp).
+  const bool q4q5 = w.type == GgmlType::Q4_0 || w.type == GgmlType::Q4_1 || w.type == GgmlType::Q5_0 ||
+                    w.type == GgmlType::Q5_1;
+  const bool type_ok = best_isa() == Isa::Avx512 ? q4q5 || w.type == GgmlType::Q8_0 ||
+                                                       w.type == GgmlType::Q4_K || w.type == GgmlType::Q6_K
+                                                 : best_isa() == Isa::Avx2 && q4q5;
+  return type_ok && w.n_out > 0 && w.n_out % 16 == 0 && w.n_in % detail::packed_elems(w.type) == 0 &&
+         w.data != nullptr;
 }
 
 size_t matmul_packed_bytes(const WeightView& w) {

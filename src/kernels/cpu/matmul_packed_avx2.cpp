@@ -1,0 +1,129 @@
+// AVX2 kernels on the 16-row packed layout (matmul_pack.h) for Q4_0, Q4_1, Q5_0 and Q5_1.
+// Each 64-byte quant vector is read as two 32-byte halves (rows 0-7 and 8-15, dword r of a
+// half = 4 quant bytes of one row), so one vpmaddubsw + vpmaddwd against a broadcast of 4
+// activation bytes advances 8 rows, and the block's float work is one FMA per 8 rows
+// instead of per row: without VNNI, the file-layout kernel spends most of its
+// instructions on per-row scaling and reductions.
+//
+// Per row, the operations are those of the AVX-512 packed kernel: the exact int32 block
+// dot (unsigned quants x signed activations, plus -zero_point * sum(x) for Q4_0/Q5_0),
+// then acc = fma(float(dot), d * d_x, acc) (+ acc = fma(m, s_x, acc) for Q4_1/Q5_1), per
+// block in order. So results are bit-identical to the AVX-512 kernels, do not depend on
+// the token count or the threads (batch invariance).
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "kernels/cpu/matmul_internal.h"
+#include "kernels/cpu/matmul_pack.h"
+
+namespace kvserve::detail {
+namespace {
+
+// Software prefetch distance along the packed stream (contiguous from one 16-row group to
+// the next), issued a cell's lines per block, at the rate the stream is consumed.
+constexpr int64_t kPrefetchAhead = 2048;
+
+// Bytes whose bit in m is set -> 0x10 (the 5th bit of Q5 quants), others 0.
+inline __m256i fifth_bits(uint32_t m) {
+  const __m256i rep = _mm256_shuffle_epi8(
+      _mm256_set1_epi32(int(m)),
+      _mm256_setr_epi64x(0, 0x0101010101010101LL, 0x0202020202020202LL, 0x0303030303030303LL));
+  const __m256i bits = _mm256_set1_epi64x(int64_t(0x8040201008040201ULL));
+  return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(rep, bits), bits), _mm256_set1_epi8(0x10));
+}
+
+// y[t0 + t, o..o+16) for NT tokens.
+template <GgmlType T, int NT>
+void packed_tile(const MatmulArgs& a, int64_t o, int64_t t0, bool prefetch) {
+  constexpr bool kMin = packed_has_min(T), kQh = packed_has_qh(T);
+  constexpr int64_t kCell = packed_cell_bytes(T);
+  constexpr int64_t kQs = packed_qs_offset(T);
+  // vpmaddubsw pair sums added in int16 before widening: 4-bit quants x |x| <= 127 allow
+  // 16 products per lane (8 pair sums), 5-bit ones 8 (4 pair sums).
+  constexpr int kPairSums = kQh ? 4 : 8;
+  const int64_t nb = a.n_in / 32;
+  const uint8_t* tile = a.wp + size_t(o / 16) * size_t(nb * kCell);
+  const int8_t* xq[NT];
+  for (int t = 0; t < NT; ++t) xq[t] = a.xq + (t0 + t) * a.n_in;
+  const float* xd = a.xd + t0 * nb;
+  const float* xs = kMin ? a.xs + t0 * nb : nullptr;
+  const int32_t* xc = a.xcorr + t0 * nb;
+  const __m256i lo4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+  __m256 acc[2][NT];
+  for (int h = 0; h < 2; ++h)
+    for (int t = 0; t < NT; ++t) acc[h][t] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* c = tile + b * kCell;
+    if (prefetch)
+      for (int64_t i = 0; i < kCell; i += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(c + kPrefetchAhead + i), _MM_HINT_T0);
+    uint64_t qh[8];
+    if constexpr (kQh) std::memcpy(qh, c + packed_qh_offset(T), sizeof(qh));
+    for (int h = 0; h < 2; ++h) {
+      // Vector k of the half: bytes 4k..4k+3 of its 8 rows; low nibbles are elements
+      // 4k..4k+3, high nibbles 16 + 4k..16 + 4k + 3.
+      __m256i lo[4], hi[4];
+      for (int k = 0; k < 4; ++k) {
+        const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + kQs + 64 * k + 32 * h));
+        lo[k] = _mm256_and_si256(q, lo4);
+        hi[k] = _mm256_and_si256(_mm256_srli_epi16(q, 4), lo4);
+        if constexpr (kQh) {
+          lo[k] = _mm256_or_si256(lo[k], fifth_bits(uint32_t(qh[k] >> (32 * h))));
+          hi[k] = _mm256_or_si256(hi[k], fifth_bits(uint32_t(qh[4 + k] >> (32 * h))));
+        }
+      }
+      const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c + 16 * h)));
+      __m256 m;
+      if constexpr (kMin)
+        m = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c + 32 + 16 * h)));
+      for (int t = 0; t < NT; ++t) {
+        const int8_t* xb = xq[t] + 32 * b;
+        __m256i s = kMin ? _mm256_setzero_si256() : _mm256_set1_epi32(xc[t * nb + b]);
+        __m256i p = _mm256_setzero_si256();
+        int n_pairs = 0;
+        for (int k = 0; k < 4; ++k) {
+          int32_t xl, xh;
+          std::memcpy(&xl, xb + 4 * k, 4);
+          std::memcpy(&xh, xb + 16 + 4 * k, 4);
+          p = _mm256_add_epi16(p, _mm256_maddubs_epi16(lo[k], _mm256_set1_epi32(xl)));
+          p = _mm256_add_epi16(p, _mm256_maddubs_epi16(hi[k], _mm256_set1_epi32(xh)));
+          if ((n_pairs += 2) == kPairSums) {
+            s = _mm256_add_epi32(s, _mm256_madd_epi16(p, ones));
+            p = _mm256_setzero_si256();
+            n_pairs = 0;
+          }
+        }
+        acc[h][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(d, _mm256_set1_ps(xd[t * nb + b])),
+                                    acc[h][t]);
+        if constexpr (kMin) acc[h][t] = _mm256_fmadd_ps(m, _mm256_set1_ps(xs[t * nb + b]), acc[h][t]);
+      }
+    }
+  }
+  for (int h = 0; h < 2; ++h)
+    for (int t = 0; t < NT; ++t) _mm256_storeu_ps(a.y + (t0 + t) * a.ldy + o + 8 * h, acc[h][t]);
+}
+
+template <GgmlType T>
+void matmul_packed(const MatmulArgs& a, int64_t o0, int64_t o1) {
+  // 16 rows x 2 tokens: 4 accumulators and the 8 unpacked vectors of a half in registers.
+  for (int64_t o = o0; o < o1; o += 16) {
+    int64_t t = 0;
+    for (; t + 2 <= a.n_tokens; t += 2) packed_tile<T, 2>(a, o, t, t == 0);
+    if (t < a.n_tokens) packed_tile<T, 1>(a, o, t, t == 0);
+  }
+}
+
+}  // namespace
+
+MatmulRangeFn matmul_packed_fn_avx2(GgmlType type) {
+  switch (type) {
+    case GgmlType::Q4_0: return matmul_packed<GgmlType::Q4_0>;
+    case GgmlType::Q4_1: return matmul_packed<GgmlType::Q4_1>;
+    case GgmlType::Q5_0: return matmul_packed<GgmlType::Q5_0>;
+    case GgmlType::Q5_1: return matmul_packed<GgmlType::Q5_1>;
+    default: return nullptr;  // Q8_0 (q + 128 overflows vpmaddubsw's pairs), K-quants
+  }
+}
+
+}  // namespace kvserve::detail
