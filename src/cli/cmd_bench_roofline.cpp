@@ -19,6 +19,7 @@
 
 #include "cli/cmd_bench.h"
 #include "core/cpu_features.h"
+#include "core/thread_pool.h"
 #include "gguf/gguf_file.h"
 #include "model/model_config.h"
 
@@ -27,13 +28,15 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Runs f(tid) on n threads at once; returns the wall time of the slowest.
+// Runs f(tid) on n threads at once; returns the wall time of the slowest. The threads
+// are those of a ThreadPool, which has spread them over the cores before the clock
+// starts (threads just created share their creator's core for a few milliseconds, which
+// made the 2-thread bandwidth read as the 1-thread one in some runs).
 template <class F>
 double timed_parallel(int n, F f) {
-  std::vector<std::thread> ts;
+  ThreadPool pool(n);
   const auto t0 = Clock::now();
-  for (int t = 0; t < n; ++t) ts.emplace_back(f, t);
-  for (auto& t : ts) t.join();
+  pool.run([&](int tid, int) { f(tid); });
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
