@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cassert>
 #include <cstdint>
 #include <memory>
 #include <thread>
@@ -64,6 +65,7 @@ class ThreadPool {
   template <class F>
   void parallel_ranges(int64_t n, int64_t grain, F&& f) {
     if (n <= 0) return;
+    assert(n < (int64_t(1) << 32) && "a range is packed into 32-bit bounds");
     grain = std::max<int64_t>(1, grain);
     if (n_threads_ == 1 || n <= grain) {
       f(int64_t(0), n, 0);
