@@ -7,6 +7,7 @@
 namespace kvserve {
 
 void silu_mul_avx512(const float* gate, const float* up, float* out, int64_t n);  // activation_avx512.cpp
+void silu_mul_avx2(const float* gate, const float* up, float* out, int64_t n);    // activation_avx2.cpp
 
 void silu_mul_scalar(const float* gate, const float* up, float* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
@@ -16,9 +17,11 @@ void silu_mul_scalar(const float* gate, const float* up, float* out, int64_t n) 
 }
 
 void silu_mul(const float* gate, const float* up, float* out, int64_t n) {
-  static const bool avx512 = best_isa() == Isa::Avx512;
-  if (avx512)
+  static const Isa isa = best_isa();
+  if (isa == Isa::Avx512)
     silu_mul_avx512(gate, up, out, n);
+  else if (isa == Isa::Avx2)
+    silu_mul_avx2(gate, up, out, n);
   else
     silu_mul_scalar(gate, up, out, n);
 }
