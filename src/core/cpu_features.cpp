@@ -39,7 +39,7 @@ const CpuFeatures& cpu_features() {
   return f;
 }
 
-Isa best_isa() {
+Isa cpu_isa() {
   static const Isa isa = [] {
     const CpuFeatures& f = cpu_features();
     Isa best = Isa::Scalar;
@@ -47,6 +47,14 @@ Isa best_isa() {
     if (best == Isa::Avx2 && f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.avx512vnni &&
         f.avx512bf16)
       best = Isa::Avx512;
+    return best;
+  }();
+  return isa;
+}
+
+Isa best_isa() {
+  static const Isa isa = [] {
+    Isa best = cpu_isa();
     if (const char* env = std::getenv("KVSERVE_ISA")) {
       Isa cap = best;
       if (std::strcmp(env, "scalar") == 0) cap = Isa::Scalar;

@@ -22,6 +22,8 @@ const CpuFeatures& cpu_features();
 // The best ISA this CPU supports, lowered by the environment variable
 // KVSERVE_ISA=scalar|avx2|avx512 (for testing the fallbacks on a fast machine).
 Isa best_isa();
+// The best ISA this CPU supports, whatever KVSERVE_ISA says (tests comparing ISAs).
+Isa cpu_isa();
 const char* isa_name(Isa isa);
 
 }  // namespace kvserve

@@ -1,4 +1,4 @@
-// The AVX2 kernels on the packed layout (matmul_packed_avx2.cpp), Q4_0/Q4_1/Q5_0/Q5_1:
+// The AVX2 kernels on the packed layout (matmul_packed_avx2.cpp), Q4_0/Q4_1/Q5_0/Q5_1/Q4_K:
 // within the reference's tolerance, bit-identical to the AVX-512 kernels where the CPU
 // has them, and the same for a token whatever the token count (batch invariance).
 #include <gtest/gtest.h>
@@ -25,8 +25,9 @@ TEST_P(PackedAvx2Test, MatchesReferenceAndAvx512BitExact) {
   ASSERT_NE(detail::matmul_packed_fn_avx2(t), nullptr);
   ThreadPool pool1(1), pool2(2);
   uint32_t seed = 7;
-  for (int64_t n_in : {32, 96, 576, 1536})
+  for (int64_t n_in : {32, 96, 256, 576, 1536})
     for (int64_t n_out : {16, 48}) {
+      if (n_in % ggml_traits(t).block_size != 0) continue;
       std::mt19937 rng(seed++);
       const auto w = test::random_weights(t, n_out, n_in, rng);
       const WeightView wv{t, w.data(), n_in, n_out};
@@ -65,7 +66,8 @@ TEST_P(PackedAvx2Test, MatchesReferenceAndAvx512BitExact) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Types, PackedAvx2Test,
-                         ::testing::Values(GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1),
+                         ::testing::Values(GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1,
+                                           GgmlType::Q4_K),
                          [](const auto& info) { return std::string(ggml_type_name(info.param)); });
 
 }  // namespace

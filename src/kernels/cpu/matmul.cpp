@@ -113,7 +113,8 @@ void convert_activations(Isa isa, const WeightView& w, const float* x, int64_t n
     return;
   }
   const bool dense = (isa != Isa::Scalar && (fmt == ActFormat::Q8_0 || fmt == ActFormat::Q8_1)) ||
-                     (isa == Isa::Avx512 && detail::matmul_kquant_fn_avx512(w.type) != nullptr);
+                     (isa == Isa::Avx512 && detail::matmul_kquant_fn_avx512(w.type) != nullptr) ||
+                     (isa == Isa::Avx2 && detail::matmul_packed_fn_avx2(w.type) != nullptr);
   uint8_t* dst = scratch_buffer(sc.rows, x_row_bytes * size_t(n_tokens));
   args.x = dst;
   if (dense) {

@@ -19,7 +19,7 @@ bool matmul_packable(const WeightView& w) {
                     w.type == GgmlType::Q5_1;
   const bool type_ok = best_isa() == Isa::Avx512 ? q4q5 || w.type == GgmlType::Q8_0 ||
                                                        w.type == GgmlType::Q4_K || w.type == GgmlType::Q6_K
-                                                 : best_isa() == Isa::Avx2 && q4q5;
+                                                 : best_isa() == Isa::Avx2 && (q4q5 || w.type == GgmlType::Q4_K);
   return type_ok && w.n_out > 0 && w.n_out % 16 == 0 && w.n_in % detail::packed_elems(w.type) == 0 &&
          w.data != nullptr;
 }

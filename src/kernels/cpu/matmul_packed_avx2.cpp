@@ -14,6 +14,7 @@
 
 #include <cstring>
 
+#include "gguf/quant_blocks.h"
 #include "kernels/cpu/matmul_internal.h"
 #include "kernels/cpu/matmul_pack.h"
 
@@ -104,6 +105,96 @@ void packed_tile(const MatmulArgs& a, int64_t o, int64_t t0, bool prefetch) {
     for (int t = 0; t < NT; ++t) _mm256_storeu_ps(a.y + (t0 + t) * a.ldy + o + 8 * h, acc[h][t]);
 }
 
+// Q4_K: y[t0 + t, o..o+16) for NT tokens. Per row and 32-element sub-block (unit) in
+// order, the AVX-512 kernel's operations: the 6-bit scale and min unpacked from the
+// row's 12 scale bytes, acc = fma(float(dot), d * sc * d_x, acc), then
+// acc = fma(-(dmin * m), s_x, acc).
+template <int NT>
+void packed_tile_q4k(const MatmulArgs& a, int64_t o, int64_t t0, bool prefetch) {
+  constexpr int64_t kCell = packed_cell_bytes(GgmlType::Q4_K);
+  const int64_t nsb = a.n_in / QK_K, nb = a.n_in / 32;  // super-blocks, units
+  const uint8_t* tile = a.wp + size_t(o / 16) * size_t(nsb * kCell);
+  const int8_t* xq[NT];
+  for (int t = 0; t < NT; ++t) xq[t] = a.xq + (t0 + t) * a.n_in;
+  const float* xd = a.xd + t0 * nb;
+  const float* xs = a.xs + t0 * nb;
+  const __m256i lo4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+  const __m256i m6 = _mm256_set1_epi32(63), m4 = _mm256_set1_epi32(15), m2 = _mm256_set1_epi32(3);
+  __m256 acc[2][NT];
+  for (int h = 0; h < 2; ++h)
+    for (int t = 0; t < NT; ++t) acc[h][t] = _mm256_setzero_ps();
+  for (int64_t k = 0; k < nsb; ++k) {
+    const uint8_t* c = tile + k * kCell;
+    if (prefetch)
+      for (int64_t i = 0; i < kCell; i += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(c + kPrefetchAhead + i), _MM_HINT_T0);
+    for (int h = 0; h < 2; ++h) {  // rows 8h..8h+7
+      const __m256 dd = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c + 16 * h)));
+      const __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c + 32 + 16 * h)));
+      const __m256i qa = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + 64 + 32 * h));
+      const __m256i qb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + 128 + 32 * h));
+      const __m256i qc = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + 192 + 32 * h));
+      for (int cc = 0; cc < 4; ++cc) {
+        // Scales and mins of sub-blocks 2cc, 2cc + 1 (the 6-bit unpacking of load_scales).
+        __m256i sc[2], mn[2];
+        for (int p = 0; p < 2; ++p) {
+          const int sb = 2 * cc + p, j = sb % 4;
+          const __m256i av = _mm256_srli_epi32(qa, 8 * j), bv = _mm256_srli_epi32(qb, 8 * j);
+          if (sb < 4) {
+            sc[p] = _mm256_and_si256(av, m6);
+            mn[p] = _mm256_and_si256(bv, m6);
+          } else {
+            const __m256i cv = _mm256_srli_epi32(qc, 8 * j);
+            sc[p] = _mm256_or_si256(_mm256_and_si256(cv, m4),
+                                    _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(av, 6), m2), 4));
+            mn[p] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(cv, 4), m4),
+                                    _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(bv, 6), m2), 4));
+          }
+        }
+        // Low nibbles: sub-block 2cc (x[64cc + 4j..]), high: 2cc + 1 (x[64cc + 32 + 4j..]);
+        // 8 vpmaddubsw pair sums of 4-bit x int8 fit int16.
+        __m256i p0[NT], p1[NT];
+        for (int t = 0; t < NT; ++t) p0[t] = p1[t] = _mm256_setzero_si256();
+        for (int j = 0; j < 8; ++j) {
+          const __m256i q =
+              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + 256 + 64 * (8 * cc + j) + 32 * h));
+          const __m256i lo = _mm256_and_si256(q, lo4);
+          const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), lo4);
+          for (int t = 0; t < NT; ++t) {
+            const int8_t* x = xq[t] + k * QK_K + 64 * cc + 4 * j;
+            int32_t xl, xh;
+            std::memcpy(&xl, x, 4);
+            std::memcpy(&xh, x + 32, 4);
+            p0[t] = _mm256_add_epi16(p0[t], _mm256_maddubs_epi16(lo, _mm256_set1_epi32(xl)));
+            p1[t] = _mm256_add_epi16(p1[t], _mm256_maddubs_epi16(hi, _mm256_set1_epi32(xh)));
+          }
+        }
+        for (int p = 0; p < 2; ++p) {
+          const __m256 d = _mm256_mul_ps(dd, _mm256_cvtepi32_ps(sc[p]));
+          const __m256 m = _mm256_sub_ps(_mm256_setzero_ps(), _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(mn[p])));
+          const int64_t u = k * 8 + 2 * cc + p;
+          for (int t = 0; t < NT; ++t) {
+            const __m256i s32 = _mm256_madd_epi16(p ? p1[t] : p0[t], ones);
+            acc[h][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s32),
+                                        _mm256_mul_ps(d, _mm256_set1_ps(xd[t * nb + u])), acc[h][t]);
+            acc[h][t] = _mm256_fmadd_ps(m, _mm256_set1_ps(xs[t * nb + u]), acc[h][t]);
+          }
+        }
+      }
+    }
+  }
+  for (int h = 0; h < 2; ++h)
+    for (int t = 0; t < NT; ++t) _mm256_storeu_ps(a.y + (t0 + t) * a.ldy + o + 8 * h, acc[h][t]);
+}
+
+void matmul_packed_q4k(const MatmulArgs& a, int64_t o0, int64_t o1) {
+  for (int64_t o = o0; o < o1; o += 16) {
+    int64_t t = 0;
+    for (; t + 2 <= a.n_tokens; t += 2) packed_tile_q4k<2>(a, o, t, t == 0);
+    if (t < a.n_tokens) packed_tile_q4k<1>(a, o, t, t == 0);
+  }
+}
+
 template <GgmlType T>
 void matmul_packed(const MatmulArgs& a, int64_t o0, int64_t o1) {
   // 16 rows x 2 tokens: 4 accumulators and the 8 unpacked vectors of a half in registers.
@@ -122,9 +213,10 @@ MatmulRangeFn matmul_packed_fn_avx2(GgmlType type) {
     case GgmlType::Q4_1: return matmul_packed<GgmlType::Q4_1>;
     case GgmlType::Q5_0: return matmul_packed<GgmlType::Q5_0>;
     case GgmlType::Q5_1: return matmul_packed<GgmlType::Q5_1>;
+    case GgmlType::Q4_K: return matmul_packed_q4k;
     // Q8_0 stays in the file layout: its flipped bytes (q + 128) overflow vpmaddubsw's
     // pair sums, and the sign trick per vector costs decode more than the layout saves
-    // (tried: prefill +17 %, decode -9 %). K-quants: no AVX2 packed kernel yet.
+    // (tried: prefill +17 %, decode -9 %). Q6_K: no AVX2 packed kernel yet.
     default: return nullptr;
   }
 }
