@@ -1,6 +1,6 @@
 // Weights repacked once at load into a 16-row interleaved layout of the same byte size
 // as the file's, for the AVX-512 VNNI kernels (matmul_packed_avx512.cpp) and, for Q4_0,
-// Q4_1, Q5_0 and Q5_1, the AVX2 ones (matmul_packed_avx2.cpp, a 64-byte vector read as
+// Q4_1, Q5_0, Q5_1 and Q4_K, the AVX2 ones (matmul_packed_avx2.cpp, a 64-byte vector read as
 // two halves of 8 rows): per group of 16 rows and 32-element block, the 16 rows' scales
 // lie side by side and dword r of each quant vector holds 4 bytes of row r, so one
 // vpdpbusd advances 16 rows against a broadcast of 4 activation bytes with no gathers, no

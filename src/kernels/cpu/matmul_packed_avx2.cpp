@@ -1,4 +1,5 @@
-// AVX2 kernels on the 16-row packed layout (matmul_pack.h) for Q4_0, Q4_1, Q5_0 and Q5_1.
+// AVX2 kernels on the 16-row packed layout (matmul_pack.h) for Q4_0, Q4_1, Q5_0, Q5_1 and
+// Q4_K.
 // Each 64-byte quant vector is read as two 32-byte halves (rows 0-7 and 8-15, dword r of a
 // half = 4 quant bytes of one row), so one vpmaddubsw + vpmaddwd against a broadcast of 4
 // activation bytes advances 8 rows, and the block's float work is one FMA per 8 rows
