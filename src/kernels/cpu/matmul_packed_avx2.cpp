@@ -217,7 +217,8 @@ MatmulRangeFn matmul_packed_fn_avx2(GgmlType type) {
     case GgmlType::Q4_K: return matmul_packed_q4k;
     // Q8_0 stays in the file layout: its flipped bytes (q + 128) overflow vpmaddubsw's
     // pair sums, and the sign trick per vector costs decode more than the layout saves
-    // (tried: prefill +17 %, decode -9 %). Q6_K: no AVX2 packed kernel yet.
+    // (tried: prefill +17 %, decode -9 %). Q6_K likewise: a port of the AVX-512 kernel
+    // unpacked too much per half (tried: q4_k_m prefill -5 %, decode -9 %).
     default: return nullptr;
   }
 }
