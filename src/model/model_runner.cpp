@@ -5,7 +5,6 @@
 #include "model/model_runner.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>

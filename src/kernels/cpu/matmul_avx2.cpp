@@ -62,6 +62,20 @@ inline float hsum(__m256 v) {
 // scalar sum of m_w * s_x. So a row's result does not depend on the tile it is computed
 // in, on n_tokens or on threads (batch invariance).
 
+// Prefetches the R rows two R-row tiles ahead of rows [o, o + R) (contiguous), `bytes`
+// at a time as the current rows are consumed: rows read interleaved are a pattern the
+// hardware prefetcher follows poorly.
+struct RowsAhead {
+  const char* p;
+  const char* end;
+  RowsAhead(const MatmulArgs& a, int64_t o, int R)
+      : p(reinterpret_cast<const char*>(a.w + size_t(o + 2 * R) * a.w_row_bytes)),
+        end(p + R * a.w_row_bytes) {}
+  void step(int64_t bytes) {
+    for (int64_t k = 0; k < bytes && p < end; k += 64, p += 64) _mm_prefetch(p, _MM_HINT_T0);
+  }
+};
+
 // R rows x NT tokens. Decode runs 4 rows at once (independent FMA chains hide the FMA
 // latency and the 4 weight streams keep the memory busy); batches run 2 rows x 4 tokens
 // (each unpacked weight block dotted with 4 tokens).
@@ -83,12 +97,9 @@ void q32_tile(const MatmulArgs& a, int64_t o, int64_t t0) {
       mins[r][t] = 0.0f;
     }
   const __m256i ones = _mm256_set1_epi16(1);
-  // The R rows are read interleaved, which the hardware prefetcher follows poorly: fetch
-  // the rows two tiles ahead (contiguous), a line or two per block, as they are consumed.
-  const char* pf = reinterpret_cast<const char*>(a.w + size_t(o + 2 * R) * a.w_row_bytes);
-  const char* const pf_end = pf + R * a.w_row_bytes;
+  RowsAhead pf(a, o, R);
   for (int64_t b = 0; b < nb; ++b) {
-    for (int k = 0; k < (R * L.bytes + 63) / 64 && pf < pf_end; ++k, pf += 64) _mm_prefetch(pf, _MM_HINT_T0);
+    pf.step(R * L.bytes);
     __m256i w[R], wabs[R];
     float dw[R], mw[R];
 #pragma GCC unroll 8
@@ -206,12 +217,9 @@ void float_rows(const MatmulArgs& a, int64_t o, int64_t t0) {
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 8
     for (int t = 0; t < NT; ++t) acc[r][t] = _mm256_setzero_ps();
-  // As in q32_tile: the rows two tiles ahead, at the rate these are consumed.
-  const char* pf = reinterpret_cast<const char*>(a.w + size_t(o + 2 * R) * a.w_row_bytes);
-  const char* const pf_end = pf + R * a.w_row_bytes;
+  RowsAhead pf(a, o, R);
   for (int64_t i = 0; i < full; i += 8) {
-    for (int k = 0; k < (R * 8 * kElemBytes<T> + 63) / 64 && pf < pf_end; ++k, pf += 64)
-      _mm_prefetch(pf, _MM_HINT_T0);
+    pf.step(R * 8 * kElemBytes<T>);
     __m256 w[R];
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) w[r] = load8<T>(wr[r] + i * kElemBytes<T>);

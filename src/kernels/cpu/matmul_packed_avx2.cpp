@@ -26,6 +26,24 @@ namespace {
 // the next), issued a cell's lines per block, at the rate the stream is consumed.
 constexpr int64_t kPrefetchAhead = 2048;
 
+// The cell kPrefetchAhead bytes ahead of c (n bytes).
+inline void prefetch_ahead(const uint8_t* c, int64_t n) {
+  for (int64_t i = 0; i < n; i += 64)
+    _mm_prefetch(reinterpret_cast<const char*>(c + kPrefetchAhead + i), _MM_HINT_T0);
+}
+
+// Rows [o0, o1) in 16-row groups, all tokens in tiles of 2 (4 accumulators and the 8
+// unpacked vectors of a half in registers) and a last one: tile<NT>(o, t0, prefetch), the
+// stream prefetched on a group's first tile.
+template <class Tile>
+void over_groups_and_token_pairs(const MatmulArgs& a, int64_t o0, int64_t o1, Tile&& tile) {
+  for (int64_t o = o0; o < o1; o += 16) {
+    int64_t t = 0;
+    for (; t + 2 <= a.n_tokens; t += 2) tile.template operator()<2>(o, t, t == 0);
+    if (t < a.n_tokens) tile.template operator()<1>(o, t, t == 0);
+  }
+}
+
 // Bytes whose bit in m is set -> 0x10 (the 5th bit of Q5 quants), others 0.
 inline __m256i fifth_bits(uint32_t m) {
   const __m256i rep = _mm256_shuffle_epi8(
@@ -57,9 +75,7 @@ void packed_tile(const MatmulArgs& a, int64_t o, int64_t t0, bool prefetch) {
     for (int t = 0; t < NT; ++t) acc[h][t] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* c = tile + b * kCell;
-    if (prefetch)
-      for (int64_t i = 0; i < kCell; i += 64)
-        _mm_prefetch(reinterpret_cast<const char*>(c + kPrefetchAhead + i), _MM_HINT_T0);
+    if (prefetch) prefetch_ahead(c, kCell);
     uint64_t qh[8];
     if constexpr (kQh) std::memcpy(qh, c + packed_qh_offset(T), sizeof(qh));
     for (int h = 0; h < 2; ++h) {
@@ -126,9 +142,7 @@ void packed_tile_q4k(const MatmulArgs& a, int64_t o, int64_t t0, bool prefetch) 
     for (int t = 0; t < NT; ++t) acc[h][t] = _mm256_setzero_ps();
   for (int64_t k = 0; k < nsb; ++k) {
     const uint8_t* c = tile + k * kCell;
-    if (prefetch)
-      for (int64_t i = 0; i < kCell; i += 64)
-        _mm_prefetch(reinterpret_cast<const char*>(c + kPrefetchAhead + i), _MM_HINT_T0);
+    if (prefetch) prefetch_ahead(c, kCell);
     for (int h = 0; h < 2; ++h) {  // rows 8h..8h+7
       const __m256 dd = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c + 16 * h)));
       const __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c + 32 + 16 * h)));
@@ -189,21 +203,14 @@ void packed_tile_q4k(const MatmulArgs& a, int64_t o, int64_t t0, bool prefetch) 
 }
 
 void matmul_packed_q4k(const MatmulArgs& a, int64_t o0, int64_t o1) {
-  for (int64_t o = o0; o < o1; o += 16) {
-    int64_t t = 0;
-    for (; t + 2 <= a.n_tokens; t += 2) packed_tile_q4k<2>(a, o, t, t == 0);
-    if (t < a.n_tokens) packed_tile_q4k<1>(a, o, t, t == 0);
-  }
+  over_groups_and_token_pairs(
+      a, o0, o1, [&]<int NT>(int64_t o, int64_t t, bool pf) { packed_tile_q4k<NT>(a, o, t, pf); });
 }
 
 template <GgmlType T>
 void matmul_packed(const MatmulArgs& a, int64_t o0, int64_t o1) {
-  // 16 rows x 2 tokens: 4 accumulators and the 8 unpacked vectors of a half in registers.
-  for (int64_t o = o0; o < o1; o += 16) {
-    int64_t t = 0;
-    for (; t + 2 <= a.n_tokens; t += 2) packed_tile<T, 2>(a, o, t, t == 0);
-    if (t < a.n_tokens) packed_tile<T, 1>(a, o, t, t == 0);
-  }
+  over_groups_and_token_pairs(
+      a, o0, o1, [&]<int NT>(int64_t o, int64_t t, bool pf) { packed_tile<T, NT>(a, o, t, pf); });
 }
 
 }  // namespace
