@@ -111,7 +111,7 @@ def shrink(data, rng):
     return write_file(data[24:kv_end], n_kv, small, alignment, rng)
 
 
-def synthetic(rng):
+def synthetic(rng, alignment=32):
     def kv(key, t, payload):
         return gguf_string(key) + struct.pack("<I", t) + payload
 
@@ -120,7 +120,7 @@ def synthetic(rng):
 
     kvs = [
         kv(b"general.architecture", 8, gguf_string(b"llama")),
-        kv(b"general.alignment", 4, struct.pack("<I", 32)),
+        kv(b"general.alignment", 4, struct.pack("<I", alignment)),
         kv(b"llama.context_length", 4, struct.pack("<I", 128)),
         kv(b"t.u8", 0, struct.pack("<B", 200)), kv(b"t.i8", 1, struct.pack("<b", -5)),
         kv(b"t.u16", 2, struct.pack("<H", 60000)), kv(b"t.i16", 3, struct.pack("<h", -300)),
@@ -138,7 +138,7 @@ def synthetic(rng):
     tensors = [(b"a.f32", [8, 2], 0), (b"b.f16", [16], 1), (b"c.bf16", [4, 4, 2], 30),
                (b"d.q8_0", [32, 2], 8), (b"e.q4_k", [256], 12), (b"f.q6_k", [256], 14),
                (b"g.q4_1", [32], 3)]
-    return write_file(b"".join(kvs), len(kvs), tensors, 32, rng)
+    return write_file(b"".join(kvs), len(kvs), tensors, alignment, rng)
 
 
 def variants(stem, data, rng):
@@ -184,7 +184,9 @@ def main():
         if os.path.isfile(path):
             os.remove(path)
 
-    seeds = {"synthetic": synthetic(rng)}
+    # alignment 1 packs tensors back to back, so some start at addresses their types
+    # cannot be read from in place.
+    seeds = {"synthetic": synthetic(rng), "synthetic-align1": synthetic(rng, 1)}
     for sub in ("models", "vocab"):
         folder = os.path.join(args.shared, sub)
         if not os.path.isdir(folder):

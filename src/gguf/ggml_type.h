@@ -31,6 +31,7 @@ struct GgmlTypeTraits {
   const char* name;    // "q4_k"
   int64_t block_size;  // elements per block (1 for float types)
   size_t block_bytes;  // bytes per block
+  size_t align;        // alignment the block's fields need (alignof its struct)
 };
 
 // Traits of a type id read from a file; nullopt for ids kvserve does not know.

@@ -1,5 +1,6 @@
 #include "gguf/gguf_file.h"
 
+#include <cstdint>
 #include <cstring>
 #include <limits>
 
@@ -351,6 +352,13 @@ Status GgufParser::parse(GgufFile& f) {
                    std::to_string(t.nbytes) + ") lies outside the data section of " +
                    std::to_string(data_size) + " bytes"};
     t.data = p_ + data_offset + t.offset;
+    // Blocks are read in place through their structs; a misaligned start (possible
+    // with general.alignment < 4) would make every field access undefined.
+    const size_t align = ggml_traits(t.type).align;
+    if (reinterpret_cast<uintptr_t>(t.data) % align != 0)
+      return Error{"tensor '" + t.name + "': data at file offset " + std::to_string(data_offset + t.offset) +
+                   " is not aligned to the " + std::to_string(align) + " bytes that " +
+                   ggml_type_name(t.type) + " needs"};
   }
   return ok_status();
 }

@@ -208,5 +208,25 @@ TEST(HostileBuilt, TensorFields) {
   EXPECT_ERROR_HAS(Builder().header(1, 0).tensor("t", {8}, 0, 0), "data section starts past the end");
 }
 
+// general.alignment may be 1, which lets a tensor start at an odd byte; kernels read
+// blocks through their structs, so such data is refused rather than read misaligned.
+TEST(HostileBuilt, TensorDataMisalignedForItsType) {
+  for (const auto& [type, align] :
+       {std::pair<uint32_t, size_t>{0 /*F32*/, 4}, {8 /*Q8_0*/, 2}, {1 /*F16*/, 2}}) {
+    for (uint64_t offset = 0; offset < 4; ++offset) {
+      Builder b;
+      b.header(1, 1).kv_u32("general.alignment", 1).tensor("t", {32}, type, offset);
+      const size_t data_start = b.bytes().size() + offset;  // exact-size copies start 16-aligned
+      b.zeros(size_t(offset) + 128);
+      const std::string err = parse_copy(b.bytes().data(), b.bytes().size());
+      if (data_start % align == 0)
+        EXPECT_EQ(err, "") << type << " at " << data_start;
+      else
+        EXPECT_NE(err.find("is not aligned to the " + std::to_string(align) + " bytes"), std::string::npos)
+            << type << " at " << data_start << ": " << err;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace kvserve
