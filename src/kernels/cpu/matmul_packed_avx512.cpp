@@ -56,8 +56,12 @@ void packed_tile(const MatmulArgs& a, int64_t o, int64_t t0, bool prefetch) {
   constexpr bool kNib = T != GgmlType::Q8_0;
   constexpr int64_t kCell = packed_cell_bytes(T);
   constexpr int64_t kQs = packed_qs_offset(T);
-  // With few tokens, split each dot into two independent vpdpbusd chains.
-  constexpr bool kSplit = NT * R <= 2;
+  // Each dot's vpdpbusd are a dependent chain (8 per block); with too few chains in flight
+  // their latency, not the issue rate, bounds the tile. So split each dot into two
+  // chains (low / high nibbles) wherever the registers allow: with few tokens, and for
+  // the nibble types' 32-row x 4-token tiles (prefill +7 % on q4_0; Q8_0's tile has no
+  // room for the second set of sums and spills).
+  constexpr bool kSplit = NT * R <= 2 || (kNib && NT * R <= 8);
   const int64_t nb = a.n_in / 32;
   const uint8_t* tile[R];
   for (int r = 0; r < R; ++r) tile[r] = a.wp + size_t(o / 16 + r) * size_t(nb * kCell);
