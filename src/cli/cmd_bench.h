@@ -50,7 +50,8 @@ struct LatencyResult {
 };
 
 // Runs the latency benchmark (warm-up first). Progress goes to stderr unless quiet.
-Result<LatencyResult> run_latency(const LatencyOptions& o);
+// before_run(r), if given, is called before measured run r (0-based), outside the timing.
+Result<LatencyResult> run_latency(const LatencyOptions& o, const std::function<void(int)>& before_run = {});
 
 Stat mean_stdev(const std::vector<double>& xs);
 // Writes `j` to `path` ("-" = stdout); false (with a message) on failure.

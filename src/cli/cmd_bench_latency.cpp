@@ -88,7 +88,7 @@ nlohmann::json LatencyResult::to_json(const LatencyOptions& o) const {
             {"tpot_ms", tpot_ms_samples}}}};
 }
 
-Result<LatencyResult> run_latency(const LatencyOptions& o) {
+Result<LatencyResult> run_latency(const LatencyOptions& o, const std::function<void(int)>& before_run) {
   if (o.prompt_tokens < 1 || o.gen_tokens < 1 || o.repeats < 1)
     return Error{"--prompt-tokens, --gen-tokens and --repeats must be at least 1"};
   auto model = Model::load(o.model);
@@ -115,6 +115,7 @@ Result<LatencyResult> run_latency(const LatencyOptions& o) {
                  o.prompt_tokens, o.gen_tokens, o.threads, o.repeats);
   std::vector<double> pp, tg, ttft, tpot;
   for (int r = -1; r < o.repeats; ++r) {  // r = -1: warm-up (pages the weights in, warms caches)
+    if (r >= 0 && before_run) before_run(r);
     const auto t0 = Clock::now();
     const float* logits = b.prefill(prompt, 0);
     const int32_t first = argmax(logits, cfg.n_vocab);

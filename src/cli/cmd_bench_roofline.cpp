@@ -4,7 +4,8 @@
 // held in registers), per thread count. With --model, runs `bench latency` and compares
 //   decode:  weight bytes read per token x tokens/s   against the bandwidth
 //   prefill: FLOP per token (2 x matmul params + attention) x tokens/s  against the peak
-// at the latency run's thread count.
+// at the latency run's thread count. The host's bandwidth may drift during the run, so
+// each measured latency run is also paired with a bandwidth probe taken just before it.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -207,7 +208,9 @@ int run(Opts& o) {
                f.avx512f ? "yes" : "no", f.avx512vnni ? "yes" : "no", o.buffer_mib);
 
   const size_t n_floats = o.buffer_mib * 1024 * 1024 / sizeof(float);
-  float* buf = static_cast<float*>(std::aligned_alloc(64, n_floats * sizeof(float)));
+  std::unique_ptr<float, decltype(&std::free)> owned(
+      static_cast<float*>(std::aligned_alloc(64, n_floats * sizeof(float))), &std::free);
+  float* buf = owned.get();
   if (!buf) return fail("roofline", "cannot allocate the buffer");
   // Touched in parallel, so pages land near the threads that read them.
   timed_parallel(hw, [&](int t) {
@@ -227,7 +230,6 @@ int run(Opts& o) {
         {{"threads", t}, {"read_gb_per_s", bw}, {"f32_gflops", p.f32_gflops}, {"int8_gops", p.int8_gops}});
     by_threads.push_back({t, {bw, p}});
   }
-  std::free(buf);
   nlohmann::json j = {{"mode", "roofline"},
                       {"isa", isa_name(best_isa())},
                       {"hardware_threads", hw},
@@ -237,9 +239,12 @@ int run(Opts& o) {
   if (!o.latency.model.empty()) {
     auto cost = model_cost(o.latency.model);
     if (!cost) return fail("roofline", cost.error().message);
-    auto lat = run_latency(o.latency);
-    if (!lat) return fail("roofline", lat.error().message);
+    // The host's bandwidth can change from one second to the next (on a shared VM by 2x),
+    // so each measured run is also set against a bandwidth probe taken just before it.
     const int nth = lat_threads;
+    std::vector<double> run_bw;
+    auto lat = run_latency(o.latency, [&](int) { run_bw.push_back(read_bandwidth(buf, n_floats, nth, 3)); });
+    if (!lat) return fail("roofline", lat.error().message);
     auto it = std::find_if(by_threads.begin(), by_threads.end(), [&](auto& r) { return r.first == nth; });
     assert(it != by_threads.end());
     const double bw = it->second.first;
@@ -257,6 +262,19 @@ int run(Opts& o) {
         o.latency.model.c_str(), nth, tg_bytes_tok / 1e6, pp_flop_tok / 1e6);
     std::printf("  decode  %8.1f tok/s -> %6.1f GB/s = %5.1f%% of %.1f GB/s (bound %.0f tok/s)\n",
                 lat->gen_tps.mean, tg_gbs, 100 * tg_gbs / bw, bw, tg_bound);
+    // Paired: run r's decode bandwidth over the probe just before it.
+    std::vector<double> paired;
+    for (size_t r = 0; r < run_bw.size() && r < lat->gen_tps_samples.size(); ++r)
+      paired.push_back(tg_bytes_tok * lat->gen_tps_samples[r] / 1e9 / run_bw[r]);
+    std::vector<double> sorted = paired;
+    std::sort(sorted.begin(), sorted.end());
+    const double paired_median = sorted.empty() ? 0.0 : sorted[sorted.size() / 2];
+    if (!sorted.empty())
+      std::printf(
+          "          paired with a probe before each run: median %5.1f%% (%.1f-%.1f%%; probes %.1f-%.1f "
+          "GB/s)\n",
+          100 * paired_median, 100 * sorted.front(), 100 * sorted.back(),
+          *std::min_element(run_bw.begin(), run_bw.end()), *std::max_element(run_bw.begin(), run_bw.end()));
     std::printf(
         "  prefill %8.1f tok/s -> %6.1f GFLOP/s = %5.1f%% of f32 peak %.0f, %5.1f%% of int8 peak %.0f\n",
         lat->prompt_tps.mean, pp_gflops, 100 * pp_gflops / pk.f32_gflops, pk.f32_gflops,
@@ -269,6 +287,9 @@ int run(Opts& o) {
                   {"latency", lat->to_json(o.latency)},
                   {"decode_gb_per_s", tg_gbs},
                   {"decode_fraction_of_bandwidth", tg_gbs / bw},
+                  {"run_probe_gb_per_s", run_bw},
+                  {"decode_fraction_of_bandwidth_paired", paired},
+                  {"decode_fraction_of_bandwidth_paired_median", paired_median},
                   {"decode_bandwidth_bound_tokens_per_s", tg_bound},
                   {"prefill_gflops", pp_gflops},
                   {"prefill_fraction_of_f32_peak", pp_gflops / pk.f32_gflops},
