@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -97,7 +98,7 @@ TEST_F(BenchCli, ThroughputGeneratesExactlyOutputLen) {
 
 TEST_F(BenchCli, RooflineMeasuresMachineAndPlacesModel) {
   int rc = 0;
-  auto j = run_json("bench roofline --buffer-mib 64 --thread-counts 1 -m " + model_ + " -p 32 -n 8 -t 1 -r 1",
+  auto j = run_json("bench roofline --buffer-mib 64 --thread-counts 1 -m " + model_ + " -p 32 -n 8 -t 1 -r 2",
                     &rc);
   ASSERT_EQ(rc, 0);
   ASSERT_TRUE(j.is_object());
@@ -112,6 +113,22 @@ TEST_F(BenchCli, RooflineMeasuresMachineAndPlacesModel) {
   // The bound is the speed at which decode would read all weights at full bandwidth.
   EXPECT_NEAR(double(mo["decode_bandwidth_bound_tokens_per_s"]) * double(mo["weight_bytes_per_decode_token"]),
               double(m["read_gb_per_s"]) * 1e9, 1e-3 * double(m["read_gb_per_s"]) * 1e9);
+  // One bandwidth probe per measured run, and each run's fraction is its own decode
+  // bandwidth over its own probe.
+  const auto& probes = mo["run_probe_gb_per_s"];
+  const auto& paired = mo["decode_fraction_of_bandwidth_paired"];
+  const auto& tg = mo["latency"]["samples"]["gen_tokens_per_s"];
+  ASSERT_EQ(probes.size(), size_t(2));
+  ASSERT_EQ(paired.size(), size_t(2));
+  ASSERT_EQ(tg.size(), size_t(2));
+  for (size_t r = 0; r < 2; ++r) {
+    EXPECT_GT(double(probes[r]), 0.5);
+    EXPECT_NEAR(double(paired[r]),
+                double(mo["weight_bytes_per_decode_token"]) * double(tg[r]) / 1e9 / double(probes[r]),
+                1e-9 * double(paired[r]));
+  }
+  EXPECT_EQ(double(mo["decode_fraction_of_bandwidth_paired_median"]),
+            std::max(double(paired[0]), double(paired[1])));  // the upper median of two
 }
 
 }  // namespace
