@@ -182,6 +182,36 @@ Result<ModelCost> model_cost(const std::string& path) {
   return c;
 }
 
+// Each measured run's decode bandwidth over the probe taken just before it.
+struct Paired {
+  std::vector<double> fractions, probes;
+  double median = 0, lo = 0, hi = 0;
+
+  void print(const char* probe) const {
+    if (fractions.empty()) return;
+    std::printf(
+        "          paired with a %s before each run: median %5.1f%% (%.1f-%.1f%%; probes %.1f-%.1f GB/s)\n",
+        probe, 100 * median, 100 * lo, 100 * hi, *std::min_element(probes.begin(), probes.end()),
+        *std::max_element(probes.begin(), probes.end()));
+  }
+};
+
+Paired pair_runs(const std::vector<double>& tg_samples, const std::vector<double>& probes,
+                 double bytes_per_tok) {
+  Paired p;
+  p.probes = probes;
+  for (size_t r = 0; r < probes.size() && r < tg_samples.size(); ++r)
+    p.fractions.push_back(bytes_per_tok * tg_samples[r] / 1e9 / probes[r]);
+  std::vector<double> sorted = p.fractions;
+  std::sort(sorted.begin(), sorted.end());
+  if (!sorted.empty()) {
+    p.median = sorted[sorted.size() / 2];
+    p.lo = sorted.front();
+    p.hi = sorted.back();
+  }
+  return p;
+}
+
 struct Opts {
   std::vector<int> threads;
   size_t buffer_mib = 1024;
@@ -240,10 +270,21 @@ int run(Opts& o) {
     auto cost = model_cost(o.latency.model);
     if (!cost) return fail("roofline", cost.error().message);
     // The host's bandwidth can change from one second to the next (on a shared VM by 2x),
-    // so each measured run is also set against a bandwidth probe taken just before it.
+    // so each measured run is also set against two probes taken just before it: the 1 GiB
+    // read (memory), and repeated reads of a buffer the size of the weights, which sees
+    // what decode sees of the last-level cache (a model not much larger than the L3 keeps
+    // part of itself there between tokens).
     const int nth = lat_threads;
-    std::vector<double> run_bw;
-    auto lat = run_latency(o.latency, [&](int) { run_bw.push_back(read_bandwidth(buf, n_floats, nth, 3)); });
+    const size_t ws_floats = std::max<size_t>(size_t(cost->weight_bytes / sizeof(float)) / 64 * 64, 64 * 64);
+    std::unique_ptr<float, decltype(&std::free)> ws_owned(
+        static_cast<float*>(std::aligned_alloc(64, ws_floats * sizeof(float))), &std::free);
+    if (!ws_owned) return fail("roofline", "cannot allocate the working-set buffer");
+    std::memset(ws_owned.get(), 0, ws_floats * sizeof(float));
+    std::vector<double> run_bw, run_ws_bw;
+    auto lat = run_latency(o.latency, [&](int) {
+      run_bw.push_back(read_bandwidth(buf, n_floats, nth, 3));
+      run_ws_bw.push_back(read_bandwidth(ws_owned.get(), ws_floats, nth, 10));
+    });
     if (!lat) return fail("roofline", lat.error().message);
     auto it = std::find_if(by_threads.begin(), by_threads.end(), [&](auto& r) { return r.first == nth; });
     assert(it != by_threads.end());
@@ -262,19 +303,10 @@ int run(Opts& o) {
         o.latency.model.c_str(), nth, tg_bytes_tok / 1e6, pp_flop_tok / 1e6);
     std::printf("  decode  %8.1f tok/s -> %6.1f GB/s = %5.1f%% of %.1f GB/s (bound %.0f tok/s)\n",
                 lat->gen_tps.mean, tg_gbs, 100 * tg_gbs / bw, bw, tg_bound);
-    // Paired: run r's decode bandwidth over the probe just before it.
-    std::vector<double> paired;
-    for (size_t r = 0; r < run_bw.size() && r < lat->gen_tps_samples.size(); ++r)
-      paired.push_back(tg_bytes_tok * lat->gen_tps_samples[r] / 1e9 / run_bw[r]);
-    std::vector<double> sorted = paired;
-    std::sort(sorted.begin(), sorted.end());
-    const double paired_median = sorted.empty() ? 0.0 : sorted[sorted.size() / 2];
-    if (!sorted.empty())
-      std::printf(
-          "          paired with a probe before each run: median %5.1f%% (%.1f-%.1f%%; probes %.1f-%.1f "
-          "GB/s)\n",
-          100 * paired_median, 100 * sorted.front(), 100 * sorted.back(),
-          *std::min_element(run_bw.begin(), run_bw.end()), *std::max_element(run_bw.begin(), run_bw.end()));
+    const Paired mem = pair_runs(lat->gen_tps_samples, run_bw, tg_bytes_tok);
+    const Paired ws = pair_runs(lat->gen_tps_samples, run_ws_bw, tg_bytes_tok);
+    mem.print("1 GiB probe");
+    ws.print("weight-size probe");
     std::printf(
         "  prefill %8.1f tok/s -> %6.1f GFLOP/s = %5.1f%% of f32 peak %.0f, %5.1f%% of int8 peak %.0f\n",
         lat->prompt_tps.mean, pp_gflops, 100 * pp_gflops / pk.f32_gflops, pk.f32_gflops,
@@ -288,8 +320,12 @@ int run(Opts& o) {
                   {"decode_gb_per_s", tg_gbs},
                   {"decode_fraction_of_bandwidth", tg_gbs / bw},
                   {"run_probe_gb_per_s", run_bw},
-                  {"decode_fraction_of_bandwidth_paired", paired},
-                  {"decode_fraction_of_bandwidth_paired_median", paired_median},
+                  {"decode_fraction_of_bandwidth_paired", mem.fractions},
+                  {"decode_fraction_of_bandwidth_paired_median", mem.median},
+                  {"working_set_probe_bytes", ws_floats * sizeof(float)},
+                  {"run_working_set_probe_gb_per_s", run_ws_bw},
+                  {"decode_fraction_of_working_set_bandwidth_paired", ws.fractions},
+                  {"decode_fraction_of_working_set_bandwidth_paired_median", ws.median},
                   {"decode_bandwidth_bound_tokens_per_s", tg_bound},
                   {"prefill_gflops", pp_gflops},
                   {"prefill_fraction_of_f32_peak", pp_gflops / pk.f32_gflops},

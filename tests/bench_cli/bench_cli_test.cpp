@@ -129,6 +129,17 @@ TEST_F(BenchCli, RooflineMeasuresMachineAndPlacesModel) {
   }
   EXPECT_EQ(double(mo["decode_fraction_of_bandwidth_paired_median"]),
             std::max(double(paired[0]), double(paired[1])));  // the upper median of two
+  // The same against the probe over a buffer the size of the weights.
+  EXPECT_NEAR(double(mo["working_set_probe_bytes"]), double(mo["weight_bytes_per_decode_token"]),
+              64 * 64 * 4);
+  const auto& ws_probes = mo["run_working_set_probe_gb_per_s"];
+  const auto& ws_paired = mo["decode_fraction_of_working_set_bandwidth_paired"];
+  ASSERT_EQ(ws_probes.size(), size_t(2));
+  ASSERT_EQ(ws_paired.size(), size_t(2));
+  for (size_t r = 0; r < 2; ++r)
+    EXPECT_NEAR(double(ws_paired[r]),
+                double(mo["weight_bytes_per_decode_token"]) * double(tg[r]) / 1e9 / double(ws_probes[r]),
+                1e-9 * double(ws_paired[r]));
 }
 
 }  // namespace
