@@ -259,12 +259,10 @@ const float* ModelRunner::Impl::forward(const ForwardBatch& batch, KvCacheStorag
 
   for (int l = 0; l < c.n_layers; ++l) {
     const LayerWeights& L = model.layer(l);
-    rows(T, dim, [&](int64_t b, int64_t e, int) {
-      rmsnorm_rows(x.get() + b * dim, L.attn_norm, xn.get() + b * dim, e - b, dim, eps);
-    });
-    // q, k and v read the same normed input: one dispatch, activations converted once.
+    // q, k and v read the same normed input: one dispatch, activations normed and
+    // converted once, row by row (xn is scratch for weights that take float input).
     const MatmulOutput qkv[] = {{&L.wq, q.get()}, {&L.wk, k.get()}, {&L.wv, v.get()}};
-    matmul_multi(qkv, xn.get(), T, pool);
+    matmul_multi(qkv, x.get(), RowNorm{L.attn_norm, eps}, xn.get(), T, pool);
     rows(T, qd + 2 * kvd, [&](int64_t b, int64_t e, int) {
       for (int64_t r = b; r < e; ++r) {
         float* qr = q.get() + r * qd;   // [n_heads, head_dim]
@@ -290,10 +288,9 @@ const float* ModelRunner::Impl::forward(const ForwardBatch& batch, KvCacheStorag
       float* xr = x.get();
       const float* pr = proj.get();
       for (int64_t i = b * dim; i < e * dim; ++i) xr[i] += pr[i];
-      rmsnorm_rows(x.get() + b * dim, L.ffn_norm, xn.get() + b * dim, e - b, dim, eps);
     });
     const MatmulOutput gate_up[] = {{&L.w_gate, gate.get()}, {&L.w_up, up.get()}};
-    matmul_multi(gate_up, xn.get(), T, pool);
+    matmul_multi(gate_up, x.get(), RowNorm{L.ffn_norm, eps}, xn.get(), T, pool);
     rows(T, ffn, [&](int64_t b, int64_t e, int) {
       silu_mul(gate.get() + b * ffn, up.get() + b * ffn, gate.get() + b * ffn, (e - b) * ffn);
     });

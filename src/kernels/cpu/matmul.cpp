@@ -9,6 +9,7 @@
 #include "gguf/quant_blocks.h"
 #include "kernels/cpu/matmul_internal.h"
 #include "kernels/cpu/quant_act.h"
+#include "kernels/cpu/rmsnorm.h"
 
 namespace kvserve {
 namespace {
@@ -101,14 +102,15 @@ struct Prepared {
 
 // Converts x into the activation format of w (into sc) and sets the activation fields
 // of args; args' weight fields are set by the caller.
-void convert_activations(Isa isa, const WeightView& w, const float* x, int64_t n_tokens, ActScratch& sc,
-                         detail::MatmulArgs& args, ThreadPool& pool) {
+void convert_activations(Isa isa, const WeightView& w, const float* x, const RowNorm* norm, int64_t n_tokens,
+                         ActScratch& sc, detail::MatmulArgs& args, ThreadPool& pool) {
   const ActFormat fmt = act_format(w.type);
   const size_t x_row_bytes = act_row_bytes(fmt, w.n_in);
   args.n_in = w.n_in;
   args.x_row_bytes = x_row_bytes;
   args.n_tokens = n_tokens;
   if (fmt == ActFormat::F32) {
+    assert(!norm && "float activations are normed by the caller");
     args.x = reinterpret_cast<const uint8_t*>(x);  // f32 activations are used as they are
     return;
   }
@@ -126,8 +128,17 @@ void convert_activations(Isa isa, const WeightView& w, const float* x, int64_t n
   }
   const int64_t n_in = w.n_in;
   auto convert = [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t)
-      quantize_act_row(isa, fmt, x + t * n_in, n_in, dst + size_t(t) * x_row_bytes);
+    // With a norm, each row is normed into a per-thread row (in L1) and quantized from there.
+    thread_local std::vector<float> normed_row;
+    float* row = norm ? scratch_buffer(normed_row, size_t(n_in)) : nullptr;
+    for (int64_t t = t0; t < t1; ++t) {
+      const float* xt = x + t * n_in;
+      if (norm) {
+        rmsnorm(xt, norm->weight, row, n_in, norm->eps);
+        xt = row;
+      }
+      quantize_act_row(isa, fmt, xt, n_in, dst + size_t(t) * x_row_bytes);
+    }
     if (dense) fill_dense_views(args, w.type, t0, t1);
   };
   // Worth waking the pool only for large batches.
@@ -144,10 +155,28 @@ bool matmul_supports(GgmlType type) {
   return detail::matmul_fn_scalar(type) != nullptr;
 }
 
-void matmul_multi_isa(Isa isa, std::span<const MatmulOutput> outs, const float* x, int64_t n_tokens,
-                      ThreadPool& pool) {
+void matmul_multi_isa(Isa isa, std::span<const MatmulOutput> outs, const float* x, const RowNorm* norm,
+                      float* normed, int64_t n_tokens, ThreadPool& pool) {
   assert(outs.size() <= kMaxMultiOutputs);
   if (n_tokens <= 0) return;
+  if (norm) {
+    // Float activations (F32 weights) are read in place, so they need the normed rows
+    // written out; then every weight simply reads those.
+    bool float_act = false;
+    for (const MatmulOutput& o : outs) float_act |= act_format(o.w->type) == ActFormat::F32;
+    if (float_act) {
+      const int64_t n_in = outs[0].w->n_in;
+      auto rows = [&](int64_t t0, int64_t t1, int) {
+        rmsnorm_rows(x + t0 * n_in, norm->weight, normed + t0 * n_in, t1 - t0, n_in, norm->eps);
+      };
+      if (n_tokens * n_in >= (1 << 16))
+        pool.parallel_for(n_tokens, rows);
+      else
+        rows(0, n_tokens, 0);
+      x = normed;
+      norm = nullptr;
+    }
+  }
   thread_local ActScratch scratch[kMaxMultiOutputs];
   Prepared prep[kMaxMultiOutputs];
   for (size_t i = 0; i < outs.size(); ++i) {
@@ -163,7 +192,7 @@ void matmul_multi_isa(Isa isa, std::span<const MatmulOutput> outs, const float* 
     for (size_t j = 0; j < i; ++j)
       if (outs[j].w->type == w.type) same = j;
     if (same == i)
-      convert_activations(isa, w, x, n_tokens, scratch[i], args, pool);
+      convert_activations(isa, w, x, norm, n_tokens, scratch[i], args, pool);
     else
       args = prep[same].args;
     args.w = static_cast<const uint8_t*>(w.data);
@@ -213,7 +242,7 @@ void matmul_multi_isa(Isa isa, std::span<const MatmulOutput> outs, const float* 
 
 void matmul_isa(Isa isa, const WeightView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool) {
   const MatmulOutput out{&w, y};
-  matmul_multi_isa(isa, {&out, 1}, x, n_tokens, pool);
+  matmul_multi_isa(isa, {&out, 1}, x, nullptr, nullptr, n_tokens, pool);
 }
 
 void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool) {
@@ -221,7 +250,12 @@ void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, Thr
 }
 
 void matmul_multi(std::span<const MatmulOutput> outs, const float* x, int64_t n_tokens, ThreadPool& pool) {
-  matmul_multi_isa(best_isa(), outs, x, n_tokens, pool);
+  matmul_multi_isa(best_isa(), outs, x, nullptr, nullptr, n_tokens, pool);
+}
+
+void matmul_multi(std::span<const MatmulOutput> outs, const float* x, const RowNorm& norm, float* normed,
+                  int64_t n_tokens, ThreadPool& pool) {
+  matmul_multi_isa(best_isa(), outs, x, &norm, normed, n_tokens, pool);
 }
 
 }  // namespace kvserve

@@ -43,6 +43,20 @@ struct MatmulOutput {
 // At most 8 outputs.
 void matmul_multi(std::span<const MatmulOutput> outs, const float* x, int64_t n_tokens, ThreadPool& pool);
 
+// RMSNorm applied to each activation row on its way into a matmul (see below).
+struct RowNorm {
+  const float* weight;  // [n_in]
+  float eps;
+};
+
+// matmul_multi() of rmsnorm(x): bit-identical to rmsnorm_rows(x -> normed) followed by
+// matmul_multi(outs, normed, ...). Where every weight takes 8-bit activations, each row
+// is normed and quantized in one go (the normed rows never leave the core's cache and
+// `normed` is not written); otherwise the normed rows are written to `normed`
+// ([n_tokens, n_in] scratch) first.
+void matmul_multi(std::span<const MatmulOutput> outs, const float* x, const RowNorm& norm, float* normed,
+                  int64_t n_tokens, ThreadPool& pool);
+
 // Whether matmul supports this weight type.
 bool matmul_supports(GgmlType type);
 

@@ -12,8 +12,13 @@ namespace kvserve {
 
 // matmul() with a given ISA instead of best_isa() (which must be supported by the CPU).
 void matmul_isa(Isa isa, const WeightView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool);
-void matmul_multi_isa(Isa isa, std::span<const MatmulOutput> outs, const float* x, int64_t n_tokens,
-                      ThreadPool& pool);
+// With norm (and normed, see matmul_multi's RowNorm overload), of rmsnorm(x).
+void matmul_multi_isa(Isa isa, std::span<const MatmulOutput> outs, const float* x, const RowNorm* norm,
+                      float* normed, int64_t n_tokens, ThreadPool& pool);
+inline void matmul_multi_isa(Isa isa, std::span<const MatmulOutput> outs, const float* x, int64_t n_tokens,
+                             ThreadPool& pool) {
+  matmul_multi_isa(isa, outs, x, nullptr, nullptr, n_tokens, pool);
+}
 
 namespace detail {
 
