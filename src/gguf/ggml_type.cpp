@@ -48,6 +48,8 @@ const GgmlTypeTraits& ggml_traits(GgmlType type) {
   std::abort();  // programmer error: every enumerator has traits
 }
 
-const char* ggml_type_name(GgmlType type) { return ggml_traits(type).name; }
+const char* ggml_type_name(GgmlType type) {
+  return ggml_traits(type).name;
+}
 
 }  // namespace kvserve
