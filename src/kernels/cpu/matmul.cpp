@@ -165,6 +165,7 @@ void matmul_multi_isa(Isa isa, std::span<const MatmulOutput> outs, const float* 
     bool float_act = false;
     for (const MatmulOutput& o : outs) float_act |= act_format(o.w->type) == ActFormat::F32;
     if (float_act) {
+      assert(normed && "float activations need the scratch for the normed rows");
       const int64_t n_in = outs[0].w->n_in;
       auto rows = [&](int64_t t0, int64_t t1, int) {
         rmsnorm_rows(x + t0 * n_in, norm->weight, normed + t0 * n_in, t1 - t0, n_in, norm->eps);
