@@ -28,8 +28,9 @@ Value get_attribute(const Value& v, const std::string& path) {
     if (cur.is_object()) {
       const Value* f = cur.object().find(part);
       cur = f ? *f : Value();
-    } else if (cur.is_array() && !part.empty() && std::all_of(part.begin(), part.end(), ::isdigit)) {
-      size_t i = std::stoul(part);
+    } else if (cur.is_array() && !part.empty() && part.size() <= 9 &&
+               std::all_of(part.begin(), part.end(), ::isdigit)) {
+      const size_t i = std::stoul(part);  // at most 9 digits: cannot overflow
       cur = i < cur.array().size() ? cur.array()[i] : Value();
     } else {
       return Value();

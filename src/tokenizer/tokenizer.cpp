@@ -18,7 +18,24 @@ bool is_special_type(TokenType t) {
   return t == TokenType::kControl || t == TokenType::kUserDefined || t == TokenType::kUnknown;
 }
 
-// The bytes a token contributes when rendered.
+// SPM byte tokens are spelled "<0xHH>".
+bool looks_like_spm_byte(const std::string& text) {
+  return text.size() == 6 && text.starts_with("<0x") && text.back() == '>';
+}
+
+// HH of "<0xHH>", or -1 when they are not two hex digits.
+int spm_byte_value(const std::string& text) {
+  auto hex = [](char c) {
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+  };
+  const int hi = hex(text[3]), lo = hex(text[4]);
+  return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
+}
+
+// The bytes a token contributes when rendered (SPM byte tokens are validated first).
 std::string render_piece(const Vocab& v, int32_t id) {
   const std::string& text = v.tokens[id];
   switch (v.types[id]) {
@@ -26,9 +43,8 @@ std::string render_piece(const Vocab& v, int32_t id) {
     case TokenType::kUnknown:
     case TokenType::kUserDefined: return text;
     case TokenType::kByte:
-      if (v.is_spm() && text.size() == 6 && text.starts_with("<0x") && text.back() == '>') {
-        return std::string(1, static_cast<char>(std::stoi(text.substr(3, 2), nullptr, 16)));
-      }
+      if (v.is_spm() && looks_like_spm_byte(text))
+        return std::string(1, static_cast<char>(spm_byte_value(text)));
       break;
     default: break;
   }
@@ -96,6 +112,11 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::from_vocab(Vocab vocab) {
   std::stable_sort(tok->special_by_length_.begin(), tok->special_by_length_.end(),
                    [&](int32_t a, int32_t b) { return v.tokens[a].size() > v.tokens[b].size(); });
 
+  for (int32_t id = 0; id < v.size(); ++id)
+    if (v.is_spm() && v.types[id] == TokenType::kByte && looks_like_spm_byte(v.tokens[id]) &&
+        spm_byte_value(v.tokens[id]) < 0)
+      return Error{"tokenizer: byte token " + std::to_string(id) + " is '" + v.tokens[id] +
+                   "', not <0x..> with two hex digits"};
   tok->pieces_.reserve(v.size());
   for (int32_t id = 0; id < v.size(); ++id) tok->pieces_.push_back(render_piece(v, id));
   return tok;

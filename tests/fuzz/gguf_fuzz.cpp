@@ -1,7 +1,9 @@
 // libFuzzer target: any byte string given to GgufFile::parse yields a file or an
 // Error, never a crash, overread or undefined behaviour (built with ASan + UBSan).
 // On success everything a caller reads is touched: metadata values, typed getters,
-// tensor data bounds, one dequantized row per tensor and the `kvserve info` report.
+// tensor data bounds, one dequantized row per tensor, the `kvserve info` report, the
+// model's hyper-parameters, and the tokenizer built from the file's vocabulary (which
+// then encodes and decodes a fixed text and decodes every token id).
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -10,6 +12,8 @@
 #include "gguf/dequantize.h"
 #include "gguf/gguf_file.h"
 #include "gguf/model_info.h"
+#include "model/model_config.h"
+#include "tokenizer/tokenizer.h"
 
 using namespace kvserve;
 
@@ -57,5 +61,26 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   const ModelInfo info = build_model_info(f);
   g_sink = g_sink + format_model_info(info).size();
+
+  auto cfg = ModelConfig::from_gguf(f);
+  if (!cfg && cfg.error().message.empty()) std::abort();
+  if (cfg) g_sink = g_sink + size_t(cfg->n_layers) + size_t(cfg->dim) + size_t(cfg->n_vocab);
+  auto tok = Tokenizer::from_gguf(f);
+  if (!tok) {
+    if (tok.error().message.empty()) std::abort();
+    return 0;
+  }
+  const Tokenizer& t = **tok;
+  for (const bool special : {false, true}) {
+    const std::vector<int32_t> ids = t.encode("Hello, world! 123 \xc3\xbc\xe2\x82\xac <s>\n\t  x", special, special);
+    for (int32_t id : ids)
+      if (id < 0 || id >= t.n_vocab()) std::abort();  // encode only returns ids of the vocabulary
+    g_sink = g_sink + t.decode(ids).size();
+  }
+  // Every id decodes (a small vocabulary entirely; a large one in a stride).
+  const int32_t n = t.n_vocab(), step = n > 4096 ? n / 4096 : 1;
+  std::vector<int32_t> all;
+  for (int32_t id = 0; id < n; id += step) all.push_back(id);
+  g_sink = g_sink + t.decode(all).size();
   return 0;
 }

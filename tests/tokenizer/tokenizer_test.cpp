@@ -275,6 +275,31 @@ TEST(Vocab, RejectsUnsupportedModelAndBadMetadata) {
   EXPECT_FALSE(finalize_vocab(w));
 }
 
+// An SPM byte token spelled <0x..> without two hex digits (a corrupt file) is a clear
+// error, not an exception out of the loader; well-formed ones render as their byte.
+TEST(Vocab, MalformedSpmByteTokenIsAnError) {
+  for (const char* spelling : {"<0xZZ>", "<0x4g>", "<0x41>"}) {
+    Vocab v;
+    v.model = "llama";
+    v.tokens = {"<unk>", "<s>", "</s>", spelling};
+    v.scores = {0, 0, 0, 0};
+    v.types = {TokenType::kUnknown, TokenType::kControl, TokenType::kControl, TokenType::kByte};
+    v.bos_id = 1;
+    v.eos_id = 2;
+    v.unk_id = 0;
+    ASSERT_TRUE(finalize_vocab(v));
+    auto tok = Tokenizer::from_vocab(std::move(v));
+    if (std::string(spelling) == "<0x41>") {
+      ASSERT_TRUE(tok) << tok.error().message;
+      EXPECT_EQ((*tok)->decode(std::vector<int32_t>{3}), "A");
+    } else {
+      ASSERT_FALSE(tok) << spelling;
+      EXPECT_NE(tok.error().message.find(std::string("byte token 3 is '") + spelling), std::string::npos)
+          << tok.error().message;
+    }
+  }
+}
+
 TEST(Vocab, HandBuiltSpmMergesByScore) {
   // "▁ab" wins over "▁a" + "b" because the merge order follows scores.
   Vocab v;
