@@ -18,26 +18,8 @@ namespace kvserve::jinja {
 class Value;
 using Array = std::vector<Value>;
 
-// Insertion-ordered mapping (Python dicts keep insertion order; templates iterate them).
-// Chat-template objects are small, so lookup is a linear scan.
-class Object {
- public:
-  const Value* find(std::string_view key) const;
-  Value* find(std::string_view key);
-  void set(std::string key, Value v);
-  bool erase(std::string_view key);
-  size_t size() const { return items_.size(); }
-  const std::vector<std::pair<std::string, Value>>& items() const { return items_; }
-
- private:
-  std::vector<std::pair<std::string, Value>> items_;
-};
-
-struct CallArgs {
-  std::vector<Value> positional;
-  std::vector<std::pair<std::string, Value>> keyword;
-  const Value* kw(std::string_view name) const;
-};
+class Object;
+struct CallArgs;
 
 using NativeFn = std::function<Result<Value>(const CallArgs&)>;
 
@@ -58,7 +40,7 @@ class Value {
   Value(std::string s) : kind_(Kind::String), s_(std::move(s)) {}
   Value(const char* s) : kind_(Kind::String), s_(s) {}
   Value(Array a) : kind_(Kind::Array), a_(std::make_shared<Array>(std::move(a))) {}
-  Value(Object o) : kind_(Kind::Object), o_(std::make_shared<Object>(std::move(o))) {}
+  Value(Object o);  // defined below Object
   static Value function(std::string name, NativeFn fn);
 
   Kind kind() const { return kind_; }
@@ -104,6 +86,31 @@ class Value {
   std::shared_ptr<Object> o_;
   std::shared_ptr<Fn> fn_;
 };
+
+// Object and CallArgs hold Values, so they follow Value's definition (a pair or vector
+// of an incomplete type is not portable).
+// Insertion-ordered mapping (Python dicts keep insertion order; templates iterate them).
+// Chat-template objects are small, so lookup is a linear scan.
+class Object {
+ public:
+  const Value* find(std::string_view key) const;
+  Value* find(std::string_view key);
+  void set(std::string key, Value v);
+  bool erase(std::string_view key);
+  size_t size() const { return items_.size(); }
+  const std::vector<std::pair<std::string, Value>>& items() const { return items_; }
+
+ private:
+  std::vector<std::pair<std::string, Value>> items_;
+};
+
+struct CallArgs {
+  std::vector<Value> positional;
+  std::vector<std::pair<std::string, Value>> keyword;
+  const Value* kw(std::string_view name) const;
+};
+
+inline Value::Value(Object o) : kind_(Kind::Object), o_(std::make_shared<Object>(std::move(o))) {}
 
 // Whether `container` (an Array or Object address) is reachable from `v`. Mutations use it
 // to refuse reference cycles, which shared ownership could never free.
