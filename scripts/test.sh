@@ -8,11 +8,12 @@ ctest --test-dir "${BUILD_DIR:-build}" --output-on-failure -j "$(nproc)" --timeo
 
 # Fuzzing what reads untrusted input: a second build (clang, libFuzzer, ASan + UBSan) of
 # only the fuzz targets. GGUF files (reader, model config, tokenizer): every seed of a
-# corpus made from shared/ (truncated and corrupted files), then a fixed-seed run. Chat
+# corpus made from shared/ (truncated and corrupted files), then a fixed-seed run; model
+# loading from mutated small models. Chat
 # templates (the Jinja interpreter), OpenAI request bodies and the tokenizers on any text
 # (shared/vocab's gpt-2 and llama-spm): fixed-seed runs from seeds.
 echo "==> fuzz (build-fuzz)"
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Release -DKVSERVE_FUZZ=ON \
   -DKVSERVE_SANITIZE=ON -DKVSERVE_TESTS=OFF -DKVSERVE_BENCH=OFF >/dev/null
-cmake --build build-fuzz --target gguf_fuzz jinja_fuzz openai_fuzz tokenizer_fuzz
+cmake --build build-fuzz --target gguf_fuzz model_fuzz jinja_fuzz openai_fuzz tokenizer_fuzz
 ctest --test-dir build-fuzz/tests/fuzz --output-on-failure --timeout 600
