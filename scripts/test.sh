@@ -7,11 +7,10 @@ echo "==> ctest"
 ctest --test-dir "${BUILD_DIR:-build}" --output-on-failure -j "$(nproc)" --timeout 600
 
 # Fuzzing what reads untrusted input: a second build (clang, libFuzzer, ASan + UBSan) of
-# only the fuzz targets. GGUF files (reader, model config, tokenizer): every seed of a
-# corpus made from shared/ (truncated and corrupted files), then a fixed-seed run; model
-# loading from mutated small models. Chat
-# templates (the Jinja interpreter), OpenAI request bodies and the tokenizers on any text
-# (shared/vocab's gpt-2 and llama-spm): fixed-seed runs from seeds.
+# only the fuzz targets, each run with a fixed seed and a bounded number of inputs: GGUF
+# files (reader, model config, tokenizer; every seed of a corpus of truncated and
+# corrupted shared/ files first), model loading (mutated small models), chat templates,
+# OpenAI request bodies, and the tokenizers on any text (shared/vocab's gpt-2, llama-spm).
 echo "==> fuzz (build-fuzz)"
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Release -DKVSERVE_FUZZ=ON \
   -DKVSERVE_SANITIZE=ON -DKVSERVE_TESTS=OFF -DKVSERVE_BENCH=OFF >/dev/null
