@@ -664,11 +664,25 @@ class Renderer {
     if (!b) return b.error();
     if (op == "~" || op == "+" || op == "*") {
       // Bound intermediate values, not only the output: `{% set s = s ~ s %}` in a loop
-      // doubles memory per iteration.
-      size_t sa = a->is_string() ? a->as_string().size() : a->is_array() ? a->array().size() : 0;
-      size_t sb = b->is_string() ? b->as_string().size() : b->is_array() ? b->array().size() : 0;
-      size_t n = op == "*" ? 0 : sa + sb;
-      if (n > limits_.max_output_bytes) return located(e.line, Error{"string or list grew too large"});
+      // doubles memory per iteration, and `[x] * n` builds n values at once (about 100
+      // bytes each). Strings are bounded by the output limit, lists by max_list_length.
+      auto size_of = [](const Value& v) -> uint64_t {
+        return v.is_string() ? v.as_string().size() : v.is_array() ? v.array().size() : 0;
+      };
+      uint64_t n = 0;
+      bool list = a->is_array() || b->is_array();
+      if (op == "*") {
+        const bool a_seq = a->is_string() || a->is_array();
+        const Value& seq = a_seq ? *a : *b;
+        const Value& k = a_seq ? *b : *a;
+        const int64_t count = k.is_int() ? k.as_int() : k.is_bool() ? int64_t{k.as_bool()} : 0;
+        if (count > 0 && __builtin_mul_overflow(size_of(seq), uint64_t(count), &n)) n = UINT64_MAX;
+      } else {
+        n = size_of(*a) + size_of(*b);
+        list = list && op == "+";
+      }
+      if (list ? n > uint64_t(limits_.max_list_length) : n > limits_.max_output_bytes)
+        return located(e.line, Error{list ? "list grew too large" : "string grew too large"});
     }
     if (op == "~") return Value(a->to_output() + b->to_output());
     if (is_comparison(op)) {

@@ -15,7 +15,8 @@ namespace kvserve::jinja {
 
 // Guards against hostile or buggy templates (a template is user-supplied via --chat-template).
 struct RenderLimits {
-  size_t max_output_bytes = 16u << 20;
+  size_t max_output_bytes = 16u << 20;      // also bounds every string a render builds
+  int64_t max_list_length = 100'000;        // elements of a list built by + or *
   int64_t max_loop_iterations = 1'000'000;  // summed over all loops of one render
   int max_call_depth = 64;                  // nested macro calls
   int64_t max_render_ms = 5000;             // wall-clock budget, checked in loops and calls

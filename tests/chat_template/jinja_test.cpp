@@ -321,6 +321,18 @@ TEST(Jinja, RunawayTemplatesAreStopped) {
   ASSERT_FALSE(slow);
   EXPECT_NE(slow.error().message.find("longer than 50 ms"), std::string::npos) << slow.error().message;
   expect_error("{{ range(100000000) }}", "range too large");
+  // Lists and strings built by * or + are bounded before they are built: [x] * n would
+  // allocate n values (about 100 bytes each) at once.
+  expect_error("{{ ([1] * 30000000) | length }}", "list grew too large");
+  expect_error("{{ ([1, 2] * 60000) | length }}", "list grew too large");
+  expect_error("{% set l = range(90000) | list %}{{ (l + l) | length }}", "list grew too large");
+  expect_error("{{ ('ab' * 9000000) | length }}", "string grew too large");
+  expect_error("{{ (2 * 'ab' * 4611686018427387904) | length }}", "grew too large");  // no overflow
+  {
+    auto ok = render_str("{{ ([1, 2] * 3) | length }} {{ ('ab' * 3) }} {{ (3 * [0]) | length }}");
+    ASSERT_TRUE(ok) << ok.error().message;
+    EXPECT_EQ(*ok, "6 ababab 3");
+  }
   RenderLimits small;
   small.max_output_bytes = 1000;
   auto r = render_str("{% for i in range(100) %}0123456789abcdef{% endfor %}", "{}", small);
