@@ -11,7 +11,8 @@ namespace {
 
 using namespace text;
 
-constexpr int64_t kMaxRange = 100'000;  // range() or a list longer than this is a runaway template
+constexpr int64_t kMaxRange = 100'000;      // range() or a list longer than this is a runaway template
+constexpr size_t kMaxIterBytes = 1u << 20;  // strings iterated character by character
 
 Result<Value> object_method(Object& o, const std::string& name, const CallArgs& a) {
   if (name == "items") {
@@ -97,6 +98,10 @@ Result<Array> iterate(const Value& v) {
       return keys;
     }
     case Kind::String: {
+      // A character becomes a Value of about 100 bytes: iterating a long string (joins of
+      // joins multiply lengths) would take gigabytes.
+      if (v.as_string().size() > kMaxIterBytes)
+        return Error{"string of " + std::to_string(v.as_string().size()) + " bytes is too long to iterate"};
       Array out;
       for (std::string& c : utf8_chars(v.as_string())) out.push_back(Value(std::move(c)));
       return out;

@@ -328,6 +328,8 @@ TEST(Jinja, RunawayTemplatesAreStopped) {
   expect_error("{% set l = range(90000) | list %}{{ (l + l) | length }}", "list grew too large");
   expect_error("{{ ('ab' * 9000000) | length }}", "string grew too large");
   expect_error("{{ (2 * 'ab' * 4611686018427387904) | length }}", "grew too large");  // no overflow
+  // Joins of joins multiply lengths; iterating the result character by character is refused.
+  expect_error("{{ 'abcdefghij' | join('x' * 200) | join('y' * 600) | join(', ') }}", "too long to iterate");
   {
     auto ok = render_str("{{ ([1, 2] * 3) | length }} {{ ('ab' * 3) }} {{ (3 * [0]) | length }}");
     ASSERT_TRUE(ok) << ok.error().message;
