@@ -82,6 +82,9 @@ void fill_dense_views(const detail::MatmulArgs& a, GgmlType type, int64_t t0, in
 
 // Rows per claimed chunk are a multiple of this, so SIMD row tiles stay whole.
 constexpr int64_t kRowAlign = 16;
+// Activation elements (tokens x n_in) worth waking the pool for when converting or norming.
+constexpr int64_t kMinParallelConvert = int64_t(1) << 16;
+
 // Weights one matmul_multi call takes (q/k/v is the most the model runner needs).
 constexpr size_t kMaxMultiOutputs = 8;
 
@@ -141,8 +144,7 @@ void convert_activations(Isa isa, const WeightView& w, const float* x, const Row
     }
     if (dense) fill_dense_views(args, w.type, t0, t1);
   };
-  // Worth waking the pool only for large batches.
-  if (n_tokens * n_in >= (1 << 16))
+  if (n_tokens * n_in >= kMinParallelConvert)
     pool.parallel_chunks(n_tokens, std::max<int64_t>(1, n_tokens / (4 * pool.size())),
                          [&](int64_t t0, int64_t t1, int) { convert(t0, t1); });
   else
@@ -170,7 +172,7 @@ void matmul_multi_isa(Isa isa, std::span<const MatmulOutput> outs, const float* 
       auto rows = [&](int64_t t0, int64_t t1, int) {
         rmsnorm_rows(x + t0 * n_in, norm->weight, normed + t0 * n_in, t1 - t0, n_in, norm->eps);
       };
-      if (n_tokens * n_in >= (1 << 16))
+      if (n_tokens * n_in >= kMinParallelConvert)
         pool.parallel_for(n_tokens, rows);
       else
         rows(0, n_tokens, 0);
