@@ -5,6 +5,7 @@
 #include "model/model_runner.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -47,6 +48,7 @@ struct AttnItem {
   int32_t head;  // query head / attn_group
   int32_t row0;  // first new-token row of the sequence in this item
   int32_t rows;
+  int32_t seg = -1;  // split-K: this segment of the keys only (-1: all of them)
 };
 
 }  // namespace
@@ -56,6 +58,7 @@ struct ModelRunner::Impl {
   const float* forward(const ForwardBatch& batch, KvCacheStorage& kv);
   void validate(const ForwardBatch& batch, const KvCacheStorage& kv) const;
   void attention_layer(const ForwardBatch& batch, int layer, KvCacheStorage& kv);
+  void merge_segments(int unit, int64_t row, int rows, int64_t n_past);
 
   // Row-parallel element-wise work: on the pool only when there is enough of it (each
   // pool.run is a wake-up and a barrier; a decode step's norms are too small to pay).
@@ -86,9 +89,17 @@ struct ModelRunner::Impl {
   std::unique_ptr<float[]> logits;   // [T, n_vocab]
   std::vector<int32_t> tok_pos;      // [T] position of each stacked token
   std::vector<int32_t> seq_begin;    // [max_seqs + 1] first stacked row of each sequence
-  std::vector<AttnItem> items;       // attention work list, capacity fixed at construction
+  std::vector<AttnItem> items;       // attention work list, capacity set at construction
   int n_tokens = 0;
   int attn_group = 1;  // query heads per attention work item (this step)
+
+  // Split-K of a lone row tile (see forward): segments 1.. of each item's keys go to
+  // split_acc ([segment - 1][row][q_dim]); every segment's max and sum to split_ml
+  // ([segment][unit][row * attn_group + g], maxes then sums); the last item of a unit to
+  // finish folds them. Grown (never shrunk) when a longer context first needs more.
+  int n_split = 0;  // segments per unit this step; 0 = no split
+  std::vector<float> split_acc, split_ml;
+  std::unique_ptr<std::atomic<int>[]> split_left;  // [unit] segments not yet done
 };
 
 ModelRunner::Impl::Impl(const Model& m, const RunnerOptions& o)
@@ -110,6 +121,7 @@ ModelRunner::Impl::Impl(const Model& m, const RunnerOptions& o)
   seq_begin.resize(size_t(o.max_seqs) + 1);
   // Each sequence splits into ceil(len / tile) <= len / tile + 1 tiles per head.
   items.reserve(size_t(c.n_heads) * size_t(T / kAttnRowTile + o.max_seqs));
+  split_left = std::make_unique<std::atomic<int>[]>(size_t(c.n_heads));
 }
 
 void ModelRunner::Impl::validate(const ForwardBatch& batch, const KvCacheStorage& kv) const {
@@ -137,6 +149,25 @@ void ModelRunner::Impl::validate(const ForwardBatch& batch, const KvCacheStorage
   }
   RUNNER_CHECK(total <= opt.max_batch_tokens, "%lld tokens > max_batch_tokens %d", (long long)total,
                opt.max_batch_tokens);
+}
+
+// Folds the segments of one unit (attn_group query heads) of a split lone tile, in
+// segment order, exactly as attention_paged does: its rows at stacked row `row`.
+void ModelRunner::Impl::merge_segments(int unit, int64_t row, int rows, int64_t n_past) {
+  const int hd = c.head_dim, n_group = attn_group, head = unit * n_group;
+  const float* ml0 = split_ml.data() + int64_t(head) * 2 * rows;
+  for (int i = 0; i < rows * n_group; ++i) {
+    const int r = i / n_group, g = i % n_group;
+    float* out = att.get() + (row + r) * c.q_dim() + int64_t(head + g) * hd;
+    float m = ml0[i], l = ml0[rows * n_group + i];
+    for (int s = 1; s < n_split; ++s) {
+      if (s * kAttentionSegmentKeys > n_past + r) break;  // the row sees none of segment s on
+      const float* ml = split_ml.data() + (int64_t(s) * c.n_heads + head) * 2 * rows;
+      const float* acc = split_acc.data() + (int64_t(s - 1) * rows + r) * c.q_dim() + int64_t(head + g) * hd;
+      if (ml[rows * n_group + i] > 0.0f) attention_merge(out, &m, &l, acc, ml[i], ml[rows * n_group + i], hd);
+    }
+    attention_finish(out, l, hd);
+  }
 }
 
 void ModelRunner::Impl::attention_layer(const ForwardBatch& batch, int layer, KvCacheStorage& kv) {
@@ -188,8 +219,10 @@ void ModelRunner::Impl::attention_layer(const ForwardBatch& batch, int layer, Kv
   };
   auto keys = [&](size_t i) {  // keys the item's last row sees
     const AttnItem& it = items[i];
-    return batch.seqs[size_t(it.seq)].n_past + it.row0 + it.rows;
+    const int64_t n = batch.seqs[size_t(it.seq)].n_past + it.row0 + it.rows;
+    return it.seg < 0 ? n : std::min(n, (it.seg + 1) * kAttentionSegmentKeys);
   };
+  auto first_key = [&](size_t i) { return std::max(0, items[i].seg) * kAttentionSegmentKeys; };
   auto run_items = [&](int64_t b, int64_t e, int) {
     for (size_t i = size_t(b); i < size_t(e); ++i) {
       const AttnItem& it = items[i];
@@ -200,13 +233,31 @@ void ModelRunner::Impl::attention_layer(const ForwardBatch& batch, int layer, Kv
         next = kv_head(i + 1);
         pk.prefetch_next = &next;
         pk.prefetch_next_keys = keys(i + 1);
+        pk.prefetch_next_begin = first_key(i + 1);
       }
       const int64_t row = seq_begin[size_t(it.seq)] + it.row0;
+      if (it.seg >= 0) {  // one segment of a split lone tile (it.row0 = 0)
+        const int64_t k0 = first_key(i);
+        const int r0 = int(std::max<int64_t>(0, k0 - seq.n_past));  // rows that see none are skipped
+        const int64_t acc_row = row + r0;
+        float* acc = it.seg == 0 ? att.get() + acc_row * c.q_dim()
+                                 : split_acc.data() + (int64_t(it.seg - 1) * it.rows + r0) * c.q_dim();
+        float* ml = split_ml.data() + (int64_t(it.seg) * c.n_heads + head) * 2 * it.rows;
+        attention_paged_partial(q.get() + acc_row * c.q_dim() + int64_t(head) * hd, c.q_dim(), it.rows - r0,
+                                n_group, seq.n_past + r0, pk, hd, scale, k0, keys(i),
+                                acc + int64_t(head) * hd, c.q_dim(), ml + r0 * n_group,
+                                ml + (it.rows + r0) * n_group);
+        if (split_left[size_t(it.head)].fetch_sub(1, std::memory_order_acq_rel) == 1)
+          merge_segments(it.head, row, it.rows, seq.n_past);
+        continue;
+      }
       attention_paged(q.get() + row * c.q_dim() + int64_t(head) * hd, c.q_dim(), it.rows, n_group,
                       seq.n_past + it.row0, pk, hd, scale, att.get() + row * c.q_dim() + int64_t(head) * hd,
                       c.q_dim());
     }
   };
+  for (int u = 0; u < c.n_heads / n_group && n_split > 0; ++u)
+    split_left[size_t(u)].store(n_split, std::memory_order_relaxed);
   if (work < kMinParallelAttn || pool.size() == 1)
     run_items(0, int64_t(items.size()), 0);
   else
@@ -225,6 +276,26 @@ const float* ModelRunner::Impl::forward(const ForwardBatch& batch, KvCacheStorag
   for (const SeqSlice& seq : batch.seqs)
     n_tiles += (int64_t(seq.tokens.size()) + kAttnRowTile - 1) / kAttnRowTile;
   attn_group = group > 1 && (pool.size() == 1 || n_tiles * c.n_kv_heads >= pool.size()) ? group : 1;
+  // A lone row tile (one sequence decoding) over more than one segment of keys, whose
+  // KV heads do not divide among the threads (3 on 2: one thread did two while the other
+  // waited), is split by key segment too (split-K): each K/V byte is still read once,
+  // the threads get even shares, and the segments are folded as attention_paged does.
+  n_split = 0;
+  if (n_tiles == 1 && pool.size() > 1 && c.n_kv_heads % pool.size() != 0) {
+    for (const SeqSlice& seq : batch.seqs) {
+      const int64_t n_keys = seq.n_past + int64_t(seq.tokens.size());
+      if (!seq.tokens.empty() && n_keys > kAttentionSegmentKeys)
+        n_split = int((n_keys + kAttentionSegmentKeys - 1) / kAttentionSegmentKeys);
+    }
+  }
+  if (n_split > 0) {
+    attn_group = group;
+    const size_t rows = size_t(n_tiles == 1 ? kAttnRowTile : 0);
+    const size_t acc_need = size_t(n_split - 1) * rows * size_t(c.q_dim());
+    const size_t ml_need = size_t(n_split) * size_t(c.n_heads) * 2 * rows;
+    if (split_acc.size() < acc_need) split_acc.resize(acc_need);
+    if (split_ml.size() < ml_need) split_ml.resize(ml_need);
+  }
   const int n_units = c.n_heads / attn_group;  // work items per tile: KV heads or query heads
 
   // Stack the new tokens: embeddings, positions, RoPE tables, attention work items.
@@ -235,6 +306,13 @@ const float* ModelRunner::Impl::forward(const ForwardBatch& batch, KvCacheStorag
     seq_begin[s] = T;
     const int32_t n = int32_t(seq.tokens.size());
     for (int32_t i = 0; i < n; ++i) tok_pos[size_t(T + i)] = seq.n_past + i;
+    if (n_split > 0 && n > 0) {  // unit-major: a thread's items stream one head's blocks in order
+      items.reserve(size_t(n_units) * size_t(n_split));  // grows only when a longer context comes
+      for (int h = 0; h < n_units; ++h)
+        for (int32_t sg = 0; sg < n_split; ++sg) items.push_back({int32_t(s), h, 0, n, sg});
+      T += n;
+      continue;
+    }
     // Last tiles first: under the causal mask they see the most keys, and handing out the
     // heaviest items first evens out the threads' finishing times.
     const int32_t n_tiles = (n + kAttnRowTile - 1) / kAttnRowTile;

@@ -141,12 +141,15 @@ TEST(Attention, MatchesNaiveAcrossLayouts) {
 }
 
 TEST(Attention, LargeBlocksAndLongPrefill) {
-  // Blocks larger than the kernel's score chunk, and a prefill spanning many row tiles.
+  // Blocks larger than the kernel's score chunk, a prefill spanning many row tiles, and
+  // contexts of several key segments.
   for (const KvDtype dt : {KvDtype::F32, KvDtype::F16}) {
     run_case({4, 1, 64, 128, 70, 100, dt}, 7);
     run_case({2, 2, 16, 256, 0, 300, dt}, 8);
     run_case({3, 3, 80, 16, 500, 1, dt}, 9);
     run_case({12, 3, 128, 16, 40, 50, dt}, 10);  // GQA group 4, head_dim 128
+    // Three key segments (kAttentionSegmentKeys), rows on both sides of a boundary.
+    run_case({6, 2, 64, 16, int(2 * kAttentionSegmentKeys) - 20, 40, dt}, 11);
   }
 }
 

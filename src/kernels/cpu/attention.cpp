@@ -1,6 +1,9 @@
 #include "kernels/cpu/attention.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "core/cpu_features.h"
 #include "core/half.h"
@@ -9,10 +12,12 @@
 namespace kvserve {
 
 // Defined in attention_avx2.cpp / attention_avx512.cpp (compiled for those ISAs).
-void attention_paged_avx2(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
-                          const PagedKvHead& kv, int head_dim, float scale, float* out, int64_t out_stride);
-void attention_paged_avx512(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
-                            const PagedKvHead& kv, int head_dim, float scale, float* out, int64_t out_stride);
+void attention_partial_avx2(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
+                            const PagedKvHead& kv, int head_dim, float scale, int64_t key_begin,
+                            int64_t key_end, float* acc, int64_t acc_stride, float* m, float* l);
+void attention_partial_avx512(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
+                              const PagedKvHead& kv, int head_dim, float scale, int64_t key_begin,
+                              int64_t key_end, float* acc, int64_t acc_stride, float* m, float* l);
 // F16 only: the f32 store is plain copies, the same on every ISA.
 void kv_store_token_f16_avx2(void* k_head, void* v_head, int block_size, int head_dim, int slot,
                              const float* k, const float* v);
@@ -40,15 +45,71 @@ struct ScalarOps {
   }
 };
 
-using AttentionFn = void (*)(const float*, int64_t, int, int, int64_t, const PagedKvHead&, int, float, float*,
-                             int64_t);
+using PartialFn = void (*)(const float*, int64_t, int, int, int64_t, const PagedKvHead&, int, float, int64_t,
+                           int64_t, float*, int64_t, float*, float*);
 
-AttentionFn pick() {
+void attention_partial_scalar(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
+                              const PagedKvHead& kv, int head_dim, float scale, int64_t key_begin,
+                              int64_t key_end, float* acc, int64_t acc_stride, float* m, float* l) {
+  attention_detail::attention_partial_impl<ScalarOps>(q, q_stride, n_rows, n_group, n_past, kv, head_dim,
+                                                      scale, key_begin, key_end, acc, acc_stride, m, l);
+}
+
+PartialFn pick() {
   switch (best_isa()) {
-    case Isa::Avx512: return attention_paged_avx512;
-    case Isa::Avx2: return attention_paged_avx2;
-    default: return attention_paged_scalar;
+    case Isa::Avx512: return attention_partial_avx512;
+    case Isa::Avx2: return attention_partial_avx2;
+    default: return attention_partial_scalar;
   }
+}
+
+// attention_paged over the partial kernel fn: the first segment straight into out, each
+// later one into scratch and folded in (rows that see none of it are skipped).
+void attention_segmented(PartialFn fn, const float* q, int64_t q_stride, int n_rows, int n_group,
+                         int64_t n_past, const PagedKvHead& kv, int head_dim, float scale, float* out,
+                         int64_t out_stride) {
+  const int n_flat = n_rows * n_group;
+  const int64_t n_keys = n_past + n_rows;  // keys the last row sees
+  const int64_t seg_stride = int64_t(n_group) * head_dim;
+  // Grown once per thread; no allocation per call after that.
+  thread_local std::vector<float> buf;
+  const size_t need = size_t(4 * n_flat) + (n_keys > kAttentionSegmentKeys ? size_t(n_rows * seg_stride) : 0);
+  if (buf.size() < need) buf.resize(need);
+  float* m = buf.data();
+  float* l = m + n_flat;
+  float* m2 = l + n_flat;
+  float* l2 = m2 + n_flat;
+  float* acc2 = l2 + n_flat;
+  // Each segment's kernel prefetches on into the next segment (the last, into what the
+  // caller named next).
+  auto segment = [&](int64_t k1) {
+    PagedKvHead seg = kv;
+    if (k1 < n_keys) {
+      seg.prefetch_next = &kv;
+      seg.prefetch_next_begin = k1;
+      seg.prefetch_next_keys = std::min(n_keys, k1 + kAttentionSegmentKeys);
+    }
+    return seg;
+  };
+  const int64_t first_end = std::min(n_keys, kAttentionSegmentKeys);
+  fn(q, q_stride, n_rows, n_group, n_past, segment(first_end), head_dim, scale, 0, first_end, out, out_stride,
+     m, l);
+  for (int64_t k0 = kAttentionSegmentKeys; k0 < n_keys; k0 += kAttentionSegmentKeys) {
+    const int64_t k1 = std::min(n_keys, k0 + kAttentionSegmentKeys);
+    const PagedKvHead seg = segment(k1);
+    // Rows before position k0 see none of these keys: start at the first that does.
+    const int r0 = int(std::max<int64_t>(0, k0 - n_past));
+    fn(q + r0 * q_stride, q_stride, n_rows - r0, n_group, n_past + r0, seg, head_dim, scale, k0, k1, acc2,
+       seg_stride, m2, l2);
+    for (int i = 0; i < (n_rows - r0) * n_group; ++i) {
+      const int r = r0 + i / n_group, g = i % n_group;
+      if (l2[i] > 0.0f)
+        attention_merge(out + r * out_stride + g * head_dim, &m[r * n_group + g], &l[r * n_group + g],
+                        acc2 + (i / n_group) * seg_stride + g * head_dim, m2[i], l2[i], head_dim);
+    }
+  }
+  for (int i = 0; i < n_flat; ++i)
+    attention_finish(out + (i / n_group) * out_stride + (i % n_group) * head_dim, l[i], head_dim);
 }
 
 void kv_store_token_scalar(void* k_head, void* v_head, KvDtype dtype, int bs, int head_dim, int slot,
@@ -68,17 +129,50 @@ void kv_store_token_scalar(void* k_head, void* v_head, KvDtype dtype, int bs, in
 }
 }  // namespace
 
+void attention_merge(float* acc, float* m, float* l, const float* acc2, float m2, float l2, int head_dim) {
+  const float m_new = std::max(*m, m2);
+  const float a = std::exp(*m - m_new), b = std::exp(m2 - m_new);
+  *l = *l * a + l2 * b;
+  *m = m_new;
+  for (int d = 0; d < head_dim; ++d) acc[d] = acc[d] * a + acc2[d] * b;
+}
+
+void attention_finish(float* acc, float l, int head_dim) {
+  const float inv = 1.0f / l;
+  for (int d = 0; d < head_dim; ++d) acc[d] *= inv;
+}
+
 void attention_paged_scalar(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
                             const PagedKvHead& kv, int head_dim, float scale, float* out,
                             int64_t out_stride) {
-  attention_detail::attention_paged_impl<ScalarOps>(q, q_stride, n_rows, n_group, n_past, kv, head_dim, scale,
-                                                    out, out_stride);
+  attention_segmented(attention_partial_scalar, q, q_stride, n_rows, n_group, n_past, kv, head_dim, scale,
+                      out, out_stride);
+}
+
+// Per-ISA attention_paged, for tests that compare the ISAs' kernels.
+void attention_paged_avx2(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
+                          const PagedKvHead& kv, int head_dim, float scale, float* out, int64_t out_stride) {
+  attention_segmented(attention_partial_avx2, q, q_stride, n_rows, n_group, n_past, kv, head_dim, scale, out,
+                      out_stride);
+}
+void attention_paged_avx512(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
+                            const PagedKvHead& kv, int head_dim, float scale, float* out,
+                            int64_t out_stride) {
+  attention_segmented(attention_partial_avx512, q, q_stride, n_rows, n_group, n_past, kv, head_dim, scale,
+                      out, out_stride);
+}
+
+void attention_paged_partial(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
+                             const PagedKvHead& kv, int head_dim, float scale, int64_t key_begin,
+                             int64_t key_end, float* acc, int64_t acc_stride, float* m, float* l) {
+  static const PartialFn fn = pick();
+  fn(q, q_stride, n_rows, n_group, n_past, kv, head_dim, scale, key_begin, key_end, acc, acc_stride, m, l);
 }
 
 void attention_paged(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
                      const PagedKvHead& kv, int head_dim, float scale, float* out, int64_t out_stride) {
-  static const AttentionFn fn = pick();
-  fn(q, q_stride, n_rows, n_group, n_past, kv, head_dim, scale, out, out_stride);
+  static const PartialFn fn = pick();
+  attention_segmented(fn, q, q_stride, n_rows, n_group, n_past, kv, head_dim, scale, out, out_stride);
 }
 
 // Both versions round to nearest even (F16C's vcvtps2ph with that mode, fp32_to_fp16), so

@@ -3,6 +3,13 @@
 // row keeps a running max and normalizer (online softmax), so no [n x n] score matrix
 // is ever formed. The same kernel serves prefill chunks (many rows, causal inside the
 // chunk and over the cached prefix) and decode (one row).
+//
+// Keys are taken in fixed segments of kAttentionSegmentKeys positions: each segment is
+// one online softmax from scratch (a partial result: unnormalized output, max, sum), and
+// a row's segments are folded in order by attention_merge, then normalized. Every path
+// computes exactly this, so a caller may run a long context's segments on different
+// threads (split-K, as in flash-decoding) and fold them itself: the result has the same
+// bits as attention_paged's, alone or batched, in decode or in a prefill chunk.
 #pragma once
 
 #include <cstdint>
@@ -26,8 +33,12 @@ struct PagedKvHead {
   // prefetch ahead go on into it once this one's blocks are requested, so the next call
   // does not start on cold misses (batched decode: many short calls, each from memory).
   const PagedKvHead* prefetch_next = nullptr;
-  int64_t prefetch_next_keys = 0;
+  int64_t prefetch_next_keys = 0;  // keys [prefetch_next_begin, prefetch_next_keys) of it
+  int64_t prefetch_next_begin = 0;
 };
+
+// Key positions per segment (a multiple of every kernel's softmax step; see above).
+constexpr int64_t kAttentionSegmentKeys = 512;
 
 // Stores one token's key and value (head_dim floats each) in slot `slot` of one KV head's
 // block (k_head/v_head: that head's K and V in the block, layout above), rounding to
@@ -43,6 +54,23 @@ void kv_store_token(void* k_head, void* v_head, KvDtype dtype, int block_size, i
 // Grouping reads each K/V block once for the whole group; results do not depend on it.
 void attention_paged(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
                      const PagedKvHead& kv, int head_dim, float scale, float* out, int64_t out_stride);
+
+// One segment's partial result: the rows as in attention_paged, over the keys at
+// positions [key_begin, key_end) only (key_begin a multiple of kAttentionSegmentKeys,
+// key_end at most one segment later): acc (like out, at acc + r * acc_stride +
+// g * head_dim) gets sum_j exp(s_j - m) v_j, m[i] the max score m and l[i] the sum of
+// exp(s_j - m), for row i = r * n_group + g. A row that sees none of the keys gets
+// acc = 0, m = -inf, l = 0.
+void attention_paged_partial(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
+                             const PagedKvHead& kv, int head_dim, float scale, int64_t key_begin,
+                             int64_t key_end, float* acc, int64_t acc_stride, float* m, float* l);
+
+// Folds a later segment's partial result of one row (acc2, m2, l2; l2 > 0) into the row's
+// running one (acc, *m, *l), in place. The only fold: every path calls it, in segment order.
+void attention_merge(float* acc, float* m, float* l, const float* acc2, float m2, float l2, int head_dim);
+
+// The row's output from its folded result: acc * (1 / l).
+void attention_finish(float* acc, float l, int head_dim);
 
 // The plain scalar version, the reference the dispatched one is tested against.
 void attention_paged_scalar(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,

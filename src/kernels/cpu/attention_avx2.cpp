@@ -154,7 +154,8 @@ inline void row_chunk(Row& r, const float* kt, const float* vt, int nc, int64_t 
 }
 
 void attention_fast_avx2(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
-                         const PagedKvHead& kv, int head_dim, float scale, float* out, int64_t out_stride) {
+                         const PagedKvHead& kv, int head_dim, float scale, int64_t key_begin, int64_t key_end,
+                         float* out, int64_t out_stride, float* m_out, float* l_out) {
   const int bs = kv.block_size;
   const int n_flat = n_rows * n_group;
   const size_t es = kv_dtype_size(kv.dtype);
@@ -172,8 +173,8 @@ void attention_fast_avx2(const float* q, int64_t q_stride, int n_rows, int n_gro
       for (int d = 0; d < head_dim; ++d) o[d] = 0.0f;
       rows[i] = Row{qs[i], o, -INFINITY, 0.0f, n_past + r};
     }
-    const int64_t n_keys = rows[nt - 1].last + 1;
-    for (int64_t pos = 0; pos < n_keys;) {
+    const int64_t n_keys = std::min(key_end, rows[nt - 1].last + 1);  // within the range
+    for (int64_t pos = key_begin; pos < n_keys;) {
       const int64_t b = pos / bs;
       const int c0 = int(pos - b * bs);
       const int64_t left = std::min<int64_t>((b + 1) * bs, n_keys) - pos;
@@ -196,23 +197,24 @@ void attention_fast_avx2(const float* q, int64_t q_stride, int n_rows, int n_gro
       pos += nc;
     }
     for (int i = 0; i < nt; ++i) {
-      const __m256 inv = _mm256_set1_ps(1.0f / rows[i].l);
-      for (int d = 0; d < head_dim; d += 8)
-        _mm256_storeu_ps(rows[i].out + d, _mm256_mul_ps(_mm256_loadu_ps(rows[i].out + d), inv));
+      m_out[i0 + i] = rows[i].m;
+      l_out[i0 + i] = rows[i].l;
     }
   }
 }
 
 }  // namespace
 
-void attention_paged_avx2(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
-                          const PagedKvHead& kv, int head_dim, float scale, float* out, int64_t out_stride) {
+void attention_partial_avx2(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
+                            const PagedKvHead& kv, int head_dim, float scale, int64_t key_begin,
+                            int64_t key_end, float* acc, int64_t acc_stride, float* m, float* l) {
   if (head_dim % 8 == 0 && head_dim <= kMaxHd) {
-    attention_fast_avx2(q, q_stride, n_rows, n_group, n_past, kv, head_dim, scale, out, out_stride);
+    attention_fast_avx2(q, q_stride, n_rows, n_group, n_past, kv, head_dim, scale, key_begin, key_end, acc,
+                        acc_stride, m, l);
     return;
   }
-  attention_detail::attention_paged_impl<Avx2Ops>(q, q_stride, n_rows, n_group, n_past, kv, head_dim, scale,
-                                                  out, out_stride);
+  attention_detail::attention_partial_impl<Avx2Ops>(q, q_stride, n_rows, n_group, n_past, kv, head_dim, scale,
+                                                    key_begin, key_end, acc, acc_stride, m, l);
 }
 
 void kv_store_token_f16_avx2(void* k_head, void* v_head, int bs, int head_dim, int slot, const float* k,

@@ -87,21 +87,27 @@ struct Prefetcher {
   int64_t off = 0;                    // next line within it
   int lines_per_chunk = 0;            // lines of K (and of V) a chunk of keys occupies
   const PagedKvHead* then = nullptr;  // where to go on when these blocks are done
+  int64_t then_begin = 0;
   int64_t then_keys = 0;
 
-  Prefetcher(const PagedKvHead& kv, int64_t n_keys, int head_dim) { start(kv, n_keys, head_dim); }
+  Prefetcher(const PagedKvHead& kv, int64_t key_begin, int64_t n_keys, int head_dim) {
+    start(kv, key_begin, n_keys, head_dim);
+  }
 
-  void start(const PagedKvHead& kv, int64_t n_keys, int head_dim) {
+  // Blocks of keys [key_begin, n_keys).
+  void start(const PagedKvHead& kv, int64_t key_begin, int64_t n_keys, int head_dim) {
     const int64_t esize = int64_t(kv_dtype_size(kv.dtype));
     k = static_cast<const char*>(kv.k);
     v = static_cast<const char*>(kv.v);
     block_table = kv.block_table;
     block_stride_bytes = kv.block_stride * esize;
     head_bytes = int64_t(kv.block_size) * head_dim * esize;
-    next = off = 0;
+    next = key_begin / kv.block_size;
+    off = 0;
     end = (n_keys + kv.block_size - 1) / kv.block_size;
     lines_per_chunk = int(int64_t(kKeys) * head_dim * esize / 64);
     then = kv.prefetch_next;
+    then_begin = kv.prefetch_next_begin;
     then_keys = kv.prefetch_next_keys;
     head_dim_ = head_dim;
   }
@@ -112,7 +118,7 @@ struct Prefetcher {
       if (next >= end) {
         if (!then) break;
         const PagedKvHead* t = then;
-        start(*t, then_keys, head_dim_);
+        start(*t, then_begin, then_keys, head_dim_);
         then = nullptr;  // one call ahead is enough
         if (next >= end) break;
       }
@@ -374,12 +380,11 @@ void process_batch(Tile& t, int nt, const Chunk<E>* c, int n_chunks, int head_di
 }  // namespace
 
 void attention_fast_avx512(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
-                           const PagedKvHead& kv, int head_dim, float scale, float* out, int64_t out_stride) {
+                           const PagedKvHead& kv, int head_dim, float scale, int64_t key_begin,
+                           int64_t key_end, float* out, int64_t out_stride, float* m_out, float* l_out) {
   const int bs = kv.block_size;
   const int n_flat = n_rows * n_group;
   const bool f16 = kv.dtype == KvDtype::F16;
-  const size_t esize = kv_dtype_size(kv.dtype);
-  const int64_t block_bytes = int64_t(bs) * head_dim * int64_t(esize);  // one head's K (or V) of a block
   Tile t;
   // Converted f16 chunks of one batch: keys [head_dim][16], values [16][head_dim].
   alignas(64) float kt[kBatch][kMaxHeadDim * kKeys];
@@ -398,18 +403,19 @@ void attention_fast_avx512(const float* q, int64_t q_stride, int n_rows, int n_g
       t.l[i] = 0.0f;
       t.last[i] = n_past + r;
     }
-    const int64_t n_keys = t.last[nt - 1] + 1;  // keys the tile's last row sees
+    // Keys the tile's last row sees, within the range.
+    const int64_t n_keys = t.last[nt - 1] + 1 < key_end ? t.last[nt - 1] + 1 : key_end;
     // A few rows (decode) read f16 straight from the cache, converting in the loads; a
     // larger tile converts each chunk once into an f32 tile that all its rows reuse. The
     // converted numbers are the same either way.
     const bool direct = !f16 || nt <= kGroup;
     // Four chunks' lines ahead to start with (more, at once, get dropped); the
     // computation then keeps the pace.
-    Prefetcher pf(kv, n_keys, head_dim);
+    Prefetcher pf(kv, key_begin, n_keys, head_dim);
     if (i0 + kRowTile < n_flat) pf.then = nullptr;  // the next row tile reads these blocks again
     pf.issue(4 * pf.lines_per_chunk);
     int n_batch = 0;
-    for (int64_t pos = 0; pos < n_keys;) {
+    for (int64_t pos = key_begin; pos < n_keys;) {
       const int64_t b = pos / bs;
       const int c0 = int(pos - b * bs);
       const int64_t phys = kv.block_table[b];
@@ -447,8 +453,8 @@ void attention_fast_avx512(const float* q, int64_t q_stride, int n_rows, int n_g
       }
     }
     for (int i = 0; i < nt; ++i) {
-      const float inv = 1.0f / t.l[i];
-      for (int d = 0; d < head_dim; ++d) t.out[i][d] *= inv;
+      m_out[i0 + i] = t.m[i];
+      l_out[i0 + i] = t.l[i];
     }
   }
 }

@@ -45,9 +45,12 @@ void load_chunk(const PagedKvHead& kv, int64_t phys, int j0, int nk, int head_di
 // Rows are (token r, group head g) pairs, flattened as i = r * n_group + g, so the query
 // heads that share a KV head are processed together and each K/V chunk is converted once
 // for all of them. Each row's arithmetic does not depend on the tiling or the grouping.
+// attention_paged_partial over keys [key_begin, key_end): chunks of at most kKeyChunk
+// keys within a block, from key_begin.
 template <class Ops>
-void attention_paged_impl(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
-                          const PagedKvHead& kv, int head_dim, float scale, float* out, int64_t out_stride) {
+void attention_partial_impl(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
+                            const PagedKvHead& kv, int head_dim, float scale, int64_t key_begin,
+                            int64_t key_end, float* out, int64_t out_stride, float* m_out, float* l_out) {
   const int bs = kv.block_size;
   const int n_flat = n_rows * n_group;
   // Grown once per thread to the largest head_dim seen; no allocation per call after that.
@@ -59,51 +62,48 @@ void attention_paged_impl(const float* q, int64_t q_stride, int n_rows, int n_gr
   float* tmp = vt + int64_t(kKeyChunk) * head_dim;  // [kKeyChunk]
   for (int i0 = 0; i0 < n_flat; i0 += kRowTile) {
     const int i1 = int(min64(n_flat, i0 + kRowTile));
-    float m[kRowTile];  // running max of scores per row
-    float l[kRowTile];  // running sum of exp(score - m) per row
+    float* m = m_out + i0;  // running max of scores per row
+    float* l = l_out + i0;  // running sum of exp(score - m) per row
     for (int i = i0; i < i1; ++i) {
       m[i - i0] = -INFINITY;
       l[i - i0] = 0.0f;
       float* o = out + (i / n_group) * out_stride + (i % n_group) * head_dim;
       for (int d = 0; d < head_dim; ++d) o[d] = 0.0f;
     }
-    const int64_t n_keys = n_past + (i1 - 1) / n_group + 1;  // keys the tile's last token sees
-    const int64_t n_blocks = (n_keys + bs - 1) / bs;
-    for (int64_t b = 0; b < n_blocks; ++b) {
-      const int64_t phys = kv.block_table[b];
-      const int block_keys = int(min64(bs, n_keys - b * bs));
-      for (int c0 = 0; c0 < block_keys; c0 += kKeyChunk) {
-        const int nc = int(min64(block_keys - c0, kKeyChunk));
-        load_chunk<Ops>(kv, phys, c0, nc, head_dim, kt, vt, tmp);
-        for (int i = i0; i < i1; ++i) {
-          const int r = i / n_group, g = i % n_group;
-          // Causal limit: token r sees positions < n_past + r + 1.
-          const int nk = int(min64(nc, n_past + r + 1 - b * bs - c0));
-          if (nk <= 0) continue;
-          const float* qr = q + r * q_stride + g * head_dim;
-          float* acc = out + r * out_stride + g * head_dim;
-          float s[kKeyChunk];
-          float mx = -INFINITY;
-          for (int j = 0; j < nk; ++j) {
-            s[j] = Ops::dot(qr, kt + int64_t(j) * head_dim, head_dim) * scale;
-            mx = maxf(mx, s[j]);
-          }
-          const float m_new = maxf(m[i - i0], mx);
-          const float corr = expf(m[i - i0] - m_new);  // 0 on the first chunk (m = -inf)
-          if (corr != 1.0f) Ops::scale(acc, corr, head_dim);
-          float sum = 0.0f;
-          for (int j = 0; j < nk; ++j) {
-            const float p = expf(s[j] - m_new);
-            sum += p;
-            Ops::axpy(acc, p, vt + int64_t(j) * head_dim, head_dim);
-          }
-          l[i - i0] = l[i - i0] * corr + sum;
-          m[i - i0] = m_new;
+    // Keys the tile's last token sees, within the range.
+    const int64_t n_keys = min64(key_end, n_past + (i1 - 1) / n_group + 1);
+    for (int64_t pos = key_begin; pos < n_keys;) {
+      const int64_t b = pos / bs;
+      const int c0 = int(pos - b * bs);
+      const int nc = int(min64(kKeyChunk, min64((b + 1) * bs, n_keys) - pos));
+      load_chunk<Ops>(kv, kv.block_table[b], c0, nc, head_dim, kt, vt, tmp);
+      for (int i = i0; i < i1; ++i) {
+        const int r = i / n_group, g = i % n_group;
+        // Causal limit: token r sees positions < n_past + r + 1.
+        const int nk = int(min64(nc, n_past + r + 1 - pos));
+        if (nk <= 0) continue;
+        const float* qr = q + r * q_stride + g * head_dim;
+        float* acc = out + r * out_stride + g * head_dim;
+        float s[kKeyChunk];
+        float mx = -INFINITY;
+        for (int j = 0; j < nk; ++j) {
+          s[j] = Ops::dot(qr, kt + int64_t(j) * head_dim, head_dim) * scale;
+          mx = maxf(mx, s[j]);
         }
+        const float m_new = maxf(m[i - i0], mx);
+        const float corr = expf(m[i - i0] - m_new);  // 0 on the first chunk (m = -inf)
+        if (corr != 1.0f) Ops::scale(acc, corr, head_dim);
+        float sum = 0.0f;
+        for (int j = 0; j < nk; ++j) {
+          const float p = expf(s[j] - m_new);
+          sum += p;
+          Ops::axpy(acc, p, vt + int64_t(j) * head_dim, head_dim);
+        }
+        l[i - i0] = l[i - i0] * corr + sum;
+        m[i - i0] = m_new;
       }
+      pos += nc;
     }
-    for (int i = i0; i < i1; ++i)
-      Ops::scale(out + (i / n_group) * out_stride + (i % n_group) * head_dim, 1.0f / l[i - i0], head_dim);
   }
 }
 

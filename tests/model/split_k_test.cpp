@@ -1,0 +1,91 @@
+// Split-K attention in the runner: a lone row tile (one sequence decoding, or one short
+// chunk) past one segment of keys is split by KV head and key segment over the pool's
+// threads when the KV heads do not divide among them. Its logits must be bit-identical
+// to a runner on one thread (no split) and to the same sequence batched with another
+// (several tiles, no split), step by step.
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "kernels/cpu/attention.h"
+#include "model_test_util.h"
+
+namespace kvserve {
+namespace {
+
+TEST(SplitK, LoneTileOverSeveralSegmentsEqualsUnsplitBitExact) {
+  auto model = Model::load(test::shared_path("models/synth-3m-q4_0.gguf"));
+  ASSERT_TRUE(model) << model.error().message;
+  ASSERT_NE((*model)->config().n_kv_heads % 3, 0) << "the split needs KV heads that 3 threads do not divide";
+  RunnerOptions opt;
+  opt.max_batch_tokens = 256;  // a step of 128 beside its companion
+  opt.max_seqs = 2;
+  opt.n_threads = 3;  // 2 KV heads on 3 threads: split
+  ModelRunner split(**model, opt);
+  opt.n_threads = 1;
+  ModelRunner single(**model, opt);
+  const int V = split.n_vocab();
+
+  // Prompt of random tokens; steps: prefill chunks, lone decode tokens around the segment
+  // boundaries, a lone chunk that crosses one.
+  constexpr int64_t S = kAttentionSegmentKeys;
+  std::mt19937 rng(5);
+  std::vector<int32_t> tokens(size_t(2 * S + 40));
+  for (auto& t : tokens) t = int32_t(rng() % uint32_t(V));
+  std::vector<int> steps;
+  int64_t at = 0;
+  auto prefill_to = [&](int64_t end) {  // chunks of up to 128 (several tiles: not split)
+    for (; at < end; at += steps.back()) steps.push_back(int(std::min<int64_t>(128, end - at)));
+  };
+  auto step = [&](int n) {
+    steps.push_back(n);
+    at += n;
+  };
+  prefill_to(S - 2);
+  for (int i = 0; i < 4; ++i) step(1);  // keys S - 1 .. S + 2
+  prefill_to(2 * S - 18);
+  step(30);  // a lone 30-row tile across 2S
+  for (int i = 0; i < 3; ++i) step(1);
+
+  const int n_blocks = int(tokens.size() + 15) / 16;
+  KvCacheStorage kv_split(split.kv_config(2 * n_blocks + 1, 16));
+  KvCacheStorage kv_single(single.kv_config(2 * n_blocks + 1, 16));
+  KvCacheStorage kv_pair(split.kv_config(4 * n_blocks + 2, 16));
+  const auto table = test::scattered_table(n_blocks);
+  std::vector<int32_t> other_table(static_cast<size_t>(n_blocks));  // the companion's blocks: the odd ids
+  for (int b = 0; b < n_blocks; ++b) other_table[size_t(b)] = 2 * b + 1 + 2 * n_blocks;
+  const std::vector<int32_t> other_tokens(tokens.rbegin(), tokens.rend());
+
+  int64_t pos = 0;
+  int lone_split_steps = 0;
+  for (const int n : steps) {
+    ASSERT_LE(size_t(pos + n), tokens.size());
+    SeqSlice s;
+    s.n_past = pos;
+    s.tokens = std::span<const int32_t>(tokens.data() + pos, size_t(n));
+    s.block_table = table;
+    s.logits = LogitsMode::All;
+    const float* a = split.forward(ForwardBatch{std::span<const SeqSlice>(&s, 1)}, kv_split);
+    const std::vector<float> got(a, a + int64_t(n) * V);
+    const float* b = single.forward(ForwardBatch{std::span<const SeqSlice>(&s, 1)}, kv_single);
+    const std::vector<float> want(b, b + int64_t(n) * V);
+    // The same slice beside a companion sequence: two tiles, so not split.
+    SeqSlice o = s;
+    o.tokens = std::span<const int32_t>(other_tokens.data() + pos, size_t(n));
+    o.block_table = other_table;
+    o.logits = LogitsMode::None;
+    const SeqSlice pair[] = {o, s};
+    const float* c = split.forward(ForwardBatch{pair}, kv_pair);
+    for (int64_t i = 0; i < int64_t(n) * V; ++i) {
+      ASSERT_EQ(got[size_t(i)], want[size_t(i)])
+          << "vs one thread: step at " << pos << " n " << n << " row " << i / V;
+      ASSERT_EQ(got[size_t(i)], c[i]) << "vs batched: step at " << pos << " n " << n << " row " << i / V;
+    }
+    if (n <= 32 && pos + n > S) ++lone_split_steps;
+    pos += n;
+  }
+  EXPECT_EQ(lone_split_steps, 2 + 1 + 3);
+}
+
+}  // namespace
+}  // namespace kvserve
