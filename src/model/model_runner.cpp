@@ -48,8 +48,23 @@ struct AttnItem {
   int32_t head;  // query head / attn_group
   int32_t row0;  // first new-token row of the sequence in this item
   int32_t rows;
-  int32_t seg = -1;  // split-K: this segment of the keys only (-1: all of them)
+  int32_t seg = -1;    // split-K: this segment of the keys only (-1: all of them)
+  int32_t split = -1;  // split-K: the split tile (Impl::split_tiles) it belongs to
 };
+
+// A row tile whose keys are split into segments across items (split-K, see forward).
+struct SplitTile {
+  int64_t row;  // first stacked row
+  int32_t rows;
+  int32_t n_seg;   // key segments
+  int64_t n_past;  // keys before the tile's first row
+  size_t acc_off;  // segments 1..: [segment - 1][row][q_dim] floats at split_acc + acc_off
+  size_t ml_off;   // every segment: [segment][head * 2 * rows ..] max then sum, at split_ml + ml_off
+};
+
+// Steps with at most this many (row tile, KV head) units per thread split their lone
+// tiles of long contexts by key segment: few items are too coarse to balance.
+constexpr int64_t kSplitMaxUnitsPerThread = 8;
 
 }  // namespace
 
@@ -58,7 +73,7 @@ struct ModelRunner::Impl {
   const float* forward(const ForwardBatch& batch, KvCacheStorage& kv);
   void validate(const ForwardBatch& batch, const KvCacheStorage& kv) const;
   void attention_layer(const ForwardBatch& batch, int layer, KvCacheStorage& kv);
-  void merge_segments(int unit, int64_t row, int rows, int64_t n_past);
+  void merge_segments(const SplitTile& st, int unit);
 
   // Row-parallel element-wise work: on the pool only when there is enough of it (each
   // pool.run is a wake-up and a barrier; a decode step's norms are too small to pay).
@@ -93,13 +108,12 @@ struct ModelRunner::Impl {
   int n_tokens = 0;
   int attn_group = 1;  // query heads per attention work item (this step)
 
-  // Split-K of a lone row tile (see forward): segments 1.. of each item's keys go to
-  // split_acc ([segment - 1][row][q_dim]); every segment's max and sum to split_ml
-  // ([segment][unit][row * attn_group + g], maxes then sums); the last item of a unit to
-  // finish folds them. Grown (never shrunk) when a longer context first needs more.
-  int n_split = 0;  // segments per unit this step; 0 = no split
+  // Split-K (see forward): the split tiles of this step and their partial results (see
+  // SplitTile); the last item of a (tile, unit) to finish folds its segments. The
+  // buffers grow (never shrink) when a longer context first needs more.
+  std::vector<SplitTile> split_tiles;  // capacity max_seqs
   std::vector<float> split_acc, split_ml;
-  std::unique_ptr<std::atomic<int>[]> split_left;  // [unit] segments not yet done
+  std::unique_ptr<std::atomic<int>[]> split_left;  // [tile * n_heads + unit] segments not yet done
 };
 
 ModelRunner::Impl::Impl(const Model& m, const RunnerOptions& o)
@@ -121,7 +135,8 @@ ModelRunner::Impl::Impl(const Model& m, const RunnerOptions& o)
   seq_begin.resize(size_t(o.max_seqs) + 1);
   // Each sequence splits into ceil(len / tile) <= len / tile + 1 tiles per head.
   items.reserve(size_t(c.n_heads) * size_t(T / kAttnRowTile + o.max_seqs));
-  split_left = std::make_unique<std::atomic<int>[]>(size_t(c.n_heads));
+  split_tiles.reserve(size_t(o.max_seqs));
+  split_left = std::make_unique<std::atomic<int>[]>(size_t(o.max_seqs) * size_t(c.n_heads));
 }
 
 void ModelRunner::Impl::validate(const ForwardBatch& batch, const KvCacheStorage& kv) const {
@@ -151,19 +166,20 @@ void ModelRunner::Impl::validate(const ForwardBatch& batch, const KvCacheStorage
                opt.max_batch_tokens);
 }
 
-// Folds the segments of one unit (attn_group query heads) of a split lone tile, in
-// segment order, exactly as attention_paged does: its rows at stacked row `row`.
-void ModelRunner::Impl::merge_segments(int unit, int64_t row, int rows, int64_t n_past) {
-  const int hd = c.head_dim, n_group = attn_group, head = unit * n_group;
-  const float* ml0 = split_ml.data() + int64_t(head) * 2 * rows;
+// Folds the segments of one unit (attn_group query heads) of a split tile, in segment
+// order, exactly as attention_paged does.
+void ModelRunner::Impl::merge_segments(const SplitTile& st, int unit) {
+  const int hd = c.head_dim, n_group = attn_group, head = unit * n_group, rows = st.rows;
+  const float* ml0 = split_ml.data() + st.ml_off + size_t(head) * 2 * size_t(rows);
   for (int i = 0; i < rows * n_group; ++i) {
     const int r = i / n_group, g = i % n_group;
-    float* out = att.get() + (row + r) * c.q_dim() + int64_t(head + g) * hd;
+    float* out = att.get() + (st.row + r) * c.q_dim() + int64_t(head + g) * hd;
     float m = ml0[i], l = ml0[rows * n_group + i];
-    for (int s = 1; s < n_split; ++s) {
-      if (s * kAttentionSegmentKeys > n_past + r) break;  // the row sees none of segment s on
-      const float* ml = split_ml.data() + (int64_t(s) * c.n_heads + head) * 2 * rows;
-      const float* acc = split_acc.data() + (int64_t(s - 1) * rows + r) * c.q_dim() + int64_t(head + g) * hd;
+    for (int s = 1; s < st.n_seg; ++s) {
+      if (s * kAttentionSegmentKeys > st.n_past + r) break;  // the row sees none of segment s on
+      const float* ml = ml0 + int64_t(s) * c.n_heads * 2 * rows;
+      const float* acc = split_acc.data() + st.acc_off + size_t((int64_t(s - 1) * rows + r) * c.q_dim()) +
+                         size_t(head + g) * size_t(hd);
       if (ml[rows * n_group + i] > 0.0f) attention_merge(out, &m, &l, acc, ml[i], ml[rows * n_group + i], hd);
     }
     attention_finish(out, l, hd);
@@ -236,19 +252,22 @@ void ModelRunner::Impl::attention_layer(const ForwardBatch& batch, int layer, Kv
         pk.prefetch_next_begin = first_key(i + 1);
       }
       const int64_t row = seq_begin[size_t(it.seq)] + it.row0;
-      if (it.seg >= 0) {  // one segment of a split lone tile (it.row0 = 0)
+      if (it.split >= 0) {  // one segment of a split tile
+        const SplitTile& st = split_tiles[size_t(it.split)];
         const int64_t k0 = first_key(i);
-        const int r0 = int(std::max<int64_t>(0, k0 - seq.n_past));  // rows that see none are skipped
+        const int r0 = int(std::max<int64_t>(0, k0 - (seq.n_past + it.row0)));  // rows that see none: skipped
         const int64_t acc_row = row + r0;
         float* acc = it.seg == 0 ? att.get() + acc_row * c.q_dim()
-                                 : split_acc.data() + (int64_t(it.seg - 1) * it.rows + r0) * c.q_dim();
-        float* ml = split_ml.data() + (int64_t(it.seg) * c.n_heads + head) * 2 * it.rows;
+                                 : split_acc.data() + st.acc_off +
+                                       size_t((int64_t(it.seg - 1) * it.rows + r0) * c.q_dim());
+        float* ml = split_ml.data() + st.ml_off + size_t((int64_t(it.seg) * c.n_heads + head) * 2 * it.rows);
         attention_paged_partial(q.get() + acc_row * c.q_dim() + int64_t(head) * hd, c.q_dim(), it.rows - r0,
-                                n_group, seq.n_past + r0, pk, hd, scale, k0, keys(i),
+                                n_group, seq.n_past + it.row0 + r0, pk, hd, scale, k0, keys(i),
                                 acc + int64_t(head) * hd, c.q_dim(), ml + r0 * n_group,
                                 ml + (it.rows + r0) * n_group);
-        if (split_left[size_t(it.head)].fetch_sub(1, std::memory_order_acq_rel) == 1)
-          merge_segments(it.head, row, it.rows, seq.n_past);
+        if (split_left[size_t(it.split) * size_t(c.n_heads) + size_t(it.head)].fetch_sub(
+                1, std::memory_order_acq_rel) == 1)
+          merge_segments(st, it.head);
         continue;
       }
       attention_paged(q.get() + row * c.q_dim() + int64_t(head) * hd, c.q_dim(), it.rows, n_group,
@@ -256,8 +275,9 @@ void ModelRunner::Impl::attention_layer(const ForwardBatch& batch, int layer, Kv
                       c.q_dim());
     }
   };
-  for (int u = 0; u < c.n_heads / n_group && n_split > 0; ++u)
-    split_left[size_t(u)].store(n_split, std::memory_order_relaxed);
+  for (size_t t = 0; t < split_tiles.size(); ++t)
+    for (int u = 0; u < c.n_heads / n_group; ++u)
+      split_left[t * size_t(c.n_heads) + size_t(u)].store(split_tiles[t].n_seg, std::memory_order_relaxed);
   if (work < kMinParallelAttn || pool.size() == 1)
     run_items(0, int64_t(items.size()), 0);
   else
@@ -276,40 +296,49 @@ const float* ModelRunner::Impl::forward(const ForwardBatch& batch, KvCacheStorag
   for (const SeqSlice& seq : batch.seqs)
     n_tiles += (int64_t(seq.tokens.size()) + kAttnRowTile - 1) / kAttnRowTile;
   attn_group = group > 1 && (pool.size() == 1 || n_tiles * c.n_kv_heads >= pool.size()) ? group : 1;
-  // A lone row tile (one sequence decoding) over more than one segment of keys, whose
-  // KV heads do not divide among the threads (3 on 2: one thread did two while the other
-  // waited), is split by key segment too (split-K): each K/V byte is still read once,
-  // the threads get even shares, and the segments are folded as attention_paged does.
-  n_split = 0;
-  if (n_tiles == 1 && pool.size() > 1 && c.n_kv_heads % pool.size() != 0) {
+  // Split-K: in a step with few items (decode of a few sequences), a sequence's lone row
+  // tile over more than one segment of keys is split by key segment too, so that long
+  // contexts spread evenly over the threads (3 KV heads of one sequence on 2 threads:
+  // one thread did two while the other waited) while each K/V byte is still read once.
+  // The segments are folded as attention_paged does: the results are the same bits.
+  const bool split_step =
+      pool.size() > 1 && n_tiles * c.n_kv_heads <= kSplitMaxUnitsPerThread * int64_t(pool.size());
+  split_tiles.clear();
+  if (split_step) {
+    size_t acc_need = 0, ml_need = 0;
+    int32_t row = 0;
     for (const SeqSlice& seq : batch.seqs) {
-      const int64_t n_keys = seq.n_past + int64_t(seq.tokens.size());
-      if (!seq.tokens.empty() && n_keys > kAttentionSegmentKeys)
-        n_split = int((n_keys + kAttentionSegmentKeys - 1) / kAttentionSegmentKeys);
+      const int32_t n = int32_t(seq.tokens.size());
+      const int64_t n_keys = seq.n_past + n;
+      if (n > 0 && n <= kAttnRowTile && n_keys > kAttentionSegmentKeys) {
+        const int32_t n_seg = int32_t((n_keys + kAttentionSegmentKeys - 1) / kAttentionSegmentKeys);
+        split_tiles.push_back({row, n, n_seg, seq.n_past, acc_need, ml_need});
+        acc_need += size_t(n_seg - 1) * size_t(n) * size_t(c.q_dim());
+        ml_need += size_t(n_seg) * size_t(c.n_heads) * 2 * size_t(n);
+      }
+      row += n;
     }
-  }
-  if (n_split > 0) {
-    attn_group = group;
-    const size_t rows = size_t(n_tiles == 1 ? kAttnRowTile : 0);
-    const size_t acc_need = size_t(n_split - 1) * rows * size_t(c.q_dim());
-    const size_t ml_need = size_t(n_split) * size_t(c.n_heads) * 2 * rows;
     if (split_acc.size() < acc_need) split_acc.resize(acc_need);
     if (split_ml.size() < ml_need) split_ml.resize(ml_need);
+    if (!split_tiles.empty()) attn_group = group;  // segments give the threads enough items
   }
   const int n_units = c.n_heads / attn_group;  // work items per tile: KV heads or query heads
 
   // Stack the new tokens: embeddings, positions, RoPE tables, attention work items.
   int32_t T = 0;
   items.clear();
+  size_t n_split_seen = 0;
   for (size_t s = 0; s < batch.seqs.size(); ++s) {
     const SeqSlice& seq = batch.seqs[s];
     seq_begin[s] = T;
     const int32_t n = int32_t(seq.tokens.size());
     for (int32_t i = 0; i < n; ++i) tok_pos[size_t(T + i)] = seq.n_past + i;
-    if (n_split > 0 && n > 0) {  // unit-major: a thread's items stream one head's blocks in order
-      items.reserve(size_t(n_units) * size_t(n_split));  // grows only when a longer context comes
+    if (n_split_seen < split_tiles.size() && split_tiles[n_split_seen].row == T && n > 0) {
+      // Unit-major: a thread's items stream one head's blocks in order.
+      const int32_t j = int32_t(n_split_seen++), n_seg = split_tiles[size_t(j)].n_seg;
+      items.reserve(items.size() + size_t(n_units) * size_t(n_seg));  // grows only for longer contexts
       for (int h = 0; h < n_units; ++h)
-        for (int32_t sg = 0; sg < n_split; ++sg) items.push_back({int32_t(s), h, 0, n, sg});
+        for (int32_t sg = 0; sg < n_seg; ++sg) items.push_back({int32_t(s), h, 0, n, sg, j});
       T += n;
       continue;
     }

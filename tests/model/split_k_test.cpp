@@ -1,10 +1,10 @@
-// Split-K attention in the runner: a lone row tile (one sequence decoding, or one short
-// chunk) past one segment of keys is split by KV head and key segment over the pool's
-// threads when the KV heads do not divide among them. Its logits must be bit-identical
-// to a runner on one thread (no split) and to the same sequence batched with another
-// (several tiles, no split), step by step.
+// Split-K attention in the runner: in steps of few items (decode of a few sequences), a
+// sequence's lone row tile past one segment of keys is split by KV head and key segment
+// over the pool's threads. Logits must be bit-identical to a runner on one thread (never
+// splits) and to other batchings, step by step.
 #include <gtest/gtest.h>
 
+#include <memory>
 #include <random>
 
 #include "kernels/cpu/attention.h"
@@ -16,11 +16,10 @@ namespace {
 TEST(SplitK, LoneTileOverSeveralSegmentsEqualsUnsplitBitExact) {
   auto model = Model::load(test::shared_path("models/synth-3m-q4_0.gguf"));
   ASSERT_TRUE(model) << model.error().message;
-  ASSERT_NE((*model)->config().n_kv_heads % 3, 0) << "the split needs KV heads that 3 threads do not divide";
   RunnerOptions opt;
   opt.max_batch_tokens = 256;  // a step of 128 beside its companion
   opt.max_seqs = 2;
-  opt.n_threads = 3;  // 2 KV heads on 3 threads: split
+  opt.n_threads = 3;  // 2 KV heads on 3 threads
   ModelRunner split(**model, opt);
   opt.n_threads = 1;
   ModelRunner single(**model, opt);
@@ -69,7 +68,7 @@ TEST(SplitK, LoneTileOverSeveralSegmentsEqualsUnsplitBitExact) {
     const std::vector<float> got(a, a + int64_t(n) * V);
     const float* b = single.forward(ForwardBatch{std::span<const SeqSlice>(&s, 1)}, kv_single);
     const std::vector<float> want(b, b + int64_t(n) * V);
-    // The same slice beside a companion sequence: two tiles, so not split.
+    // The same slice beside a companion sequence (both lone tiles split, or neither).
     SeqSlice o = s;
     o.tokens = std::span<const int32_t>(other_tokens.data() + pos, size_t(n));
     o.block_table = other_table;
@@ -85,6 +84,64 @@ TEST(SplitK, LoneTileOverSeveralSegmentsEqualsUnsplitBitExact) {
     pos += n;
   }
   EXPECT_EQ(lone_split_steps, 2 + 1 + 3);
+}
+
+// Decode of three sequences of different lengths (one below a segment, two above) in one
+// batch on two threads: each sequence's logits equal its own steps on one thread.
+TEST(SplitK, BatchedDecodeOfLongAndShortSequencesEqualsAloneBitExact) {
+  auto model = Model::load(test::shared_path("models/synth-3m-q4_0.gguf"));
+  ASSERT_TRUE(model) << model.error().message;
+  RunnerOptions opt;
+  opt.max_batch_tokens = 128;
+  opt.max_seqs = 3;
+  opt.n_threads = 2;
+  ModelRunner split(**model, opt);
+  opt.n_threads = 1;
+  ModelRunner single(**model, opt);
+  const int V = split.n_vocab();
+  constexpr int64_t S = kAttentionSegmentKeys;
+  const int64_t prompt[3] = {S + 150, 100, 2 * S + 70};
+  constexpr int kDecode = 4;
+  std::mt19937 rng(9);
+  const int n_blocks = int(2 * S + 70 + kDecode + 15) / 16;
+  KvCacheStorage kv_batch(split.kv_config(3 * n_blocks, 16));
+  std::vector<std::unique_ptr<KvCacheStorage>> kv_alone;
+  std::vector<std::vector<int32_t>> tokens(3), tables(3);
+  for (int q = 0; q < 3; ++q) {
+    tokens[size_t(q)].resize(size_t(prompt[q] + kDecode));
+    for (auto& t : tokens[size_t(q)]) t = int32_t(rng() % uint32_t(V));
+    for (int b = 0; b < n_blocks; ++b)
+      tables[size_t(q)].push_back(3 * (n_blocks - 1 - b) + q);  // interleaved
+    kv_alone.push_back(std::make_unique<KvCacheStorage>(single.kv_config(3 * n_blocks, 16)));
+  }
+  auto slice = [&](int q, int64_t pos, int n, LogitsMode mode) {
+    SeqSlice s;
+    s.n_past = pos;
+    s.tokens = std::span<const int32_t>(tokens[size_t(q)].data() + pos, size_t(n));
+    s.block_table = tables[size_t(q)];
+    s.logits = mode;
+    return s;
+  };
+  // Prompts, in chunks of up to 128, into both caches.
+  for (int q = 0; q < 3; ++q)
+    for (int64_t pos = 0; pos < prompt[q]; pos += 128) {
+      const SeqSlice s = slice(q, pos, int(std::min<int64_t>(128, prompt[q] - pos)), LogitsMode::None);
+      split.forward(ForwardBatch{std::span<const SeqSlice>(&s, 1)}, kv_batch);
+      single.forward(ForwardBatch{std::span<const SeqSlice>(&s, 1)}, *kv_alone[size_t(q)]);
+    }
+  for (int step = 0; step < kDecode; ++step) {
+    const SeqSlice batch[] = {slice(0, prompt[0] + step, 1, LogitsMode::Last),
+                              slice(1, prompt[1] + step, 1, LogitsMode::Last),
+                              slice(2, prompt[2] + step, 1, LogitsMode::Last)};
+    const float* lg = split.forward(ForwardBatch{batch}, kv_batch);
+    const std::vector<float> got(lg, lg + 3 * V);
+    for (int q = 0; q < 3; ++q) {
+      const float* want =
+          single.forward(ForwardBatch{std::span<const SeqSlice>(&batch[q], 1)}, *kv_alone[size_t(q)]);
+      for (int v = 0; v < V; ++v)
+        ASSERT_EQ(got[size_t(q * V + v)], want[v]) << "step " << step << " sequence " << q << " logit " << v;
+    }
+  }
 }
 
 }  // namespace
