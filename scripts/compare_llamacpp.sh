@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Side-by-side CPU benchmark of kvserve and llama.cpp on the same GGUF files and threads.
 #
-#   scripts/compare_llamacpp.sh [--quick] [--isa avx2] [-t THREADS] [--out DIR] [--kvserve BIN] [MODEL.gguf ...]
+#   scripts/compare_llamacpp.sh [--quick] [--isa avx2] [-t THREADS] [--depth D] [--out DIR] [--kvserve BIN] [MODEL.gguf ...]
 #   scripts/compare_llamacpp.sh --report-only --out DIR [...]   # table from DIR's results only
 #
 # Per model:
 #   latency:    llama-bench -p 512 -n 128 -t T -o json   vs  kvserve bench latency (pp512, tg128)
+#   deep decode: llama-bench -p 0 -n 64 -d D -t T        vs  kvserve bench latency -p D -n 64
+#               --tg-after-prompt (decode after D tokens of context; D = 2048, --depth 0: skip)
 #   throughput: llama-batched-bench -c 16384 -b 2048 -ub 512 -npp 128 -ntg 64 -npl 1,4,16,32 -t T
 #               vs  kvserve bench throughput --input-len 128 --output-len 64 -c N  (N = 1, 4, 16, 32)
 # then prints a table with kvserve/llama.cpp ratios and writes DIR/compare.json (raw outputs
@@ -21,6 +23,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
 THREADS=2
+DEPTH=2048
 QUICK=0
 REPORT_ONLY=0
 ISA=native
@@ -35,7 +38,8 @@ while [ $# -gt 0 ]; do
     -t|--threads) THREADS=$2; shift ;;
     --out) OUT=$2; shift ;;
     --kvserve) KVSERVE=$2; shift ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    --depth) DEPTH=$2; shift ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     -*) echo "unknown option $1" >&2; exit 2 ;;
     *) MODELS+=("$1") ;;
   esac
@@ -85,6 +89,14 @@ else
     "$LBIN/llama-bench" -m "$m" -p 512 -n 128 -t "$THREADS" -r "$REPS" -o json > "$OUT/$tag.llama-bench.json" 2> "$OUT/$tag.llama-bench.log"
     echo "[compare] ($i/${#MODELS[@]}) $tag: kvserve bench latency" >&2
     "$KVSERVE" bench latency -m "$m" -p 512 -n 128 -t "$THREADS" -r "$REPS" --json "$OUT/$tag.kvserve-latency.json" >&2
+    if [ "$DEPTH" -gt 0 ]; then
+      echo "[compare] ($i/${#MODELS[@]}) $tag: llama-bench tg64 at depth $DEPTH" >&2
+      "$LBIN/llama-bench" -m "$m" -p 0 -n 64 -d "$DEPTH" -t "$THREADS" -r "$REPS" -o json \
+        > "$OUT/$tag.llama-bench-depth.json" 2> "$OUT/$tag.llama-bench-depth.log"
+      echo "[compare] ($i/${#MODELS[@]}) $tag: kvserve bench latency at depth $DEPTH" >&2
+      "$KVSERVE" bench latency -m "$m" -p "$DEPTH" -n 64 --tg-after-prompt -t "$THREADS" -r "$REPS" \
+        --json "$OUT/$tag.kvserve-depth.json" >&2
+    fi
     echo "[compare] ($i/${#MODELS[@]}) $tag: llama-batched-bench npl $NPL_CSV" >&2
     "$LBIN/llama-batched-bench" -m "$m" -c 16384 -b 2048 -ub 512 -npp 128 -ntg 64 -npl "$NPL_CSV" -t "$THREADS" \
       --output-format jsonl > "$OUT/$tag.batched-bench.jsonl" 2> "$OUT/$tag.batched-bench.log"
@@ -98,10 +110,11 @@ else
 fi
 
 PY=python3; [ -x .venv/bin/python ] && PY=.venv/bin/python
-"$PY" - "$OUT" "$THREADS" "$NPL_CSV" "${MODELS[@]}" <<'PYEOF'
+"$PY" - "$OUT" "$THREADS" "$NPL_CSV" "$DEPTH" "${MODELS[@]}" <<'PYEOF'
 import json, os, sys
 out, threads, npl = sys.argv[1], int(sys.argv[2]), [int(x) for x in sys.argv[3].split(",")]
-models = sys.argv[4:]
+depth = int(sys.argv[4])
+models = sys.argv[5:]
 def load(p):
     with open(p) as f: return json.load(f)
 def ratio(a, b): return a / b if a and b else None
@@ -126,6 +139,19 @@ for m in models:
                  "llama_cpp_best": l_pp_b, "kvserve_best": k_pp_b, "ratio_best": ratio(k_pp_b, l_pp_b)})
     rows.append({"model": tag, "test": "tg128", "llama_cpp": l_tg, "kvserve": k_tg, "ratio": ratio(k_tg, l_tg),
                  "llama_cpp_best": l_tg_b, "kvserve_best": k_tg_b, "ratio_best": ratio(k_tg_b, l_tg_b)})
+    ld_p, kd_p = f"{out}/{tag}.llama-bench-depth.json", f"{out}/{tag}.kvserve-depth.json"
+    if depth > 0 and os.path.exists(ld_p) and os.path.exists(kd_p):
+        try:
+            ld = next(r for r in load(ld_p) if r["n_gen"] > 0 and r.get("n_depth", 0) == depth)
+        except (StopIteration, ValueError):
+            ld = None
+        kd = load(kd_p)
+        if ld and kd.get("prompt_tokens") == depth:
+            l_d, k_d = ld["avg_ts"], kd["gen_tokens_per_s"]["mean"]
+            l_d_b, k_d_b = max(ld["samples_ts"]), max(kd["samples"]["gen_tokens_per_s"])
+            rows.append({"model": tag, "test": f"tg64 @ d{depth}", "llama_cpp": l_d, "kvserve": k_d,
+                         "ratio": ratio(k_d, l_d), "llama_cpp_best": l_d_b, "kvserve_best": k_d_b,
+                         "ratio_best": ratio(k_d_b, l_d_b)})
     bb = {}
     bbp = f"{out}/{tag}.batched-bench.jsonl"
     with open(bbp if os.path.exists(bbp) else os.devnull) as f:
