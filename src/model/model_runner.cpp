@@ -63,8 +63,11 @@ struct SplitTile {
 };
 
 // Steps with at most this many (row tile, KV head) units per thread split their lone
-// tiles of long contexts by key segment: few items are too coarse to balance.
+// tiles of long contexts by key segment: few items are too coarse to balance. So does a
+// lone tile whose keys are more than 1 / kSplitShareOfThread of a thread's fair share of
+// the step's attention (one long conversation among short ones).
 constexpr int64_t kSplitMaxUnitsPerThread = 8;
+constexpr int64_t kSplitShareOfThread = 4;
 
 }  // namespace
 
@@ -301,16 +304,21 @@ const float* ModelRunner::Impl::forward(const ForwardBatch& batch, KvCacheStorag
   // contexts spread evenly over the threads (3 KV heads of one sequence on 2 threads:
   // one thread did two while the other waited) while each K/V byte is still read once.
   // The segments are folded as attention_paged does: the results are the same bits.
-  const bool split_step =
-      pool.size() > 1 && n_tiles * c.n_kv_heads <= kSplitMaxUnitsPerThread * int64_t(pool.size());
   split_tiles.clear();
-  if (split_step) {
+  if (pool.size() > 1) {
+    const bool few_units = n_tiles * c.n_kv_heads <= kSplitMaxUnitsPerThread * int64_t(pool.size());
+    int64_t keys_per_thread = 0;  // the step's keys summed over its row tiles, per thread
+    for (const SeqSlice& seq : batch.seqs)
+      for (int64_t r = 0; r < int64_t(seq.tokens.size()); r += kAttnRowTile)
+        keys_per_thread += seq.n_past + std::min<int64_t>(int64_t(seq.tokens.size()), r + kAttnRowTile);
+    keys_per_thread /= pool.size();
     size_t acc_need = 0, ml_need = 0;
     int32_t row = 0;
     for (const SeqSlice& seq : batch.seqs) {
       const int32_t n = int32_t(seq.tokens.size());
       const int64_t n_keys = seq.n_past + n;
-      if (n > 0 && n <= kAttnRowTile && n_keys > kAttentionSegmentKeys) {
+      if (n > 0 && n <= kAttnRowTile && n_keys > kAttentionSegmentKeys &&
+          (few_units || n_keys * kSplitShareOfThread > keys_per_thread)) {
         const int32_t n_seg = int32_t((n_keys + kAttentionSegmentKeys - 1) / kAttentionSegmentKeys);
         split_tiles.push_back({row, n, n_seg, seq.n_past, acc_need, ml_need});
         acc_need += size_t(n_seg - 1) * size_t(n) * size_t(c.q_dim());

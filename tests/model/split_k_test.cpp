@@ -4,6 +4,7 @@
 // splits) and to other batchings, step by step.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <memory>
 #include <random>
 
@@ -86,33 +87,33 @@ TEST(SplitK, LoneTileOverSeveralSegmentsEqualsUnsplitBitExact) {
   EXPECT_EQ(lone_split_steps, 2 + 1 + 3);
 }
 
-// Decode of three sequences of different lengths (one below a segment, two above) in one
-// batch on two threads: each sequence's logits equal its own steps on one thread.
-TEST(SplitK, BatchedDecodeOfLongAndShortSequencesEqualsAloneBitExact) {
+// Decode of sequences of different lengths in one batch on two threads: each sequence's
+// logits equal its own steps on one thread.
+void check_batched_decode(const std::vector<int64_t>& prompt) {
   auto model = Model::load(test::shared_path("models/synth-3m-q4_0.gguf"));
   ASSERT_TRUE(model) << model.error().message;
+  const int n_seqs = int(prompt.size());
   RunnerOptions opt;
   opt.max_batch_tokens = 128;
-  opt.max_seqs = 3;
+  opt.max_seqs = n_seqs;
   opt.n_threads = 2;
   ModelRunner split(**model, opt);
   opt.n_threads = 1;
   ModelRunner single(**model, opt);
   const int V = split.n_vocab();
-  constexpr int64_t S = kAttentionSegmentKeys;
-  const int64_t prompt[3] = {S + 150, 100, 2 * S + 70};
   constexpr int kDecode = 4;
   std::mt19937 rng(9);
-  const int n_blocks = int(2 * S + 70 + kDecode + 15) / 16;
-  KvCacheStorage kv_batch(split.kv_config(3 * n_blocks, 16));
+  const int64_t longest = *std::max_element(prompt.begin(), prompt.end());
+  const int n_blocks = int(longest + kDecode + 15) / 16;
+  KvCacheStorage kv_batch(split.kv_config(n_seqs * n_blocks, 16));
   std::vector<std::unique_ptr<KvCacheStorage>> kv_alone;
-  std::vector<std::vector<int32_t>> tokens(3), tables(3);
-  for (int q = 0; q < 3; ++q) {
-    tokens[size_t(q)].resize(size_t(prompt[q] + kDecode));
+  std::vector<std::vector<int32_t>> tokens(static_cast<size_t>(n_seqs)), tables(static_cast<size_t>(n_seqs));
+  for (int q = 0; q < n_seqs; ++q) {
+    tokens[size_t(q)].resize(size_t(prompt[size_t(q)] + kDecode));
     for (auto& t : tokens[size_t(q)]) t = int32_t(rng() % uint32_t(V));
     for (int b = 0; b < n_blocks; ++b)
-      tables[size_t(q)].push_back(3 * (n_blocks - 1 - b) + q);  // interleaved
-    kv_alone.push_back(std::make_unique<KvCacheStorage>(single.kv_config(3 * n_blocks, 16)));
+      tables[size_t(q)].push_back(n_seqs * (n_blocks - 1 - b) + q);  // interleaved
+    kv_alone.push_back(std::make_unique<KvCacheStorage>(single.kv_config(n_seqs * n_blocks, 16)));
   }
   auto slice = [&](int q, int64_t pos, int n, LogitsMode mode) {
     SeqSlice s;
@@ -123,25 +124,38 @@ TEST(SplitK, BatchedDecodeOfLongAndShortSequencesEqualsAloneBitExact) {
     return s;
   };
   // Prompts, in chunks of up to 128, into both caches.
-  for (int q = 0; q < 3; ++q)
-    for (int64_t pos = 0; pos < prompt[q]; pos += 128) {
-      const SeqSlice s = slice(q, pos, int(std::min<int64_t>(128, prompt[q] - pos)), LogitsMode::None);
+  for (int q = 0; q < n_seqs; ++q)
+    for (int64_t pos = 0; pos < prompt[size_t(q)]; pos += 128) {
+      const SeqSlice s =
+          slice(q, pos, int(std::min<int64_t>(128, prompt[size_t(q)] - pos)), LogitsMode::None);
       split.forward(ForwardBatch{std::span<const SeqSlice>(&s, 1)}, kv_batch);
       single.forward(ForwardBatch{std::span<const SeqSlice>(&s, 1)}, *kv_alone[size_t(q)]);
     }
   for (int step = 0; step < kDecode; ++step) {
-    const SeqSlice batch[] = {slice(0, prompt[0] + step, 1, LogitsMode::Last),
-                              slice(1, prompt[1] + step, 1, LogitsMode::Last),
-                              slice(2, prompt[2] + step, 1, LogitsMode::Last)};
+    std::vector<SeqSlice> batch;
+    for (int q = 0; q < n_seqs; ++q) batch.push_back(slice(q, prompt[size_t(q)] + step, 1, LogitsMode::Last));
     const float* lg = split.forward(ForwardBatch{batch}, kv_batch);
-    const std::vector<float> got(lg, lg + 3 * V);
-    for (int q = 0; q < 3; ++q) {
+    const std::vector<float> got(lg, lg + int64_t(n_seqs) * V);
+    for (int q = 0; q < n_seqs; ++q) {
       const float* want =
-          single.forward(ForwardBatch{std::span<const SeqSlice>(&batch[q], 1)}, *kv_alone[size_t(q)]);
+          single.forward(ForwardBatch{std::span<const SeqSlice>(&batch[size_t(q)], 1)}, *kv_alone[size_t(q)]);
       for (int v = 0; v < V; ++v)
         ASSERT_EQ(got[size_t(q * V + v)], want[v]) << "step " << step << " sequence " << q << " logit " << v;
     }
   }
+}
+
+// Three sequences (one below a segment, two above): few items, every long one split.
+TEST(SplitK, BatchedDecodeOfLongAndShortSequencesEqualsAloneBitExact) {
+  constexpr int64_t S = kAttentionSegmentKeys;
+  check_batched_decode({S + 150, 100, 2 * S + 70});
+}
+
+// One long conversation among eight short ones: too many items for the few-items rule,
+// but the long one's keys outweigh a quarter of a thread's share, so it is split.
+TEST(SplitK, OneLongSequenceAmongManyShortIsSplitAndEqualsAloneBitExact) {
+  constexpr int64_t S = kAttentionSegmentKeys;
+  check_batched_decode({20, 35, 2 * S + 30, 20, 17, 40, 25, 30, 22});
 }
 
 }  // namespace
