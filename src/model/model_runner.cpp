@@ -109,7 +109,8 @@ struct ModelRunner::Impl {
   std::vector<int32_t> seq_begin;    // [max_seqs + 1] first stacked row of each sequence
   std::vector<AttnItem> items;       // attention work list, capacity set at construction
   int n_tokens = 0;
-  int attn_group = 1;  // query heads per attention work item (this step)
+  int attn_group = 1;     // query heads per attention work item (this step)
+  int64_t attn_work = 0;  // this step's multiply-adds of q.k and p.v, roughly
 
   // Split-K (see forward): the split tiles of this step and their partial results (see
   // SplitTile); the last item of a (tile, unit) to finish folds its segments. The
@@ -219,11 +220,6 @@ void ModelRunner::Impl::attention_layer(const ForwardBatch& batch, int layer, Kv
   const float scale = 1.0f / std::sqrt(float(hd));
   const int group = c.n_heads / c.n_kv_heads;
   const int n_group = attn_group;
-  int64_t work = 0;  // multiply-adds of q.k and p.v, roughly
-  for (size_t s = 0; s < batch.seqs.size(); ++s) {
-    const int64_t n = seq_begin[s + 1] - seq_begin[s];
-    work += n * (batch.seqs[s].n_past + n) * 2 * hd * c.n_heads;
-  }
   auto kv_head = [&](size_t i) {
     const AttnItem& it = items[i];
     PagedKvHead pk;
@@ -281,7 +277,7 @@ void ModelRunner::Impl::attention_layer(const ForwardBatch& batch, int layer, Kv
   for (size_t t = 0; t < split_tiles.size(); ++t)
     for (int u = 0; u < c.n_heads / n_group; ++u)
       split_left[t * size_t(c.n_heads) + size_t(u)].store(split_tiles[t].n_seg, std::memory_order_relaxed);
-  if (work < kMinParallelAttn || pool.size() == 1)
+  if (attn_work < kMinParallelAttn || pool.size() == 1)
     run_items(0, int64_t(items.size()), 0);
   else
     pool.parallel_ranges(int64_t(items.size()), 1, run_items);  // a descheduled worker's items are taken
@@ -360,6 +356,11 @@ const float* ModelRunner::Impl::forward(const ForwardBatch& batch, KvCacheStorag
   }
   seq_begin[batch.seqs.size()] = T;
   n_tokens = T;
+  attn_work = 0;
+  for (const SeqSlice& seq : batch.seqs) {
+    const int64_t n = int64_t(seq.tokens.size());
+    attn_work += n * (seq.n_past + n) * 2 * hd * c.n_heads;
+  }
   if (T == 0) return logits.get();
 
   rows(T, dim + c.n_rot, [&](int64_t b, int64_t e, int) {

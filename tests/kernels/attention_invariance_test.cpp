@@ -16,25 +16,16 @@
 
 namespace kvserve {
 
-// Per-ISA entry points (attention.cpp dispatches between them).
-void attention_paged_avx2(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
-                          const PagedKvHead& kv, int head_dim, float scale, float* out, int64_t out_stride);
-void attention_paged_avx512(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
-                            const PagedKvHead& kv, int head_dim, float scale, float* out, int64_t out_stride);
-
 namespace {
-
-using AttentionFn = void (*)(const float*, int64_t, int, int, int64_t, const PagedKvHead&, int, float, float*,
-                             int64_t);
 
 struct Kernel {
   const char* name;
   Isa isa;
-  AttentionFn fn;
+  AttentionPagedFn fn;
 };
 const Kernel kKernels[] = {{"scalar", Isa::Scalar, attention_paged_scalar},
-                           {"avx2", Isa::Avx2, attention_paged_avx2},
-                           {"avx512", Isa::Avx512, attention_paged_avx512}};
+                           {"avx2", Isa::Avx2, attention_paged_for(Isa::Avx2)},
+                           {"avx512", Isa::Avx512, attention_paged_for(Isa::Avx512)}};
 
 // Random K/V (any element values in the cache's layout do for invariance) in scattered
 // blocks, and random queries: [token][group head][head_dim].

@@ -13,15 +13,7 @@
 
 namespace kvserve {
 
-void attention_paged_avx2(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
-                          const PagedKvHead& kv, int head_dim, float scale, float* out, int64_t out_stride);
-void attention_paged_avx512(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
-                            const PagedKvHead& kv, int head_dim, float scale, float* out, int64_t out_stride);
-
 namespace {
-
-using AttentionFn = void (*)(const float*, int64_t, int, int, int64_t, const PagedKvHead&, int, float, float*,
-                             int64_t);
 
 // One KV head's cache: n_pos tokens written with kv_store_token into scattered blocks.
 struct Cache {
@@ -53,7 +45,7 @@ struct Outputs {
 };
 
 // A prefill chunk of n_rows after n_past cached tokens, and the same rows decoded one by one.
-Outputs run(AttentionFn fn, const PagedKvHead& kv, const std::vector<float>& q, int n_past, int n_rows,
+Outputs run(AttentionPagedFn fn, const PagedKvHead& kv, const std::vector<float>& q, int n_past, int n_rows,
             int group, int hd) {
   const int64_t stride = int64_t(group) * hd;
   const float scale = 1.0f / std::sqrt(float(hd));
@@ -78,8 +70,9 @@ TEST(AttentionKvDtype, KernelsMatchScalarReferenceAndF16IsCloseToF32) {
   const struct {
     const char* name;
     Isa isa;
-    AttentionFn fn;
-  } kernels[] = {{"avx2", Isa::Avx2, attention_paged_avx2}, {"avx512", Isa::Avx512, attention_paged_avx512}};
+    AttentionPagedFn fn;
+  } kernels[] = {{"avx2", Isa::Avx2, attention_paged_for(Isa::Avx2)},
+                 {"avx512", Isa::Avx512, attention_paged_for(Isa::Avx512)}};
   for (int hd : {64, 128, 80})
     for (int group : {1, 3, 4}) {
       SCOPED_TRACE(::testing::Message() << "head_dim " << hd << " group " << group);

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <memory>
 #include <random>
+#include <stdexcept>
 
 #include "kernels/cpu/attention.h"
 #include "model_test_util.h"
@@ -14,16 +15,30 @@
 namespace kvserve {
 namespace {
 
+// synth-3m-q4_0 (2 KV heads) in a runner on `threads` threads, which may split, and in one
+// on a single thread, which never does.
+struct Runners {
+  std::unique_ptr<Model> model;
+  std::unique_ptr<ModelRunner> split, single;
+
+  Runners(int max_batch_tokens, int max_seqs, int threads) {
+    auto m = Model::load(test::shared_path("models/synth-3m-q4_0.gguf"));
+    if (!m) throw std::runtime_error(m.error().message);
+    model = std::move(*m);
+    RunnerOptions opt;
+    opt.max_batch_tokens = max_batch_tokens;
+    opt.max_seqs = max_seqs;
+    opt.n_threads = threads;
+    split = std::make_unique<ModelRunner>(*model, opt);
+    opt.n_threads = 1;
+    single = std::make_unique<ModelRunner>(*model, opt);
+  }
+};
+
 TEST(SplitK, LoneTileOverSeveralSegmentsEqualsUnsplitBitExact) {
-  auto model = Model::load(test::shared_path("models/synth-3m-q4_0.gguf"));
-  ASSERT_TRUE(model) << model.error().message;
-  RunnerOptions opt;
-  opt.max_batch_tokens = 256;  // a step of 128 beside its companion
-  opt.max_seqs = 2;
-  opt.n_threads = 3;  // 2 KV heads on 3 threads
-  ModelRunner split(**model, opt);
-  opt.n_threads = 1;
-  ModelRunner single(**model, opt);
+  // Steps of 128 beside a companion; 2 KV heads on 3 threads.
+  Runners runners(/*max_batch_tokens=*/256, /*max_seqs=*/2, /*threads=*/3);
+  ModelRunner &split = *runners.split, &single = *runners.single;
   const int V = split.n_vocab();
 
   // Prompt of random tokens; steps: prefill chunks, lone decode tokens around the segment
@@ -90,16 +105,9 @@ TEST(SplitK, LoneTileOverSeveralSegmentsEqualsUnsplitBitExact) {
 // Decode of sequences of different lengths in one batch on two threads: each sequence's
 // logits equal its own steps on one thread.
 void check_batched_decode(const std::vector<int64_t>& prompt) {
-  auto model = Model::load(test::shared_path("models/synth-3m-q4_0.gguf"));
-  ASSERT_TRUE(model) << model.error().message;
   const int n_seqs = int(prompt.size());
-  RunnerOptions opt;
-  opt.max_batch_tokens = 128;
-  opt.max_seqs = n_seqs;
-  opt.n_threads = 2;
-  ModelRunner split(**model, opt);
-  opt.n_threads = 1;
-  ModelRunner single(**model, opt);
+  Runners runners(/*max_batch_tokens=*/128, n_seqs, /*threads=*/2);
+  ModelRunner &split = *runners.split, &single = *runners.single;
   const int V = split.n_vocab();
   constexpr int kDecode = 4;
   std::mt19937 rng(9);

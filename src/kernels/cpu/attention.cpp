@@ -55,8 +55,8 @@ void attention_partial_scalar(const float* q, int64_t q_stride, int n_rows, int 
                                                       scale, key_begin, key_end, acc, acc_stride, m, l);
 }
 
-PartialFn pick() {
-  switch (best_isa()) {
+PartialFn partial_for(Isa isa) {
+  switch (isa) {
     case Isa::Avx512: return attention_partial_avx512;
     case Isa::Avx2: return attention_partial_avx2;
     default: return attention_partial_scalar;
@@ -112,6 +112,13 @@ void attention_segmented(PartialFn fn, const float* q, int64_t q_stride, int n_r
     attention_finish(out + (i / n_group) * out_stride + (i % n_group) * head_dim, l[i], head_dim);
 }
 
+// attention_paged on the partial kernel Fn.
+template <PartialFn Fn>
+void paged_with(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
+                const PagedKvHead& kv, int head_dim, float scale, float* out, int64_t out_stride) {
+  attention_segmented(Fn, q, q_stride, n_rows, n_group, n_past, kv, head_dim, scale, out, out_stride);
+}
+
 void kv_store_token_scalar(void* k_head, void* v_head, KvDtype dtype, int bs, int head_dim, int slot,
                            const float* k, const float* v) {
   if (dtype == KvDtype::F32) {
@@ -149,29 +156,24 @@ void attention_paged_scalar(const float* q, int64_t q_stride, int n_rows, int n_
                       out, out_stride);
 }
 
-// Per-ISA attention_paged, for tests that compare the ISAs' kernels.
-void attention_paged_avx2(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
-                          const PagedKvHead& kv, int head_dim, float scale, float* out, int64_t out_stride) {
-  attention_segmented(attention_partial_avx2, q, q_stride, n_rows, n_group, n_past, kv, head_dim, scale, out,
-                      out_stride);
-}
-void attention_paged_avx512(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
-                            const PagedKvHead& kv, int head_dim, float scale, float* out,
-                            int64_t out_stride) {
-  attention_segmented(attention_partial_avx512, q, q_stride, n_rows, n_group, n_past, kv, head_dim, scale,
-                      out, out_stride);
+AttentionPagedFn attention_paged_for(Isa isa) {
+  switch (isa) {
+    case Isa::Avx512: return paged_with<attention_partial_avx512>;
+    case Isa::Avx2: return paged_with<attention_partial_avx2>;
+    default: return attention_paged_scalar;
+  }
 }
 
 void attention_paged_partial(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
                              const PagedKvHead& kv, int head_dim, float scale, int64_t key_begin,
                              int64_t key_end, float* acc, int64_t acc_stride, float* m, float* l) {
-  static const PartialFn fn = pick();
+  static const PartialFn fn = partial_for(best_isa());
   fn(q, q_stride, n_rows, n_group, n_past, kv, head_dim, scale, key_begin, key_end, acc, acc_stride, m, l);
 }
 
 void attention_paged(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
                      const PagedKvHead& kv, int head_dim, float scale, float* out, int64_t out_stride) {
-  static const PartialFn fn = pick();
+  static const PartialFn fn = partial_for(best_isa());
   attention_segmented(fn, q, q_stride, n_rows, n_group, n_past, kv, head_dim, scale, out, out_stride);
 }
 

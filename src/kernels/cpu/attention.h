@@ -15,6 +15,7 @@
 #include <cstdint>
 
 #include "cache/kv_dtype.h"
+#include "core/cpu_features.h"
 
 namespace kvserve {
 
@@ -75,5 +76,10 @@ void attention_finish(float* acc, float l, int head_dim);
 // The plain scalar version, the reference the dispatched one is tested against.
 void attention_paged_scalar(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
                             const PagedKvHead& kv, int head_dim, float scale, float* out, int64_t out_stride);
+
+// attention_paged on one ISA's kernels, for tests that compare them (the CPU must have it).
+using AttentionPagedFn = void (*)(const float*, int64_t, int, int, int64_t, const PagedKvHead&, int, float,
+                                  float*, int64_t);
+AttentionPagedFn attention_paged_for(Isa isa);
 
 }  // namespace kvserve
