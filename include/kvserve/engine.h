@@ -85,6 +85,8 @@ struct EngineStats {
   double prefix_cache_hit_rate = 0.0;  // hit tokens / looked-up prompt tokens
   double kv_fragmentation = 0.0;       // allocated slots past each sequence's end / allocated slots
   double kv_usage = 0.0;               // blocks_used / blocks_total
+  // Decode row tiles whose keys the runner split by segment over its threads (split-K).
+  int64_t attention_split_tiles = 0;
 };
 
 class Engine {

@@ -14,6 +14,12 @@ std::string model_dir() {
   return KVSERVE_MODEL_DIR_DEFAULT;
 }
 
-std::string default_model_path() { return model_dir() + "/SmolLM2-135M-Instruct.Q4_1.gguf"; }
+std::string default_model_path() {
+  return model_dir() + "/SmolLM2-135M-Instruct.Q4_1.gguf";
+}
+
+std::string gemma3_model_path() {
+  return model_dir() + "/gemma-3-270m-q4_k_m.gguf";
+}
 
 }  // namespace kvserve

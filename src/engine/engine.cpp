@@ -243,6 +243,7 @@ EngineStats Engine::stats() const {
   s.prefix_cache_hit_rate = b.prefix_hit_rate();
   s.kv_fragmentation = b.fragmentation();
   s.kv_usage = b.usage();
+  s.attention_split_tiles = m.runner->stats().split_tiles;
   return s;
 }
 

@@ -118,6 +118,8 @@ struct ModelRunner::Impl {
   std::vector<SplitTile> split_tiles;  // capacity max_seqs
   std::vector<float> split_acc, split_ml;
   std::unique_ptr<std::atomic<int>[]> split_left;  // [tile * n_heads + unit] segments not yet done
+
+  RunnerStats stats;
 };
 
 ModelRunner::Impl::Impl(const Model& m, const RunnerOptions& o)
@@ -285,6 +287,7 @@ void ModelRunner::Impl::attention_layer(const ForwardBatch& batch, int layer, Kv
 
 const float* ModelRunner::Impl::forward(const ForwardBatch& batch, KvCacheStorage& kv) {
   validate(batch, kv);
+  ++stats.steps;
   const int dim = c.dim, qd = c.q_dim(), kvd = c.kv_dim(), hd = c.head_dim, ffn = c.ffn_dim;
   const float eps = c.norm_eps;
 
@@ -343,6 +346,8 @@ const float* ModelRunner::Impl::forward(const ForwardBatch& batch, KvCacheStorag
       items.reserve(items.size() + size_t(n_units) * size_t(n_seg));  // grows only for longer contexts
       for (int h = 0; h < n_units; ++h)
         for (int32_t sg = 0; sg < n_seg; ++sg) items.push_back({int32_t(s), h, 0, n, sg, j});
+      ++stats.split_tiles;
+      stats.split_items += int64_t(n_units) * n_seg;
       T += n;
       continue;
     }
@@ -446,6 +451,10 @@ const float* ModelRunner::forward(const ForwardBatch& batch, KvCacheStorage& kv)
 
 int32_t ModelRunner::n_vocab() const {
   return impl_->c.n_vocab;
+}
+
+const RunnerStats& ModelRunner::stats() const {
+  return impl_->stats;
 }
 
 KvCacheConfig ModelRunner::kv_config(int n_blocks, int block_size, KvDtype dtype) const {

@@ -21,6 +21,14 @@ struct RunnerOptions {
   int n_threads = 0;           // 0 = all hardware threads
 };
 
+// What the runner did, counted since construction (tests and benchmarks check that a
+// path was really taken, not only that its result is right).
+struct RunnerStats {
+  int64_t steps = 0;        // forward() calls
+  int64_t split_tiles = 0;  // row tiles whose keys were split by segment over threads (split-K)
+  int64_t split_items = 0;  // work items those tiles became: (query-head unit, key segment)
+};
+
 class ModelRunner {
  public:
   ModelRunner(const Model& model, const RunnerOptions& options);
@@ -34,6 +42,7 @@ class ModelRunner {
   const float* forward(const ForwardBatch& batch, KvCacheStorage& kv);
 
   int32_t n_vocab() const;
+  const RunnerStats& stats() const;
   // The KV layout this model needs, for a pool of n_blocks blocks of block_size tokens.
   KvCacheConfig kv_config(int n_blocks, int block_size, KvDtype dtype = KvDtype::F16) const;
 

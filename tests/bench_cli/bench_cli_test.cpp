@@ -40,9 +40,9 @@ nlohmann::json run_json(const std::string& args, int* rc = nullptr) {
 class BenchCli : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!fs::exists(kvserve_bin())) GTEST_SKIP() << "kvserve not built at " << kvserve_bin();
+    if (!fs::exists(kvserve_bin())) KVSERVE_MISSING_ASSET("the kvserve binary at " << kvserve_bin());
     model_ = kvserve::test::shared_path("models/synth-3m-q8_0.gguf");
-    if (!fs::exists(model_)) GTEST_SKIP() << "missing " << model_;
+    if (!fs::exists(model_)) KVSERVE_MISSING_ASSET(model_);
   }
   std::string model_;
 };

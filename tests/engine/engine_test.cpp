@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <random>
@@ -153,6 +154,49 @@ INSTANTIATE_TEST_SUITE_P(Models, EngineEquivalence,
                          ::testing::Values("stories260K.gguf", "synth-3m-f32.gguf", "synth-3m-f16.gguf",
                                            "synth-3m-q8_0.gguf", "synth-3m-q4_0.gguf", "synth-3m-q4_k_m.gguf",
                                            "synth-3m-q6_k.gguf"));
+
+// Prompts past one 512-key attention segment on three threads: decode tiles are split by
+// key segment over the pool (split-K) and every layer runs on the pool; greedy outputs
+// must still equal each request alone on one thread (which never splits), batched and
+// under preemption alike.
+TEST(EngineLongContext, ThreeThreadsSplitKBatchedAndPreemptedEqualAlone) {
+  const std::string model = "synth-3m-q4_0.gguf";
+  std::mt19937_64 rng(11);
+  Workload w;
+  int longest = 0;
+  for (int i = 0; i < 6; ++i) {
+    GenerateInput in;
+    in.token_ids.push_back(1);  // BOS
+    const int len = 520 + int(rng() % 600);
+    while (int(in.token_ids.size()) < len) in.token_ids.push_back(3 + int32_t(rng() % 500));
+    SamplingParams p;
+    p.temperature = 0.0f;
+    p.max_tokens = 6 + int(rng() % 12);
+    p.ignore_eos = true;
+    longest = std::max(longest, len + p.max_tokens);
+    w.inputs.push_back(std::move(in));
+    w.params.push_back(p);
+  }
+  const auto alone = run_alone(model, w);
+  {
+    EngineConfig c = base_config();
+    c.n_threads = 3;
+    auto e = make(model, c);
+    expect_same(run_together(*e, w), alone, "together, 3 threads");
+    EXPECT_GT(e->stats().attention_split_tiles, 0);  // split-K really ran
+  }
+  {
+    // Room for the longest request and a little more: the others wait or are preempted.
+    EngineConfig c = base_config();
+    c.n_threads = 3;
+    c.num_kv_blocks = (longest + 15) / 16 + 8;
+    auto e = make(model, c);
+    GenerateStats st;
+    expect_same(run_together(*e, w, &st), alone, "preempted, 3 threads");
+    EXPECT_GT(st.preemptions, 0);
+    EXPECT_GT(e->stats().attention_split_tiles, 0);
+  }
+}
 
 TEST(Engine, GreedyStoryMatchesReference) {
   auto e = make("stories260K.gguf", base_config());

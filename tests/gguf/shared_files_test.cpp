@@ -68,7 +68,7 @@ TEST(SharedFiles, EveryVocabParses) {
 
 TEST(SharedFiles, SmolLM2Parses) {
   const std::string path = test::smollm2_path();
-  if (!test::file_exists(path)) GTEST_SKIP() << "SmolLM2 not fetched (scripts/fetch_model.sh)";
+  if (!test::file_exists(path)) KVSERVE_MISSING_ASSET(path << " (run scripts/fetch_model.sh)");
   auto f = GgufFile::open(path);
   ASSERT_TRUE(f) << f.error().message;
   expect_well_formed(**f, true);

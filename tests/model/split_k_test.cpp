@@ -80,8 +80,13 @@ TEST(SplitK, LoneTileOverSeveralSegmentsEqualsUnsplitBitExact) {
     s.tokens = std::span<const int32_t>(tokens.data() + pos, size_t(n));
     s.block_table = table;
     s.logits = LogitsMode::All;
+    // A lone tile (decode or a short chunk) past one segment of keys must be split.
+    const bool should_split = n <= 32 && pos + n > S;
+    const int64_t split_before = split.stats().split_tiles;
     const float* a = split.forward(ForwardBatch{std::span<const SeqSlice>(&s, 1)}, kv_split);
     const std::vector<float> got(a, a + int64_t(n) * V);
+    ASSERT_EQ(split.stats().split_tiles - split_before, should_split ? 1 : 0)
+        << "step at " << pos << " n " << n;
     const float* b = single.forward(ForwardBatch{std::span<const SeqSlice>(&s, 1)}, kv_single);
     const std::vector<float> want(b, b + int64_t(n) * V);
     // The same slice beside a companion sequence (both lone tiles split, or neither).
@@ -90,20 +95,25 @@ TEST(SplitK, LoneTileOverSeveralSegmentsEqualsUnsplitBitExact) {
     o.block_table = other_table;
     o.logits = LogitsMode::None;
     const SeqSlice pair[] = {o, s};
+    const int64_t pair_before = split.stats().split_tiles;
     const float* c = split.forward(ForwardBatch{pair}, kv_pair);
+    ASSERT_EQ(split.stats().split_tiles - pair_before, should_split ? 2 : 0)
+        << "pair at " << pos << " n " << n;
     for (int64_t i = 0; i < int64_t(n) * V; ++i) {
       ASSERT_EQ(got[size_t(i)], want[size_t(i)])
           << "vs one thread: step at " << pos << " n " << n << " row " << i / V;
       ASSERT_EQ(got[size_t(i)], c[i]) << "vs batched: step at " << pos << " n " << n << " row " << i / V;
     }
-    if (n <= 32 && pos + n > S) ++lone_split_steps;
+    if (should_split) ++lone_split_steps;
     pos += n;
   }
   EXPECT_EQ(lone_split_steps, 2 + 1 + 3);
+  EXPECT_EQ(single.stats().split_tiles, 0);  // one thread never splits
 }
 
 // Decode of sequences of different lengths in one batch on two threads: each sequence's
-// logits equal its own steps on one thread.
+// logits equal its own steps on one thread. Every step must split exactly the sequences
+// whose context is past one segment.
 void check_batched_decode(const std::vector<int64_t>& prompt) {
   const int n_seqs = int(prompt.size());
   Runners runners(/*max_batch_tokens=*/128, n_seqs, /*threads=*/2);
@@ -142,8 +152,12 @@ void check_batched_decode(const std::vector<int64_t>& prompt) {
   for (int step = 0; step < kDecode; ++step) {
     std::vector<SeqSlice> batch;
     for (int q = 0; q < n_seqs; ++q) batch.push_back(slice(q, prompt[size_t(q)] + step, 1, LogitsMode::Last));
+    int64_t long_seqs = 0;
+    for (int q = 0; q < n_seqs; ++q) long_seqs += prompt[size_t(q)] + step + 1 > kAttentionSegmentKeys;
+    const int64_t split_before = split.stats().split_tiles;
     const float* lg = split.forward(ForwardBatch{batch}, kv_batch);
     const std::vector<float> got(lg, lg + int64_t(n_seqs) * V);
+    ASSERT_EQ(split.stats().split_tiles - split_before, long_seqs) << "step " << step;
     for (int q = 0; q < n_seqs; ++q) {
       const float* want =
           single.forward(ForwardBatch{std::span<const SeqSlice>(&batch[size_t(q)], 1)}, *kv_alone[size_t(q)]);

@@ -113,13 +113,10 @@ TEST_P(TiedEmbedding, PackedCopyServesEmbedAndOutput) {
 
   // The LM head gives the file layout's logits, bit for bit, for 1 and several tokens:
   // the AVX-512 packed kernels do the file-layout kernels' arithmetic. The AVX2 packed
-  // kernels do the AVX-512 arithmetic too (not the AVX2 file-layout kernels'), so there
-  // the reference is the AVX-512 file layout, where the CPU has it.
-  Isa ref_isa = best_isa();
-  if (m.output().packed && best_isa() == Isa::Avx2) {
-    if (cpu_isa() != Isa::Avx512) return;
-    ref_isa = Isa::Avx512;
-  }
+  // kernels do the AVX-512 arithmetic (not the AVX2 file-layout kernels'): they agree
+  // with the AVX2 file layout up to rounding, and bit for bit with the AVX-512 file
+  // layout where the CPU has it (KVSERVE_ISA=avx2 runs this part on an AVX-512 CPU).
+  const bool avx2_packed = m.output().packed && best_isa() == Isa::Avx2;
   ThreadPool pool(2);
   std::mt19937 rng(99);
   std::normal_distribution<float> nd(0.0f, 1.0f);
@@ -128,9 +125,19 @@ TEST_P(TiedEmbedding, PackedCopyServesEmbedAndOutput) {
     for (float& v : x) v = nd(rng);
     std::vector<float> y_model(size_t(n_tokens * kVocab)), y_file(y_model.size());  // [n_tokens, kVocab]
     matmul(m.output(), x.data(), n_tokens, y_model.data(), pool);
-    matmul_isa(ref_isa, file_view, x.data(), n_tokens, y_file.data(), pool);
-    ASSERT_EQ(std::memcmp(y_model.data(), y_file.data(), sizeof(float) * y_file.size()), 0)
-        << n_tokens << " tokens";
+    matmul_isa(best_isa(), file_view, x.data(), n_tokens, y_file.data(), pool);
+    if (!avx2_packed) {
+      ASSERT_EQ(std::memcmp(y_model.data(), y_file.data(), sizeof(float) * y_file.size()), 0)
+          << n_tokens << " tokens";
+      continue;
+    }
+    for (size_t i = 0; i < y_file.size(); ++i)
+      ASSERT_NEAR(y_model[i], y_file[i], 2e-2f * (1.0f + std::fabs(y_file[i]))) << n_tokens << " tokens";
+    if (cpu_isa() == Isa::Avx512) {
+      matmul_isa(Isa::Avx512, file_view, x.data(), n_tokens, y_file.data(), pool);
+      ASSERT_EQ(std::memcmp(y_model.data(), y_file.data(), sizeof(float) * y_file.size()), 0)
+          << n_tokens << " tokens, AVX-512 reference";
+    }
   }
 }
 

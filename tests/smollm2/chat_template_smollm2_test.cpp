@@ -21,7 +21,7 @@ std::unique_ptr<GgufFile> open_smollm2() {
 
 TEST(ChatTemplateSmolLM2, TemplateFromGgufRendersChatML) {
   auto model = open_smollm2();
-  if (!model) GTEST_SKIP() << "model not downloaded: run scripts/fetch_model.sh";
+  if (!model) KVSERVE_MISSING_ASSET("the SmolLM2 model (run scripts/fetch_model.sh)");
   ASSERT_TRUE(model->get_string("tokenizer.chat_template"));
   auto t = ChatTemplate::resolve(model.get(), "");
   ASSERT_TRUE(t) << t.error().message;
@@ -50,7 +50,7 @@ TEST(ChatTemplateSmolLM2, TemplateFromGgufRendersChatML) {
 
 TEST(ChatTemplateSmolLM2, OverrideFileBeatsModelTemplate) {
   auto model = open_smollm2();
-  if (!model) GTEST_SKIP() << "model not downloaded: run scripts/fetch_model.sh";
+  if (!model) KVSERVE_MISSING_ASSET("the SmolLM2 model (run scripts/fetch_model.sh)");
   std::string path = ::testing::TempDir() + "/kvserve_smollm2_override.jinja";
   FILE* f = std::fopen(path.c_str(), "w");
   ASSERT_NE(f, nullptr);

@@ -18,7 +18,7 @@ namespace {
 
 TEST(SmolLM2, AnswersCapitalOfFrance) {
   const std::string path = test::smollm2_path();
-  if (!test::file_exists(path)) GTEST_SKIP() << "model not downloaded: run scripts/fetch_model.sh";
+  if (!test::file_exists(path)) KVSERVE_MISSING_ASSET(path << " (run scripts/fetch_model.sh)");
   auto model = Model::load(path);
   ASSERT_TRUE(model) << model.error().message;
   const ModelConfig& c = (*model)->config();

@@ -31,7 +31,7 @@ const Tokenizer* smollm2() {
 
 #define SMOLLM2_OR_SKIP(var)        \
   const Tokenizer* var = smollm2(); \
-  if (!var) GTEST_SKIP() << "SmolLM2 model not downloaded";
+  if (!var) KVSERVE_MISSING_ASSET("the SmolLM2 model (run scripts/fetch_model.sh)");
 
 TEST(SmolLM2Tokenizer, Metadata) {
   SMOLLM2_OR_SKIP(tok);

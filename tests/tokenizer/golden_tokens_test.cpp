@@ -18,7 +18,7 @@ namespace {
 
 TEST(GoldenTokens, PromptsAndGreedyTextMatchLlamaCpp) {
   const std::string dir = test::shared_path("golden");
-  if (!std::filesystem::is_directory(dir)) GTEST_SKIP() << "missing " << dir;
+  if (!std::filesystem::is_directory(dir)) KVSERVE_MISSING_ASSET(dir);
   int files = 0, prompts = 0;
   for (const auto& entry : std::filesystem::directory_iterator(dir)) {
     const std::string fname = entry.path().filename().string();

@@ -39,7 +39,7 @@ const Tokenizer* load(const std::string& relative) {
 
 #define LOAD_OR_SKIP(var, rel)      \
   const Tokenizer* var = load(rel); \
-  if (!var) GTEST_SKIP() << "missing shared/" << rel;
+  if (!var) KVSERVE_MISSING_ASSET("shared/" << rel);
 
 std::vector<int32_t> cat(std::initializer_list<std::vector<int32_t>> parts) {
   std::vector<int32_t> out;
@@ -250,7 +250,7 @@ TEST(BpeTokenizer, InvalidUtf8BecomesReplacementCharacter) {
 
 TEST(BpeTokenizer, UnknownPreTokenizerIsAnError) {
   const std::string path = test::shared_path("vocab/ggml-vocab-gpt-2.gguf");
-  if (!test::file_exists(path)) GTEST_SKIP();
+  if (!test::file_exists(path)) KVSERVE_MISSING_ASSET(path);
   auto file = GgufFile::open(path);
   ASSERT_TRUE(file);
   auto vocab = load_vocab(**file);

@@ -52,7 +52,7 @@ class VocabConformance : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(VocabConformance, MatchesLlamaCppIdsAndRoundTrips) {
   const std::string base = test::shared_path(std::string("vocab/ggml-vocab-") + GetParam() + ".gguf");
-  if (!test::file_exists(base)) GTEST_SKIP() << "missing " << base;
+  if (!test::file_exists(base)) KVSERVE_MISSING_ASSET(base);
   auto file = GgufFile::open(base);
   ASSERT_TRUE(file) << file.error().message;
   auto tok = Tokenizer::from_gguf(**file);
