@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything kvserve needs (Debian packages, a Python virtualenv), fetches the
-# default model and builds. Safe to re-run: each step is skipped when already done.
+# models (SmolLM2, the default, and Gemma-3-270M) and builds. Safe to re-run: each step
+# is skipped when already done.
 # Env: BUILD_DIR (default build), BUILD_TYPE (default Release), KVSERVE_SKIP_MODEL=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,7 +31,7 @@ if [ ! -f .venv/.stamp ] || ! cmp -s scripts/requirements.txt .venv/.stamp; then
 fi
 
 if [ "${KVSERVE_SKIP_MODEL:-0}" != 1 ]; then
-  bash scripts/fetch_model.sh
+  bash scripts/fetch_model.sh all
 fi
 
 BUILD_DIR=${BUILD_DIR:-build}

@@ -1,5 +1,6 @@
 #include "server/chat_template.h"
 
+#include <cassert>
 #include <fstream>
 #include <sstream>
 
@@ -13,6 +14,53 @@ const char* ChatTemplate::chatml_source() {
          "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
          "{%- endfor %}"
          "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}";
+}
+
+// Google's template for Gemma 3 (google/gemma-3-*-it on Hugging Face). Gemma
+// base GGUFs (e.g. Gemma-3-270M) carry no template, yet their vocabulary has these turn
+// markers and none of ChatML's, so ChatML would be spelled out as plain text.
+const char* ChatTemplate::gemma_source() {
+  return R"jinja({{ bos_token }}
+{%- if messages[0]['role'] == 'system' -%}
+    {%- if messages[0]['content'] is string -%}
+        {%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}
+    {%- else -%}
+        {%- set first_user_prefix = messages[0]['content'][0]['text'] + '\n\n' -%}
+    {%- endif -%}
+    {%- set loop_messages = messages[1:] -%}
+{%- else -%}
+    {%- set first_user_prefix = "" -%}
+    {%- set loop_messages = messages -%}
+{%- endif -%}
+{%- for message in loop_messages -%}
+    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}
+        {{ raise_exception("Conversation roles must alternate user/assistant/user/assistant/...") }}
+    {%- endif -%}
+    {%- if (message['role'] == 'assistant') -%}
+        {%- set role = "model" -%}
+    {%- else -%}
+        {%- set role = message['role'] -%}
+    {%- endif -%}
+    {{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else "") }}
+    {%- if message['content'] is string -%}
+        {{ message['content'] | trim }}
+    {%- elif message['content'] is iterable -%}
+        {%- for item in message['content'] -%}
+            {%- if item['type'] == 'image' -%}
+                {{ '<start_of_image>' }}
+            {%- elif item['type'] == 'text' -%}
+                {{ item['text'] | trim }}
+            {%- endif -%}
+        {%- endfor -%}
+    {%- else -%}
+        {{ raise_exception("Invalid content type") }}
+    {%- endif -%}
+    {{ '<end_of_turn>\n' }}
+{%- endfor -%}
+{%- if add_generation_prompt -%}
+    {{'<start_of_turn>model\n'}}
+{%- endif -%}
+)jinja";
 }
 
 Result<ChatTemplate> ChatTemplate::parse(std::string source, Origin origin) {
@@ -47,6 +95,11 @@ Result<ChatTemplate> ChatTemplate::resolve(const GgufFile* model, const std::str
       if (!t) return Error{"model chat template (tokenizer.chat_template): " + t.error().message};
       return t;
     }
+    if (model->get_string("general.architecture").value_or("").starts_with("gemma")) {
+      auto t = parse(gemma_source(), Origin::BuiltinGemma);
+      assert(t && "the built-in Gemma template must parse");
+      return t;
+    }
   }
   return chatml();
 }
@@ -54,6 +107,7 @@ Result<ChatTemplate> ChatTemplate::resolve(const GgufFile* model, const std::str
 const char* ChatTemplate::origin_name() const {
   switch (origin_) {
     case Origin::BuiltinChatML: return "built-in ChatML";
+    case Origin::BuiltinGemma: return "built-in Gemma";
     case Origin::Model: return "model (tokenizer.chat_template)";
     case Origin::File: return "file (--chat-template)";
   }

@@ -2,7 +2,7 @@
 // fine-tuned on, by rendering the model's Hugging Face Jinja template (GGUF metadata
 // `tokenizer.chat_template`) with the project's own interpreter (server/jinja_*.h).
 // Resolution order (see docs/chat_templates.md): --chat-template FILE, then the model's
-// template, then the built-in ChatML default.
+// template, then a built-in default (Gemma's for Gemma models, else ChatML).
 #pragma once
 
 #include <memory>
@@ -25,15 +25,18 @@ struct ChatMessage {
 
 class ChatTemplate {
  public:
-  enum class Origin { BuiltinChatML, Model, File };
+  enum class Origin { BuiltinChatML, BuiltinGemma, Model, File };
 
   // The built-in template for models without one (ChatML, no default system message).
   static const char* chatml_source();
+  // Google's Gemma 3 template, for Gemma models without one (see resolve()).
+  static const char* gemma_source();
 
   static Result<ChatTemplate> parse(std::string source, Origin origin = Origin::File);
   static ChatTemplate chatml();
   // `override_path` non-empty: that file's template. Else the model's `tokenizer.chat_template`
-  // if present, else ChatML. `model` may be null (no model metadata).
+  // if present, else Gemma's template for a gemma* architecture, else ChatML. `model` may be
+  // null (no model metadata).
   static Result<ChatTemplate> resolve(const GgufFile* model, const std::string& override_path);
 
   // Renders the template with `messages`, `add_generation_prompt`, `bos_token`,

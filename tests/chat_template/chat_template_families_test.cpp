@@ -10,6 +10,8 @@
 #include <thread>
 #include <vector>
 
+#include "gguf/gguf_file.h"
+#include "model/gguf_builder.h"
 #include "server/chat_template.h"
 
 namespace kvserve {
@@ -325,6 +327,26 @@ TEST(ChatTemplate, ResolveOrder) {
   auto missing = ChatTemplate::resolve(nullptr, path);
   ASSERT_FALSE(missing);
   EXPECT_NE(missing.error().message.find("cannot open"), std::string::npos);
+}
+
+// A model without a template gets ChatML, except a Gemma one: Gemma's vocabulary has
+// <start_of_turn>/<end_of_turn> and no ChatML markers.
+TEST(ChatTemplate, ResolveDefaultByArchitecture) {
+  auto resolve_for = [](const std::string& arch, const std::string& tmpl) -> std::string {
+    test::GgufBuilder b;
+    b.kv_str("general.architecture", arch);
+    if (!tmpl.empty()) b.kv_str("tokenizer.chat_template", tmpl);
+    const std::vector<uint8_t> bytes = b.build();
+    auto file = GgufFile::parse(bytes.data(), bytes.size());
+    if (!file) return "gguf: " + file.error().message;
+    auto t = ChatTemplate::resolve(file->get(), "");
+    if (!t) return "template: " + t.error().message;
+    return t->origin_name();
+  };
+  EXPECT_EQ(resolve_for("llama", ""), "built-in ChatML");
+  EXPECT_EQ(resolve_for("gemma3", ""), "built-in Gemma");
+  EXPECT_EQ(resolve_for("gemma2", ""), "built-in Gemma");
+  EXPECT_EQ(resolve_for("gemma3", "{{ messages[0].content }}"), "model (tokenizer.chat_template)");
 }
 
 // One parsed template is shared by all request threads of the server.
