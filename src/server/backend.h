@@ -48,6 +48,9 @@ struct BackendStats {
   int num_waiting = 0;
   double kv_cache_usage = 0.0;  // used blocks / all blocks, in [0, 1]
   uint64_t num_preemptions = 0;
+  // Tokens the engine sampled, those no client will read included (an abandoned request's
+  // last steps): compared with the server's own count, it shows whether aborts reach the engine.
+  uint64_t generated_tokens = 0;
 };
 
 class Backend {

@@ -83,6 +83,7 @@ BackendStats EngineBackend::stats() const {
   s.num_waiting = st.waiting;
   s.kv_cache_usage = st.kv_usage;
   s.num_preemptions = uint64_t(st.preemptions);
+  s.generated_tokens = uint64_t(st.generated_tokens);
   return s;
 }
 

@@ -205,6 +205,7 @@ struct HttpServer::Impl {
       metrics.num_requests_waiting.set(s.num_waiting);
       metrics.kv_cache_usage_perc.set(s.kv_cache_usage);
       metrics.num_preemptions.set(s.num_preemptions);
+      metrics.engine_generation_tokens.set(s.generated_tokens);
       res.set_content(metrics.render(), "text/plain; version=0.0.4; charset=utf-8");
     });
     svr.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {

@@ -130,6 +130,10 @@ std::string ServerMetrics::render() const {
   w.counter("kvserve:prompt_tokens_total", "Number of prefill tokens processed.", prompt_tokens.value());
   w.counter("kvserve:generation_tokens_total", "Number of generation tokens processed.",
             generation_tokens.value());
+  w.counter("kvserve:engine_generation_tokens_total",
+            "Number of tokens the engine generated, including those of aborted requests that no client "
+            "received.",
+            engine_generation_tokens.value());
   {
     const char* name = "kvserve:request_success_total";
     w.header(name, "counter", "Count of successfully processed requests.");

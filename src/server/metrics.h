@@ -76,7 +76,8 @@ struct ServerMetrics {
   Counter prefix_cache_queries;  // tokens looked up in the prefix cache
   Counter prefix_cache_hits;     // of those, tokens found
   Counter prompt_tokens;
-  Counter generation_tokens;
+  Counter generation_tokens;         // tokens delivered to requests
+  Counter engine_generation_tokens;  // tokens the engine sampled, aborted requests' included
   Counter num_preemptions;
   std::array<Counter, 3> request_success;  // by FinishKind
 

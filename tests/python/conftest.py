@@ -2,6 +2,9 @@
 
 KVSERVE_BIN names the binary (default: build/kvserve beside this repository);
 KVSERVE_SHARED_DIR the shared assets (default: ../shared beside the repository).
+A missing binary or model skips the tests that need it, saying why; with
+KVSERVE_NO_SKIP=1 (scripts/test.sh sets it) it fails them instead, so that a run that
+tested nothing cannot pass for one that tested everything.
 """
 import os
 import re
@@ -25,15 +28,24 @@ def kvserve_bin() -> Path:
     return Path(os.environ.get("KVSERVE_BIN", REPO / "build" / "kvserve"))
 
 
+def missing(reason: str):
+    """Skips the test for a missing input, or fails it when KVSERVE_NO_SKIP=1."""
+    if os.environ.get("KVSERVE_NO_SKIP") == "1":
+        pytest.fail(f"{reason} (KVSERVE_NO_SKIP=1: missing inputs fail the test)", pytrace=False)
+    pytest.skip(reason)
+
+
 class Server:
     """A running `kvserve serve`; `url` is its base address."""
 
     def __init__(self, model: Path, *extra: str, startup_timeout: float = 120.0):
         binary = kvserve_bin()
         if not binary.exists():
-            pytest.skip(f"{binary} not built (set KVSERVE_BIN)")
+            missing(f"{binary} not built (set KVSERVE_BIN)")
         if not model.exists():
-            pytest.skip(f"{model} missing")
+            how = ("scripts/fetch_model.sh fetches it, KVSERVE_SMOLLM2 overrides the path" if model == SMOLLM2
+                   else "set KVSERVE_SHARED_DIR")
+            missing(f"{model} missing ({how})")
         self.log = tempfile.NamedTemporaryFile(prefix="kvserve-serve-", suffix=".log", delete=False)
         cmd = [str(binary), "serve", "--model", str(model), "--port", "0", *extra]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log, text=True)

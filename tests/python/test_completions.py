@@ -150,22 +150,43 @@ def test_token_id_prompt(stories):
 
 
 def test_best_of(client, stories):
-    r = client.completions.create(model=stories.model, prompt=PROMPT, max_tokens=8, temperature=1.0, n=2,
-                                  best_of=4, seed=7)
+    kw = dict(model=stories.model, prompt=PROMPT, max_tokens=8, temperature=1.0, seed=7)
+    r = client.completions.create(n=2, best_of=4, **kw)
     assert len(r.choices) == 2
     assert r.choices[0].logprobs is None  # ranking logprobs are not returned unless asked
     assert r.usage.completion_tokens <= 32
+    # A seeded request's sequence i samples from the seed's stream i, so n=4 draws the very
+    # candidates best_of=4 drew; best_of returns the 2 with the highest cumulative logprob,
+    # best first.
+    cands = client.completions.create(n=4, logprobs=0, **kw).choices
+    ranked = sorted(cands, key=lambda c: -sum(c.logprobs.token_logprobs))
+    assert [c.text for c in r.choices] == [c.text for c in ranked[:2]]
+    # With this seed the best two are not simply the first two drawn, so ignoring best_of
+    # (returning sequences 0 and 1) cannot pass.
+    assert [c.text for c in ranked[:2]] != [c.text for c in cands[:2]]
 
 
 def test_penalties_and_bias(client, stories):
-    # A large positive bias on one token makes greedy decoding repeat it.
+    # A large positive bias on one token makes greedy decoding repeat it: that very id.
     r = client.completions.create(model=stories.model, prompt=PROMPT, max_tokens=4, temperature=0,
                                   logit_bias={"300": 100})
     toks = requests.post(stories.url + "/v1/completions", timeout=60,
                          json={"prompt": PROMPT, "max_tokens": 4, "temperature": 0, "logit_bias": {"300": 100},
                                "logprobs": 0}).json()
     assert r.choices[0].text == toks["choices"][0]["text"]
-    assert len(set(toks["choices"][0]["logprobs"]["tokens"])) == 1
+    # Ids 299..301 spelled as the server spells tokens in logprobs: echo them as a prompt.
+    echo = requests.post(stories.url + "/v1/completions", timeout=60,
+                         json={"prompt": [299, 300, 301], "max_tokens": 1, "temperature": 0, "echo": True,
+                               "logprobs": 0}).json()
+    pieces = echo["choices"][0]["logprobs"]["tokens"][:3]
+    assert len(set(pieces)) == 3, pieces  # neighbours are told apart
+    assert toks["choices"][0]["logprobs"]["tokens"] == [pieces[1]] * 4
+    # The id itself: with 300 as a stop token, the biased request stops at its first token.
+    stop = requests.post(stories.url + "/v1/completions", timeout=60,
+                         json={"prompt": PROMPT, "max_tokens": 4, "temperature": 0, "logit_bias": {"300": 100},
+                               "stop_token_ids": [300]}).json()
+    assert stop["choices"][0]["finish_reason"] == "stop", stop
+    assert stop["usage"]["completion_tokens"] == 1
     p = client.completions.create(model=stories.model, prompt=PROMPT, max_tokens=30, temperature=0,
                                   frequency_penalty=2.0, presence_penalty=2.0)
     plain = client.completions.create(model=stories.model, prompt=PROMPT, max_tokens=30, temperature=0)

@@ -73,9 +73,9 @@ TEST(Metrics, Exposition) {
     EXPECT_EQ(types[name], "histogram") << name;
   for (const char* name : {"kvserve:num_requests_waiting", "kvserve:kv_cache_usage_perc"})
     EXPECT_EQ(types[name], "gauge") << name;
-  for (const char* name :
-       {"kvserve:prefix_cache_queries_total", "kvserve:prefix_cache_hits_total",
-        "kvserve:generation_tokens_total", "kvserve:num_preemptions_total", "kvserve:request_success_total"})
+  for (const char* name : {"kvserve:prefix_cache_queries_total", "kvserve:prefix_cache_hits_total",
+                           "kvserve:generation_tokens_total", "kvserve:engine_generation_tokens_total",
+                           "kvserve:num_preemptions_total", "kvserve:request_success_total"})
     EXPECT_EQ(types[name], "counter") << name;
   EXPECT_EQ(s["kvserve:num_requests_running{" + L + "}"], "3");
   EXPECT_EQ(s["kvserve:kv_cache_usage_perc{" + L + "}"], "0.25");
