@@ -8,6 +8,8 @@ namespace kvserve {
 
 void silu_mul_avx512(const float* gate, const float* up, float* out, int64_t n);  // activation_avx512.cpp
 void silu_mul_avx2(const float* gate, const float* up, float* out, int64_t n);    // activation_avx2.cpp
+void gelu_tanh_mul_avx512(const float* gate, const float* up, float* out, int64_t n);
+void gelu_tanh_mul_avx2(const float* gate, const float* up, float* out, int64_t n);
 
 void silu_mul_scalar(const float* gate, const float* up, float* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
@@ -24,6 +26,35 @@ void silu_mul(const float* gate, const float* up, float* out, int64_t n) {
     silu_mul_avx2(gate, up, out, n);
   else
     silu_mul_scalar(gate, up, out, n);
+}
+
+// 0.5 (1 + tanh(u)) = 1 / (1 + exp(-2u)): x / (1 + exp(-2u)) is gelu_tanh(x) without
+// 1 + tanh(u)'s cancellation for negative x (exp overflows to inf there: 0, as it should).
+void gelu_tanh_mul_scalar(const float* gate, const float* up, float* out, int64_t n) {
+  constexpr float kC = 0.7978845608028654f;  // sqrt(2 / pi)
+  for (int64_t i = 0; i < n; ++i) {
+    const float x = gate[i];
+    const float u = kC * (x + 0.044715f * x * x * x);
+    out[i] = x / (1.0f + std::exp(-2.0f * u)) * up[i];
+  }
+}
+
+void gelu_tanh_mul(const float* gate, const float* up, float* out, int64_t n) {
+  static const Isa isa = best_isa();
+  if (isa == Isa::Avx512)
+    gelu_tanh_mul_avx512(gate, up, out, n);
+  else if (isa == Isa::Avx2)
+    gelu_tanh_mul_avx2(gate, up, out, n);
+  else
+    gelu_tanh_mul_scalar(gate, up, out, n);
+}
+
+GeluTanhMulFn gelu_tanh_mul_for(Isa isa) {
+  switch (isa) {
+    case Isa::Avx512: return gelu_tanh_mul_avx512;
+    case Isa::Avx2: return gelu_tanh_mul_avx2;
+    default: return gelu_tanh_mul_scalar;
+  }
 }
 
 float softmax(float* x, int64_t n) {

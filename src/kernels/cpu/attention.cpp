@@ -63,17 +63,27 @@ PartialFn partial_for(Isa isa) {
   }
 }
 
-// attention_paged over the partial kernel fn: the first segment straight into out, each
-// later one into scratch and folded in (rows that see none of it are skipped).
+// attention_paged over the partial kernel fn: the first segment a row's window reaches
+// straight into out, each later one into scratch and folded in. Each segment's call
+// takes only the rows that see some of it: rows before its first key (causal) and rows
+// whose window starts past its end are left out.
 void attention_segmented(PartialFn fn, const float* q, int64_t q_stride, int n_rows, int n_group,
                          int64_t n_past, const PagedKvHead& kv, int head_dim, float scale, float* out,
                          int64_t out_stride) {
+  constexpr int64_t S = kAttentionSegmentKeys;
   const int n_flat = n_rows * n_group;
   const int64_t n_keys = n_past + n_rows;  // keys the last row sees
   const int64_t seg_stride = int64_t(n_group) * head_dim;
+  const int64_t k_first =
+      attention_first_segment(n_past, kv.window) * S;  // the segment of row 0's window start
+  // Rows [0, rows_before(k1)) see some key before k1; a later row's window starts at k1 or after.
+  auto rows_before = [&](int64_t k1) {
+    if (kv.window <= 0 || kv.window > n_keys) return n_rows;  // (and no overflow for a huge window)
+    return int(std::clamp<int64_t>(k1 + kv.window - 1 - n_past, 0, n_rows));
+  };
   // Grown once per thread; no allocation per call after that.
   thread_local std::vector<float> buf;
-  const size_t need = size_t(4 * n_flat) + (n_keys > kAttentionSegmentKeys ? size_t(n_rows * seg_stride) : 0);
+  const size_t need = size_t(4 * n_flat) + (n_keys > k_first + S ? size_t(n_rows * seg_stride) : 0);
   if (buf.size() < need) buf.resize(need);
   float* m = buf.data();
   float* l = m + n_flat;
@@ -81,27 +91,35 @@ void attention_segmented(PartialFn fn, const float* q, int64_t q_stride, int n_r
   float* l2 = m2 + n_flat;
   float* acc2 = l2 + n_flat;
   // Each segment's kernel prefetches on into the next segment (the last, into what the
-  // caller named next).
+  // caller named next), which is read from its first key on: not clamped to a window.
+  PagedKvHead next_segments = kv;
+  next_segments.window = 0;
   auto segment = [&](int64_t k1) {
     PagedKvHead seg = kv;
     if (k1 < n_keys) {
-      seg.prefetch_next = &kv;
+      seg.prefetch_next = &next_segments;
       seg.prefetch_next_begin = k1;
-      seg.prefetch_next_keys = std::min(n_keys, k1 + kAttentionSegmentKeys);
+      seg.prefetch_next_keys = std::min(n_keys, k1 + S);
     }
     return seg;
   };
-  const int64_t first_end = std::min(n_keys, kAttentionSegmentKeys);
-  fn(q, q_stride, n_rows, n_group, n_past, segment(first_end), head_dim, scale, 0, first_end, out, out_stride,
-     m, l);
-  for (int64_t k0 = kAttentionSegmentKeys; k0 < n_keys; k0 += kAttentionSegmentKeys) {
-    const int64_t k1 = std::min(n_keys, k0 + kAttentionSegmentKeys);
+  const int64_t first_end = std::min(n_keys, k_first + S);
+  const int r_first = rows_before(first_end);
+  fn(q, q_stride, r_first, n_group, n_past, segment(first_end), head_dim, scale, k_first, first_end, out,
+     out_stride, m, l);
+  for (int i = r_first * n_group; i < n_flat; ++i) {  // rows that see none of it: empty, as the kernel gives
+    m[i] = -INFINITY;
+    l[i] = 0.0f;
+    std::fill_n(out + (i / n_group) * out_stride + (i % n_group) * head_dim, head_dim, 0.0f);
+  }
+  for (int64_t k0 = k_first + S; k0 < n_keys; k0 += S) {
+    const int64_t k1 = std::min(n_keys, k0 + S);
     const PagedKvHead seg = segment(k1);
     // Rows before position k0 see none of these keys: start at the first that does.
-    const int r0 = int(std::max<int64_t>(0, k0 - n_past));
-    fn(q + r0 * q_stride, q_stride, n_rows - r0, n_group, n_past + r0, seg, head_dim, scale, k0, k1, acc2,
+    const int r0 = int(std::max<int64_t>(0, k0 - n_past)), r1 = rows_before(k1);
+    fn(q + r0 * q_stride, q_stride, r1 - r0, n_group, n_past + r0, seg, head_dim, scale, k0, k1, acc2,
        seg_stride, m2, l2);
-    for (int i = 0; i < (n_rows - r0) * n_group; ++i) {
+    for (int i = 0; i < (r1 - r0) * n_group; ++i) {
       const int r = r0 + i / n_group, g = i % n_group;
       if (l2[i] > 0.0f)
         attention_merge(out + r * out_stride + g * head_dim, &m[r * n_group + g], &l[r * n_group + g],
@@ -137,6 +155,12 @@ void kv_store_token_scalar(void* k_head, void* v_head, KvDtype dtype, int bs, in
 }  // namespace
 
 void attention_merge(float* acc, float* m, float* l, const float* acc2, float m2, float l2, int head_dim) {
+  if (*l == 0.0f) {  // nothing seen yet: exactly the later result (the fold below could flip a -0)
+    *m = m2;
+    *l = l2;
+    std::copy_n(acc2, head_dim, acc);
+    return;
+  }
   const float m_new = std::max(*m, m2);
   const float a = std::exp(*m - m_new), b = std::exp(m2 - m_new);
   *l = *l * a + l2 * b;

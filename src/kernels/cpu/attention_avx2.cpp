@@ -105,15 +105,17 @@ struct Row {
   const float* q;
   float* out;
   float m, l;
-  int64_t last;  // last visible key position
+  int64_t first, last;  // first (window start) and last (causal limit) visible key positions
 };
 
 // One chunk of nc <= 16 keys at positions pos0.. for one row: kt [hd][16] and vt [16][hd]
-// widened (keys past nc are 0 and masked).
+// widened (keys past nc are 0 and masked). The row sees keys [j0, nk) of it; a chunk it
+// sees none of leaves it untouched, so its steps are the same in any call.
 inline void row_chunk(Row& r, const float* kt, const float* vt, int nc, int64_t pos0, int hd) {
   const int64_t visible = r.last + 1 - pos0;
   const int nk = visible < nc ? int(visible) : nc;
-  if (nk <= 0) return;
+  const int j0 = int(std::clamp<int64_t>(r.first - pos0, 0, nc));
+  if (nk <= j0) return;
   // Scores: even and odd dims in separate chains, summed at the end (fixed order).
   __m256 s0e = _mm256_setzero_ps(), s0o = s0e, s1e = s0e, s1o = s0e;
   for (int d = 0; d < hd; d += 2) {
@@ -124,11 +126,15 @@ inline void row_chunk(Row& r, const float* kt, const float* vt, int nc, int64_t 
     s1o = _mm256_fmadd_ps(qo, _mm256_load_ps(kt + (d + 1) * kChunkKeys + 8), s1o);
   }
   __m256 s0 = _mm256_add_ps(s0e, s0o), s1 = _mm256_add_ps(s1e, s1o);
-  // Keys the row cannot see: -inf (probability 0).
+  // Keys the row cannot see (lanes outside [j0, nk)): -inf (probability 0).
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   const __m256 ninf = _mm256_set1_ps(-INFINITY);
-  s0 = _mm256_blendv_ps(ninf, s0, _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(nk), lane)));
-  s1 = _mm256_blendv_ps(ninf, s1, _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(nk - 8), lane)));
+  const __m256i hi = _mm256_set1_epi32(nk), lo = _mm256_set1_epi32(j0 - 1), eight = _mm256_set1_epi32(8);
+  const __m256i lane1 = _mm256_add_epi32(lane, eight);
+  const __m256i live0 = _mm256_and_si256(_mm256_cmpgt_epi32(hi, lane), _mm256_cmpgt_epi32(lane, lo));
+  const __m256i live1 = _mm256_and_si256(_mm256_cmpgt_epi32(hi, lane1), _mm256_cmpgt_epi32(lane1, lo));
+  s0 = _mm256_blendv_ps(ninf, s0, _mm256_castsi256_ps(live0));
+  s1 = _mm256_blendv_ps(ninf, s1, _mm256_castsi256_ps(live1));
   const float m_new = std::max(r.m, hmax8(_mm256_max_ps(s0, s1)));
   const __m256 mv = _mm256_set1_ps(m_new);
   const float corr = _mm256_cvtss_f32(exp256(_mm256_set1_ps(r.m - m_new)));  // 0 at the first chunk
@@ -143,7 +149,7 @@ inline void row_chunk(Row& r, const float* kt, const float* vt, int nc, int64_t 
     const bool two = c + 8 < hd;
     __m256 o0 = _mm256_mul_ps(_mm256_loadu_ps(r.out + c), cv);
     __m256 o1 = two ? _mm256_mul_ps(_mm256_loadu_ps(r.out + c + 8), cv) : _mm256_setzero_ps();
-    for (int j = 0; j < nk; ++j) {
+    for (int j = j0; j < nk; ++j) {  // never the keys before the window: they may be NaN
       const __m256 pj = _mm256_broadcast_ss(p + j);
       o0 = _mm256_fmadd_ps(pj, _mm256_load_ps(vt + j * kMaxHd + c), o0);
       if (two) o1 = _mm256_fmadd_ps(pj, _mm256_load_ps(vt + j * kMaxHd + c + 8), o1);
@@ -171,7 +177,7 @@ void attention_fast_avx2(const float* q, int64_t q_stride, int n_rows, int n_gro
       for (int d = 0; d < head_dim; ++d) qs[i][d] = qr[d] * scale;
       float* o = out + r * out_stride + g * head_dim;
       for (int d = 0; d < head_dim; ++d) o[d] = 0.0f;
-      rows[i] = Row{qs[i], o, -INFINITY, 0.0f, n_past + r};
+      rows[i] = Row{qs[i], o, -INFINITY, 0.0f, attention_first_key(n_past + r, kv.window), n_past + r};
     }
     const int64_t n_keys = std::min(key_end, rows[nt - 1].last + 1);  // within the range
     for (int64_t pos = key_begin; pos < n_keys;) {
@@ -179,6 +185,10 @@ void attention_fast_avx2(const float* q, int64_t q_stride, int n_rows, int n_gro
       const int c0 = int(pos - b * bs);
       const int64_t left = std::min<int64_t>((b + 1) * bs, n_keys) - pos;
       const int nc = left < kChunkKeys ? int(left) : kChunkKeys;
+      if (pos + nc <= rows[0].first) {  // before every row's window (chunks are fixed by position)
+        pos += nc;
+        continue;
+      }
       const int64_t phys = kv.block_table[b];
       const char* kb = static_cast<const char*>(kv.k) + (phys * kv.block_stride + c0) * int64_t(es);
       const char* vb =

@@ -13,8 +13,14 @@
 // position, and the scores of several chunks are computed together when few rows share
 // them. f16 K/V are converted in the loads for a few rows (decode) and once per chunk
 // into a small f32 tile for a larger row tile (prefill); the numbers are the same.
+//
+// With a sliding window a row skips the steps wholly before its window start and masks
+// the keys before it in the step that holds it (their scores -inf, their values never
+// loaded), and the tile skips the steps before every row's window, keeping the pairing
+// of chunks: a row's steps are still the same in any call.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
@@ -50,11 +56,12 @@ inline float fma_ss(float a, float b, float c) {
   return _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c)));
 }
 
-// The state of the row tile: scaled queries, running max and normalizer, causal limit.
+// The state of the row tile: scaled queries, running max and normalizer, visible keys.
 struct Tile {
   alignas(64) float qs[kRowTile][kMaxHeadDim];  // [row][head_dim] query * scale
   float m[kRowTile];                            // running max of scores
   float l[kRowTile];                            // running sum of exp(score - m)
+  int64_t first[kRowTile];                      // first visible key position (window start)
   int64_t last[kRowTile];                       // last visible key position
   float* out[kRowTile];                         // the row's output (accumulator until the end)
 };
@@ -118,7 +125,9 @@ struct Prefetcher {
       if (next >= end) {
         if (!then) break;
         const PagedKvHead* t = then;
-        start(*t, then_begin, then_keys, head_dim_);
+        // A window's call reads from its rows' window starts on: from its last row's
+        // (decode's only row) is the guess that never fetches what it will not read.
+        start(*t, std::max(then_begin, attention_first_key(then_keys - 1, t->window)), then_keys, head_dim_);
         then = nullptr;  // one call ahead is enough
         if (next >= end) break;
       }
@@ -199,6 +208,33 @@ void scores(const Tile& t, int r0, const Chunk<E>* c, int head_dim, __m512 (*s)[
     for (int k = 0; k < C; ++k) s[g][k] = _mm512_add_ps(a0[g][k], a1[g][k]);
 }
 
+// The keys of one or two chunks that each of G rows sees: [lo, hi) of chunk part (lo =
+// hi: none), and whether it sees any of them.
+template <int G>
+struct Visible {
+  int lo[G][2], hi[G][2];
+  bool any[G];
+};
+
+// u[g] += p[g][j] * v_j for one key j of a chunk, for every row or (Masked) for the rows
+// of `rows` (all lanes or none per row). A row that does not see the key is left
+// untouched (masked, not p = 0: before the window its value may be NaN).
+template <class E, int G, int NV, bool Masked>
+inline void add_key(__m512 (*u)[NV], const E* vj, const __mmask16* cm, const float (*p)[kStepKeys], int pj_at,
+                    const __mmask16* rows) {
+  __m512 x[NV];
+#pragma GCC unroll 16
+  for (int v = 0; v < NV; ++v) x[v] = load16(cm[v], vj + 16 * v);
+#pragma GCC unroll 16
+  for (int g = 0; g < G; ++g) {
+    const __m512 pj = _mm512_set1_ps(p[g][pj_at]);
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v)
+      u[g][v] =
+          Masked ? _mm512_mask3_fmadd_ps(pj, x[v], u[g][v], rows[g]) : _mm512_fmadd_ps(pj, x[v], u[g][v]);
+  }
+}
+
 // out[row] = out[row] * corr[g] + sum_k p[g][k] * v_k over the keys the row sees in the
 // (one or two) chunks of a softmax step, in key order (one FMA; the sum runs from zero),
 // over output vectors v0 .. v0 + NV - 1; the G rows share the V loads. Summing apart from
@@ -206,7 +242,7 @@ void scores(const Tile& t, int r0, const Chunk<E>* c, int head_dim, __m512 (*s)[
 // for corr, so steps overlap.
 template <class E, int G, int NV>
 void accumulate_cols(const Tile& t, int r0, const Chunk<E>* c, int n_parts, int head_dim,
-                     const float (*p)[kStepKeys], const float* corr, const int (*nk)[2], int v0) {
+                     const float (*p)[kStepKeys], const float* corr, const Visible<G>& vis, int v0) {
   __m512 u[G][NV];
   __mmask16 cm[NV];
 #pragma GCC unroll 16
@@ -218,42 +254,33 @@ void accumulate_cols(const Tile& t, int r0, const Chunk<E>* c, int n_parts, int 
   for (int part = 0; part < n_parts; ++part) {
     const E* vp = c[part].vp + 16 * v0;
     const int pk = part * kKeys;  // this chunk's probabilities in p[g]
-    int nk_min = nk[0][part], nk_max = nk[0][part];
-    for (int g = 1; g < G; ++g) {
-      nk_min = nk[g][part] < nk_min ? nk[g][part] : nk_min;
-      nk_max = nk[g][part] > nk_max ? nk[g][part] : nk_max;
-    }
-    int j = 0;
-    for (; j < nk_min; ++j) {  // keys every row sees
-      const E* vj = vp + int64_t(j) * head_dim;
-      __m512 x[NV];
-#pragma GCC unroll 16
-      for (int v = 0; v < NV; ++v) x[v] = load16(cm[v], vj + 16 * v);
-#pragma GCC unroll 16
-      for (int g = 0; g < G; ++g) {
-        const __m512 pj = _mm512_set1_ps(p[g][pk + j]);
-#pragma GCC unroll 16
-        for (int v = 0; v < NV; ++v) u[g][v] = _mm512_fmadd_ps(pj, x[v], u[g][v]);
+    // Keys [lo_min, hi_max) are seen by some row, [lo_max, hi_min) by every row.
+    int lo_min = kKeys, lo_max = 0, hi_min = kKeys, hi_max = 0;
+    for (int g = 0; g < G; ++g) {
+      const int lo = vis.lo[g][part], hi = vis.hi[g][part];
+      if (lo >= hi) {
+        hi_min = 0;  // this row sees none: no key is every row's
+        continue;
       }
+      lo_min = lo < lo_min ? lo : lo_min;
+      lo_max = lo > lo_max ? lo : lo_max;
+      hi_min = hi < hi_min ? hi : hi_min;
+      hi_max = hi > hi_max ? hi : hi_max;
     }
-    for (; j < nk_max; ++j) {  // the causal edge
-      const E* vj = vp + int64_t(j) * head_dim;
-      __m512 x[NV];
-#pragma GCC unroll 16
-      for (int v = 0; v < NV; ++v) x[v] = load16(cm[v], vj + 16 * v);
-#pragma GCC unroll 16
-      for (int g = 0; g < G; ++g) {
-        // Keys past a row's causal limit leave its sum untouched (masked, not p = 0).
-        const __mmask16 m = j < nk[g][part] ? __mmask16(0xffff) : __mmask16(0);
-        const __m512 pj = _mm512_set1_ps(p[g][pk + j]);
-#pragma GCC unroll 16
-        for (int v = 0; v < NV; ++v) u[g][v] = _mm512_mask3_fmadd_ps(pj, x[v], u[g][v], m);
-      }
-    }
+    auto edge = [&](int j) {  // the window's start or the causal edge: rows masked
+      __mmask16 rows[G];
+      for (int g = 0; g < G; ++g)
+        rows[g] = j >= vis.lo[g][part] && j < vis.hi[g][part] ? __mmask16(0xffff) : __mmask16(0);
+      add_key<E, G, NV, true>(u, vp + int64_t(j) * head_dim, cm, p, pk + j, rows);
+    };
+    int j = lo_min;
+    for (const int e = lo_max < hi_max ? lo_max : hi_max; j < e; ++j) edge(j);
+    for (; j < hi_min; ++j) add_key<E, G, NV, false>(u, vp + int64_t(j) * head_dim, cm, p, pk + j, nullptr);
+    for (; j < hi_max; ++j) edge(j);
   }
 #pragma GCC unroll 16
   for (int g = 0; g < G; ++g) {
-    if (nk[g][0] == 0) continue;
+    if (!vis.any[g]) continue;
     float* o = t.out[r0 + g] + 16 * v0;
     const __m512 cg = _mm512_set1_ps(corr[g]);
 #pragma GCC unroll 16
@@ -265,16 +292,16 @@ void accumulate_cols(const Tile& t, int r0, const Chunk<E>* c, int n_parts, int 
 
 template <class E, int G>
 void accumulate(const Tile& t, int r0, const Chunk<E>* c, int n_parts, int head_dim,
-                const float (*p)[kStepKeys], const float* corr, const int (*nk)[2]) {
+                const float (*p)[kStepKeys], const float* corr, const Visible<G>& vis) {
   constexpr int kCols = 4;  // output vectors at a time: G * kCols sums in registers
   const int n_vec = (head_dim + 15) / 16;
   int v0 = 0;
   for (; v0 + kCols <= n_vec; v0 += kCols)
-    accumulate_cols<E, G, kCols>(t, r0, c, n_parts, head_dim, p, corr, nk, v0);
+    accumulate_cols<E, G, kCols>(t, r0, c, n_parts, head_dim, p, corr, vis, v0);
   switch (n_vec - v0) {
-    case 1: accumulate_cols<E, G, 1>(t, r0, c, n_parts, head_dim, p, corr, nk, v0); break;
-    case 2: accumulate_cols<E, G, 2>(t, r0, c, n_parts, head_dim, p, corr, nk, v0); break;
-    case 3: accumulate_cols<E, G, 3>(t, r0, c, n_parts, head_dim, p, corr, nk, v0); break;
+    case 1: accumulate_cols<E, G, 1>(t, r0, c, n_parts, head_dim, p, corr, vis, v0); break;
+    case 2: accumulate_cols<E, G, 2>(t, r0, c, n_parts, head_dim, p, corr, vis, v0); break;
+    case 3: accumulate_cols<E, G, 3>(t, r0, c, n_parts, head_dim, p, corr, vis, v0); break;
     default: break;
   }
 }
@@ -284,25 +311,34 @@ void accumulate(const Tile& t, int r0, const Chunk<E>* c, int n_parts, int head_
 // their scores s0[g], s1[g]. A row that sees none of the second chunk gets exactly what
 // a step over the first alone gives (its probabilities there are 0 and add nothing to
 // the sum), so a row's steps are the same whichever tile it is in. Rows that see none
-// of the pair are left exactly as they are.
+// of the pair (past their causal limit, or before their window) are left exactly as
+// they are: a row's first step is the one holding its first key, in any call.
 template <class E, int G>
 void update_rows(Tile& t, int r0, const Chunk<E>* c, int n_parts, int head_dim, const __m512* s0,
                  const __m512* s1) {
   alignas(64) float p[G][kStepKeys];
   float corr[G];
-  int nk[G][2];
+  Visible<G> vis;
   bool any = false;
   for (int g = 0; g < G; ++g) {
+    vis.any[g] = false;
     for (int part = 0; part < 2; ++part) {
-      const int64_t n = part < n_parts ? t.last[r0 + g] + 1 - c[part].pos0 : 0;
-      nk[g][part] = n < c[part < n_parts ? part : 0].nc ? (n > 0 ? int(n) : 0) : c[part].nc;
+      int lo = 0, hi = 0;
+      if (part < n_parts) {
+        hi = int(std::clamp<int64_t>(t.last[r0 + g] + 1 - c[part].pos0, 0, c[part].nc));
+        lo = int(std::clamp<int64_t>(t.first[r0 + g] - c[part].pos0, 0, hi));
+      }
+      vis.lo[g][part] = lo;
+      vis.hi[g][part] = hi;
+      vis.any[g] |= lo < hi;
     }
     corr[g] = 1.0f;
-    if (nk[g][0] == 0) continue;
+    if (!vis.any[g]) continue;
     any = true;
     const __m512 ninf = _mm512_set1_ps(-INFINITY);
-    const __m512 sg0 = _mm512_mask_mov_ps(ninf, tail(nk[g][0]), s0[g]);
-    const __m512 sg1 = _mm512_mask_mov_ps(ninf, tail(nk[g][1]), s1[g]);
+    const auto live = [&](int part) { return __mmask16(tail(vis.hi[g][part]) & ~tail(vis.lo[g][part])); };
+    const __m512 sg0 = _mm512_mask_mov_ps(ninf, live(0), s0[g]);
+    const __m512 sg1 = _mm512_mask_mov_ps(ninf, live(1), s1[g]);
     const float mx = _mm512_reduce_max_ps(_mm512_max_ps(sg0, sg1));
     const float m = t.m[r0 + g];
     const float m_new = m > mx ? m : mx;
@@ -316,7 +352,7 @@ void update_rows(Tile& t, int r0, const Chunk<E>* c, int n_parts, int head_dim, 
     t.l[r0 + g] = fma_ss(t.l[r0 + g], corr[g], tree_sum(_mm512_add_ps(p0, p1)));
     t.m[r0 + g] = m_new;
   }
-  if (any) accumulate<E, G>(t, r0, c, n_parts, head_dim, p, corr, nk);
+  if (any) accumulate<E, G>(t, r0, c, n_parts, head_dim, p, corr, vis);
 }
 
 // G rows over the chunks c[0..n_chunks) (c[0] has an even chunk index), C at a time for
@@ -360,15 +396,17 @@ void process_rows(Tile& t, int r0, const Chunk<E>* c, int n_chunks, int head_dim
   }
 }
 
-// Up to kBatch chunks, in key order, for every tile row that sees the first of them.
+// Up to kBatch chunks, in key order, for every tile row that sees some of them.
 template <class E>
 void process_batch(Tile& t, int nt, const Chunk<E>* c, int n_chunks, int head_dim, Prefetcher& pf) {
-  // Rows are in position order: skip the leading ones whose causal limit is before the batch.
-  int r0 = 0;
+  // Rows are in position order: skip the leading ones whose causal limit is before the
+  // batch and the trailing ones whose window starts after it.
+  int r0 = 0, r1 = nt;
   while (r0 < nt && t.last[r0] < c[0].pos0) ++r0;
+  while (r1 > r0 && t.first[r1 - 1] >= c[n_chunks - 1].pos0 + c[n_chunks - 1].nc) --r1;
   // The first row group paces the prefetch (once per chunk, whatever the row count).
-  for (Prefetcher* p = &pf; r0 < nt; r0 += kGroup, p = nullptr) {
-    switch (nt - r0 < kGroup ? nt - r0 : kGroup) {
+  for (Prefetcher* p = &pf; r0 < r1; r0 += kGroup, p = nullptr) {
+    switch (r1 - r0 < kGroup ? r1 - r0 : kGroup) {
       case 1: process_rows<E, 1, 4>(t, r0, c, n_chunks, head_dim, p); break;
       case 2: process_rows<E, 2, 2>(t, r0, c, n_chunks, head_dim, p); break;
       case 3: process_rows<E, 3, 2>(t, r0, c, n_chunks, head_dim, p); break;
@@ -402,25 +440,35 @@ void attention_fast_avx512(const float* q, int64_t q_stride, int n_rows, int n_g
       t.m[i] = -INFINITY;
       t.l[i] = 0.0f;
       t.last[i] = n_past + r;
+      t.first[i] = attention_first_key(n_past + r, kv.window);
     }
     // Keys the tile's last row sees, within the range.
     const int64_t n_keys = t.last[nt - 1] + 1 < key_end ? t.last[nt - 1] + 1 : key_end;
+    // Chunks: 16 keys, or to the end of the block or of the keys.
+    auto chunk_end = [&](int64_t pos) { return std::min({pos + kKeys, (pos / bs + 1) * bs, n_keys}); };
+    // Steps (pairs of chunks, by position from key_begin) before every row's window: skipped.
+    int64_t pos = key_begin;
+    for (int64_t next; pos < n_keys && (next = chunk_end(chunk_end(pos))) <= t.first[0];) pos = next;
     // A few rows (decode) read f16 straight from the cache, converting in the loads; a
     // larger tile converts each chunk once into an f32 tile that all its rows reuse. The
     // converted numbers are the same either way.
     const bool direct = !f16 || nt <= kGroup;
     // Four chunks' lines ahead to start with (more, at once, get dropped); the
     // computation then keeps the pace.
-    Prefetcher pf(kv, key_begin, n_keys, head_dim);
+    Prefetcher pf(kv, std::max(pos, t.first[0]), n_keys, head_dim);
     if (i0 + kRowTile < n_flat) pf.then = nullptr;  // the next row tile reads these blocks again
     pf.issue(4 * pf.lines_per_chunk);
     int n_batch = 0;
-    for (int64_t pos = key_begin; pos < n_keys;) {
+    while (pos < n_keys) {
       const int64_t b = pos / bs;
       const int c0 = int(pos - b * bs);
-      const int64_t phys = kv.block_table[b];
       const int64_t left = (b + 1) * bs < n_keys ? (b + 1) * bs - pos : n_keys - pos;  // in this block
-      const int nc = left < kKeys ? int(left) : kKeys;
+      const int n_pos = left < kKeys ? int(left) : kKeys;
+      // The first chunk of a step can be wholly before every row's window: it is then
+      // given as no keys (masked loads of nothing), which changes no row's numbers.
+      const bool dead = pos + n_pos <= t.first[0];
+      const int nc = dead ? 0 : n_pos;
+      const int64_t phys = dead ? 0 : kv.block_table[b];
       const int64_t k_off = phys * kv.block_stride + c0,
                     v_off = phys * kv.block_stride + int64_t(c0) * head_dim;
       if (f16 && direct) {
@@ -443,7 +491,7 @@ void attention_fast_avx512(const float* q, int64_t q_stride, int n_rows, int n_g
         fbatch[n_batch] = {static_cast<const float*>(kv.k) + k_off, bs,
                            static_cast<const float*>(kv.v) + v_off, nc, pos};
       }
-      pos += nc;
+      pos += n_pos;
       if (++n_batch == kBatch || pos >= n_keys) {
         if (f16 && direct)
           process_batch(t, nt, hbatch, n_batch, head_dim, pf);

@@ -6,6 +6,7 @@
 
 #include <math.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -72,21 +73,30 @@ void attention_partial_impl(const float* q, int64_t q_stride, int n_rows, int n_
     }
     // Keys the tile's last token sees, within the range.
     const int64_t n_keys = min64(key_end, n_past + (i1 - 1) / n_group + 1);
+    // Chunks are fixed by position (block starts, then kKeyChunk keys), so skipping those
+    // wholly before the first token's window start changes no row's steps.
+    const int64_t first_key = attention_first_key(n_past + i0 / n_group, kv.window);
     for (int64_t pos = key_begin; pos < n_keys;) {
       const int64_t b = pos / bs;
       const int c0 = int(pos - b * bs);
       const int nc = int(min64(kKeyChunk, min64((b + 1) * bs, n_keys) - pos));
+      if (pos + nc <= first_key) {
+        pos += nc;
+        continue;
+      }
       load_chunk<Ops>(kv, kv.block_table[b], c0, nc, head_dim, kt, vt, tmp);
       for (int i = i0; i < i1; ++i) {
         const int r = i / n_group, g = i % n_group;
-        // Causal limit: token r sees positions < n_past + r + 1.
+        // Token r sees positions [first key of its window, n_past + r]: keys [j0, nk) here.
+        // A chunk it sees none of is skipped, so its first step is the same in any call.
         const int nk = int(min64(nc, n_past + r + 1 - pos));
-        if (nk <= 0) continue;
+        const int j0 = int(min64(nc, std::max<int64_t>(0, attention_first_key(n_past + r, kv.window) - pos)));
+        if (nk <= j0) continue;
         const float* qr = q + r * q_stride + g * head_dim;
         float* acc = out + r * out_stride + g * head_dim;
         float s[kKeyChunk];
         float mx = -INFINITY;
-        for (int j = 0; j < nk; ++j) {
+        for (int j = j0; j < nk; ++j) {
           s[j] = Ops::dot(qr, kt + int64_t(j) * head_dim, head_dim) * scale;
           mx = maxf(mx, s[j]);
         }
@@ -94,7 +104,7 @@ void attention_partial_impl(const float* q, int64_t q_stride, int n_rows, int n_
         const float corr = expf(m[i - i0] - m_new);  // 0 on the first chunk (m = -inf)
         if (corr != 1.0f) Ops::scale(acc, corr, head_dim);
         float sum = 0.0f;
-        for (int j = 0; j < nk; ++j) {
+        for (int j = j0; j < nk; ++j) {
           const float p = expf(s[j] - m_new);
           sum += p;
           Ops::axpy(acc, p, vt + int64_t(j) * head_dim, head_dim);
