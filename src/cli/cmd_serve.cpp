@@ -13,9 +13,10 @@
 
 #include "cli/command.h"
 #include "core/log.h"
+#include "gguf/gguf_file.h"
+#include "jinja/chat_template.h"
 #include "kvserve/engine.h"
 #include "model/model.h"
-#include "server/chat_template.h"
 #include "server/engine_backend.h"
 #include "server/http_server.h"
 #include "tokenizer/tokenizer.h"
@@ -66,7 +67,10 @@ int run_serve(const ServeOpts& o) {
   }
   std::shared_ptr<const Tokenizer> shared_tok = std::move(*tok);
 
-  auto tmpl = ChatTemplate::resolve(&shared_model->gguf(), o.chat_template);
+  // The chat-template layer takes strings; reading them from the model is this step's job.
+  const GgufFile& meta = shared_model->gguf();
+  auto tmpl = ChatTemplate::resolve(o.chat_template, meta.get_string("tokenizer.chat_template"),
+                                    meta.get_string("general.architecture").value_or(""));
   if (!tmpl) {
     std::fprintf(stderr, "kvserve serve: chat template: %s\n", tmpl.error().message.c_str());
     return 1;

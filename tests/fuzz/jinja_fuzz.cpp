@@ -9,7 +9,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "server/chat_template.h"
+#include "jinja/chat_template.h"
 
 using namespace kvserve;
 

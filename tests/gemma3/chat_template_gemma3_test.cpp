@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "gemma3/gemma3_assets.h"
-#include "server/chat_template.h"
+#include "jinja/chat_template.h"
 
 namespace kvserve {
 namespace {
@@ -66,7 +66,8 @@ TEST(ChatTemplateGemma3, ModelWithoutTemplateGetsGemmas) {
   const GgufFile* file = test::gemma3_gguf();
   if (!file) KVSERVE_MISSING_ASSET(test::gemma3_path() << " (run scripts/fetch_model.sh gemma3)");
   EXPECT_FALSE(file->get_string("tokenizer.chat_template"));
-  auto t = ChatTemplate::resolve(file, "");
+  auto t = ChatTemplate::resolve("", file->get_string("tokenizer.chat_template"),
+                                 file->get_string("general.architecture").value_or(""));
   ASSERT_TRUE(t) << t.error().message;
   EXPECT_EQ(t->origin(), ChatTemplate::Origin::BuiltinGemma);
   EXPECT_STREQ(t->origin_name(), "built-in Gemma");

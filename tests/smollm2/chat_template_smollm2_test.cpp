@@ -6,7 +6,7 @@
 
 #include "common/test_paths.h"
 #include "gguf/gguf_file.h"
-#include "server/chat_template.h"
+#include "jinja/chat_template.h"
 
 namespace kvserve {
 namespace {
@@ -19,11 +19,16 @@ std::unique_ptr<GgufFile> open_smollm2() {
   return f ? std::move(*f) : nullptr;
 }
 
+// What the server passes to ChatTemplate::resolve besides the model's template.
+std::string arch(const GgufFile& f) {
+  return f.get_string("general.architecture").value_or("");
+}
+
 TEST(ChatTemplateSmolLM2, TemplateFromGgufRendersChatML) {
   auto model = open_smollm2();
   if (!model) KVSERVE_MISSING_ASSET("the SmolLM2 model (run scripts/fetch_model.sh)");
   ASSERT_TRUE(model->get_string("tokenizer.chat_template"));
-  auto t = ChatTemplate::resolve(model.get(), "");
+  auto t = ChatTemplate::resolve("", model->get_string("tokenizer.chat_template"), arch(*model));
   ASSERT_TRUE(t) << t.error().message;
   EXPECT_EQ(t->origin(), ChatTemplate::Origin::Model);
 
@@ -56,7 +61,7 @@ TEST(ChatTemplateSmolLM2, OverrideFileBeatsModelTemplate) {
   ASSERT_NE(f, nullptr);
   std::fputs(ChatTemplate::chatml_source(), f);
   std::fclose(f);
-  auto t = ChatTemplate::resolve(model.get(), path);
+  auto t = ChatTemplate::resolve(path, model->get_string("tokenizer.chat_template"), arch(*model));
   std::remove(path.c_str());
   ASSERT_TRUE(t) << t.error().message;
   EXPECT_EQ(t->origin(), ChatTemplate::Origin::File);

@@ -1,14 +1,14 @@
 // Built-in filters, tests, methods and global functions of the chat-template interpreter:
 // the part of Jinja2 (and of the Python str/list/dict methods it exposes) that Hugging
 // Face chat templates use, plus transformers' raise_exception and strftime_now.
-// Filters and tests live in jinja_filters.cpp, string behaviour in jinja_text.cpp, the
-// rest in jinja_builtins.cpp.
+// Filters and tests live in filters.cpp, string behaviour in text.cpp, the rest in
+// builtins.cpp.
 #pragma once
 
 #include <string>
 
 #include "core/result.h"
-#include "server/jinja_value.h"
+#include "jinja/value.h"
 
 namespace kvserve::jinja {
 

@@ -8,7 +8,7 @@
 #include <string_view>
 
 #include "core/result.h"
-#include "server/jinja_value.h"
+#include "jinja/value.h"
 
 namespace kvserve::jinja::text {
 

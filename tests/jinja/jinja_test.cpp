@@ -6,9 +6,9 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "server/chat_template.h"
-#include "server/jinja_parser.h"
-#include "server/jinja_render.h"
+#include "jinja/chat_template.h"
+#include "jinja/parser.h"
+#include "jinja/render.h"
 
 namespace kvserve::jinja {
 namespace {

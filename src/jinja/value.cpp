@@ -1,4 +1,4 @@
-#include "server/jinja_value.h"
+#include "jinja/value.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,11 +1,11 @@
-#include "server/jinja_text.h"
+#include "jinja/text.h"
 
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
 #include <vector>
 
-#include "server/jinja_builtins.h"
+#include "jinja/builtins.h"
 
 namespace kvserve::jinja {
 namespace text {

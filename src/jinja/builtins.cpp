@@ -1,10 +1,10 @@
 // Methods of dicts and lists, iteration, method dispatch and the global functions.
-#include "server/jinja_builtins.h"
+#include "jinja/builtins.h"
 
 #include <algorithm>
 #include <ctime>
 
-#include "server/jinja_text.h"
+#include "jinja/text.h"
 
 namespace kvserve::jinja {
 namespace {

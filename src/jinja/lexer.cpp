@@ -1,4 +1,4 @@
-#include "server/jinja_lexer.h"
+#include "jinja/lexer.h"
 
 #include <algorithm>
 #include <cctype>

@@ -1,11 +1,10 @@
-#include "server/chat_template.h"
+#include "jinja/chat_template.h"
 
 #include <cassert>
 #include <fstream>
 #include <sstream>
 
-#include "gguf/gguf_file.h"
-#include "server/jinja_parser.h"
+#include "jinja/parser.h"
 
 namespace kvserve {
 
@@ -79,7 +78,9 @@ ChatTemplate ChatTemplate::chatml() {
   return std::move(*t);
 }
 
-Result<ChatTemplate> ChatTemplate::resolve(const GgufFile* model, const std::string& override_path) {
+Result<ChatTemplate> ChatTemplate::resolve(const std::string& override_path,
+                                           const std::optional<std::string>& model_template,
+                                           std::string_view architecture) {
   if (!override_path.empty()) {
     std::ifstream in(override_path, std::ios::binary);
     if (!in) return Error{"cannot open chat template file '" + override_path + "'"};
@@ -89,17 +90,15 @@ Result<ChatTemplate> ChatTemplate::resolve(const GgufFile* model, const std::str
     if (!t) return Error{"chat template '" + override_path + "': " + t.error().message};
     return t;
   }
-  if (model) {
-    if (auto src = model->get_string("tokenizer.chat_template"); src && !src->empty()) {
-      auto t = parse(*src, Origin::Model);
-      if (!t) return Error{"model chat template (tokenizer.chat_template): " + t.error().message};
-      return t;
-    }
-    if (model->get_string("general.architecture").value_or("").starts_with("gemma")) {
-      auto t = parse(gemma_source(), Origin::BuiltinGemma);
-      assert(t && "the built-in Gemma template must parse");
-      return t;
-    }
+  if (model_template && !model_template->empty()) {
+    auto t = parse(*model_template, Origin::Model);
+    if (!t) return Error{"model chat template (tokenizer.chat_template): " + t.error().message};
+    return t;
+  }
+  if (architecture.starts_with("gemma")) {
+    auto t = parse(gemma_source(), Origin::BuiltinGemma);
+    assert(t && "the built-in Gemma template must parse");
+    return t;
   }
   return chatml();
 }

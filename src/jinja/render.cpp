@@ -1,11 +1,11 @@
-#include "server/jinja_render.h"
+#include "jinja/render.h"
 
 #include <chrono>
 #include <cmath>
 #include <limits>
 #include <memory>
 
-#include "server/jinja_builtins.h"
+#include "jinja/builtins.h"
 
 namespace kvserve::jinja {
 namespace {

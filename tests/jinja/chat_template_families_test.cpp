@@ -5,14 +5,13 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "gguf/gguf_file.h"
-#include "model/gguf_builder.h"
-#include "server/chat_template.h"
+#include "jinja/chat_template.h"
 
 namespace kvserve {
 namespace {
@@ -306,7 +305,7 @@ TEST(ChatTemplate, BuiltinChatML) {
 
 TEST(ChatTemplate, ResolveOrder) {
   // No model, no override: the built-in ChatML.
-  auto def = ChatTemplate::resolve(nullptr, "");
+  auto def = ChatTemplate::resolve("", std::nullopt, "");
   ASSERT_TRUE(def) << def.error().message;
   EXPECT_EQ(def->origin(), ChatTemplate::Origin::BuiltinChatML);
   // An override file wins.
@@ -317,36 +316,40 @@ TEST(ChatTemplate, ResolveOrder) {
     std::fputs("{% for m in messages %}[{{ m.role }}]{{ m.content }}{% endfor %}\n", f);
     std::fclose(f);
   }
-  auto file = ChatTemplate::resolve(nullptr, path);
+  auto file = ChatTemplate::resolve(path, std::nullopt, "");
   ASSERT_TRUE(file) << file.error().message;
   EXPECT_EQ(file->origin(), ChatTemplate::Origin::File);
+  auto beats_model = ChatTemplate::resolve(path, "{{ 'model' }}", "gemma3");
+  ASSERT_TRUE(beats_model) << beats_model.error().message;
+  EXPECT_EQ(beats_model->origin(), ChatTemplate::Origin::File);
   auto r = file->render({{"user", "hi"}}, true, "", "");
   ASSERT_TRUE(r);
   EXPECT_EQ(*r, "[user]hi");
   std::remove(path.c_str());
-  auto missing = ChatTemplate::resolve(nullptr, path);
+  auto missing = ChatTemplate::resolve(path, std::nullopt, "");
   ASSERT_FALSE(missing);
   EXPECT_NE(missing.error().message.find("cannot open"), std::string::npos);
 }
 
 // A model without a template gets ChatML, except a Gemma one: Gemma's vocabulary has
-// <start_of_turn>/<end_of_turn> and no ChatML markers.
+// <start_of_turn>/<end_of_turn> and no ChatML markers. An empty model template counts as none.
 TEST(ChatTemplate, ResolveDefaultByArchitecture) {
-  auto resolve_for = [](const std::string& arch, const std::string& tmpl) -> std::string {
-    test::GgufBuilder b;
-    b.kv_str("general.architecture", arch);
-    if (!tmpl.empty()) b.kv_str("tokenizer.chat_template", tmpl);
-    const std::vector<uint8_t> bytes = b.build();
-    auto file = GgufFile::parse(bytes.data(), bytes.size());
-    if (!file) return "gguf: " + file.error().message;
-    auto t = ChatTemplate::resolve(file->get(), "");
+  auto resolve_for = [](const std::string& arch, const std::optional<std::string>& tmpl) -> std::string {
+    auto t = ChatTemplate::resolve("", tmpl, arch);
     if (!t) return "template: " + t.error().message;
     return t->origin_name();
   };
+  EXPECT_EQ(resolve_for("llama", std::nullopt), "built-in ChatML");
   EXPECT_EQ(resolve_for("llama", ""), "built-in ChatML");
+  EXPECT_EQ(resolve_for("gemma3", std::nullopt), "built-in Gemma");
   EXPECT_EQ(resolve_for("gemma3", ""), "built-in Gemma");
-  EXPECT_EQ(resolve_for("gemma2", ""), "built-in Gemma");
+  EXPECT_EQ(resolve_for("gemma2", std::nullopt), "built-in Gemma");
+  EXPECT_EQ(resolve_for("", std::nullopt), "built-in ChatML");
   EXPECT_EQ(resolve_for("gemma3", "{{ messages[0].content }}"), "model (tokenizer.chat_template)");
+  // A model template that does not parse is an error, not a silent fallback.
+  auto bad = ChatTemplate::resolve("", "{% for %}", "llama");
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("tokenizer.chat_template"), std::string::npos);
 }
 
 // One parsed template is shared by all request threads of the server.

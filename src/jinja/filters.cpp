@@ -8,8 +8,8 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include "server/jinja_builtins.h"
-#include "server/jinja_text.h"
+#include "jinja/builtins.h"
+#include "jinja/text.h"
 
 namespace kvserve::jinja {
 namespace {

@@ -1,22 +1,24 @@
 // Chat templates: turn an OpenAI-style message list into the prompt text a model was
 // fine-tuned on, by rendering the model's Hugging Face Jinja template (GGUF metadata
-// `tokenizer.chat_template`) with the project's own interpreter (server/jinja_*.h).
+// `tokenizer.chat_template`) with the project's own interpreter (jinja/*.h).
 // Resolution order (see docs/chat_templates.md): --chat-template FILE, then the model's
-// template, then a built-in default (Gemma's for Gemma models, else ChatML).
+// template, then a built-in default (Gemma's for Gemma models, else ChatML). The caller
+// reads the model's metadata; this layer takes strings, so it builds and is fuzzed
+// without the GGUF reader.
 #pragma once
 
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/result.h"
-#include "server/jinja_ast.h"
-#include "server/jinja_render.h"
+#include "jinja/ast.h"
+#include "jinja/render.h"
 
 namespace kvserve {
-
-class GgufFile;
 
 struct ChatMessage {
   std::string role;
@@ -34,10 +36,12 @@ class ChatTemplate {
 
   static Result<ChatTemplate> parse(std::string source, Origin origin = Origin::File);
   static ChatTemplate chatml();
-  // `override_path` non-empty: that file's template. Else the model's `tokenizer.chat_template`
-  // if present, else Gemma's template for a gemma* architecture, else ChatML. `model` may be
-  // null (no model metadata).
-  static Result<ChatTemplate> resolve(const GgufFile* model, const std::string& override_path);
+  // `override_path` non-empty: that file's template. Else `model_template` (the model's
+  // `tokenizer.chat_template`) if present and non-empty, else Gemma's template for a gemma*
+  // `architecture` (`general.architecture`), else ChatML. No model: nullopt and "".
+  static Result<ChatTemplate> resolve(const std::string& override_path,
+                                      const std::optional<std::string>& model_template,
+                                      std::string_view architecture);
 
   // Renders the template with `messages`, `add_generation_prompt`, `bos_token`,
   // `eos_token` and every member of the `extra` object (e.g. "tools") as variables.

@@ -8,8 +8,8 @@
 #include <string>
 
 #include "core/result.h"
-#include "server/jinja_ast.h"
-#include "server/jinja_value.h"
+#include "jinja/ast.h"
+#include "jinja/value.h"
 
 namespace kvserve::jinja {
 

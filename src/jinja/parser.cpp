@@ -1,4 +1,4 @@
-#include "server/jinja_parser.h"
+#include "jinja/parser.h"
 
 #include <algorithm>
 #include <initializer_list>

@@ -7,7 +7,7 @@
 #include <utility>
 #include <vector>
 
-#include "server/jinja_value.h"
+#include "jinja/value.h"
 
 namespace kvserve::jinja {
 

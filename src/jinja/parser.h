@@ -6,8 +6,8 @@
 #include <string_view>
 
 #include "core/result.h"
-#include "server/jinja_ast.h"
-#include "server/jinja_lexer.h"
+#include "jinja/ast.h"
+#include "jinja/lexer.h"
 
 namespace kvserve::jinja {
 
