@@ -1,6 +1,6 @@
 // Decode steps of a batch that mixes one long sequence with short ones, through the model
 // runner (no scheduler): attention of the long one dominates the step, so how it is shared
-// out over the threads decides the step time (split-K, src/model/model_runner.cpp).
+// out over the threads decides the step time (split-K, src/model/cpu_runner.cpp).
 // Reports ms per decode step and total decode tokens/s.
 //
 //   mixed_decode_bench [--model m.gguf] [--long-len 4096] [--short-len 200] [--num-short 7]
@@ -19,8 +19,8 @@
 
 #include "cache/kv_cache.h"
 #include "core/paths.h"
+#include "model/cpu_runner.h"
 #include "model/model.h"
-#include "model/model_runner.h"
 
 using namespace kvserve;
 
@@ -73,7 +73,7 @@ int main(int argc, char** argv) {
   opt.max_batch_tokens = std::max(kPrefillChunk, n_seqs);
   opt.max_seqs = n_seqs;
   opt.n_threads = threads;
-  ModelRunner runner(**model, opt);
+  CpuRunner runner(**model, opt);
   std::vector<int> len(size_t(n_seqs), short_len);
   len[0] = long_len;
   std::vector<std::vector<int32_t>> tokens(static_cast<size_t>(n_seqs)), tables(static_cast<size_t>(n_seqs));

@@ -1,14 +1,19 @@
-# kvserve_area(NAME [DIR subdir] [DEPS targets...])
-# Builds src/<DIR>/*.cpp into the static library kvserve_<NAME>. Files ending in
-# _avx512.cpp / _avx2.cpp are compiled for that ISA only; the code chooses between
-# them at run time (see src/core/cpu_features.h), so the binary still runs anywhere.
+# kvserve_area(NAME [DIR subdir] [SUBDIRS dirs...] [DEPS targets...])
+# Builds src/<DIR>/*.cpp and src/<DIR>/<SUBDIR>/*.cpp into the static library
+# kvserve_<NAME>. Files ending in _avx512.cpp / _avx2.cpp are compiled for that ISA only;
+# the code chooses between them at run time (see src/core/cpu_features.h), so the binary
+# still runs anywhere.
 set(KVSERVE_ALL_AREAS "" CACHE INTERNAL "")
 function(kvserve_area name)
-  cmake_parse_arguments(A "" "DIR" "DEPS" ${ARGN})
+  cmake_parse_arguments(A "" "DIR" "SUBDIRS;DEPS" ${ARGN})
   if(NOT A_DIR)
     set(A_DIR ${name})
   endif()
   file(GLOB srcs CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/src/${A_DIR}/*.cpp)
+  foreach(sub ${A_SUBDIRS})
+    file(GLOB sub_srcs CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/src/${A_DIR}/${sub}/*.cpp)
+    list(APPEND srcs ${sub_srcs})
+  endforeach()
   if(NOT srcs)
     set(srcs ${CMAKE_SOURCE_DIR}/cmake/empty.cpp)
   endif()

@@ -11,8 +11,8 @@
 
 #include "cache/kv_cache.h"
 #include "cli/cmd_bench.h"
+#include "model/cpu_runner.h"
 #include "model/model.h"
-#include "model/model_runner.h"
 
 namespace kvserve::bench {
 namespace {
@@ -30,7 +30,7 @@ int32_t argmax(const float* logits, int32_t n) {
 }
 
 struct Bench {
-  ModelRunner& runner;
+  CpuRunner& runner;
   KvCacheStorage& kv;
   std::vector<int32_t> table;  // identity block table over the whole pool
   int32_t n_vocab;
@@ -98,7 +98,7 @@ Result<LatencyResult> run_latency(const LatencyOptions& o, const std::function<v
   ropt.max_batch_tokens = std::min(o.prompt_tokens, kMaxChunk);
   ropt.max_seqs = 1;
   ropt.n_threads = o.threads;
-  ModelRunner runner(**model, ropt);
+  CpuRunner runner(**model, ropt);
   const int64_t n_total = int64_t(o.prompt_tokens) + o.gen_tokens;
   const int n_blocks = int((n_total + kBlockSize - 1) / kBlockSize);
   KvCacheStorage kv(runner.kv_config(n_blocks, kBlockSize, *parse_kv_dtype(o.kv_cache_dtype)));

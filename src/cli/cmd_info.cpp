@@ -9,6 +9,8 @@
 #include "cli/command.h"
 #include "gguf/gguf_file.h"
 #include "gguf/model_info.h"
+#include "model/arch/arch.h"
+#include "model/model_config.h"
 
 namespace {
 
@@ -84,6 +86,23 @@ json info_json(const kvserve::ModelInfo& m) {
   };
 }
 
+// How kvserve runs the file, or why it cannot.
+json runtime_json(const kvserve::Result<kvserve::ModelConfig>& c) {
+  if (!c) return {{"error", c.error().message}};
+  json layers = json::array();
+  for (const auto& a : c->layer_attention)
+    layers.push_back({{"window", a.window}, {"rope_table", a.rope_table}});
+  return {{"architecture", c->arch_name},
+          {"families", std::string(c->arch->families)},
+          {"head_dim", c->head_dim},
+          {"sliding_window", c->sliding_window},
+          {"rope_freq_base", c->rope_freq_base},
+          {"rope_freq_base_local", c->rope_freq_base_local},
+          {"attention_scale", c->attn_scale},
+          {"embedding_scale", c->embed_scale},
+          {"layers", layers}};
+}
+
 int run_info(const InfoOptions& o) {
   auto file = kvserve::GgufFile::open(o.path);
   if (!file) {
@@ -91,11 +110,24 @@ int run_info(const InfoOptions& o) {
     return 1;
   }
   const kvserve::ModelInfo info = kvserve::build_model_info(**file);
+  const auto config = kvserve::ModelConfig::from_gguf(**file);
   if (o.json) {
+    json j = info_json(info);
+    j["kvserve"] = runtime_json(config);
     // Metadata strings are arbitrary bytes: invalid UTF-8 is replaced on output.
-    std::printf("%s\n", info_json(info).dump(2, ' ', false, json::error_handler_t::replace).c_str());
+    std::printf("%s\n", j.dump(2, ' ', false, json::error_handler_t::replace).c_str());
   } else {
     std::fputs(kvserve::format_model_info(info).c_str(), stdout);
+    std::printf("\nkvserve:\n");
+    if (!config) {
+      std::printf("  cannot run this file: %s\n", config.error().message.c_str());
+    } else {
+      const std::string s = config->summary();
+      for (size_t at = 0, nl; at < s.size(); at = nl + 1) {
+        nl = s.find('\n', at);
+        std::printf("  %s\n", s.substr(at, nl - at).c_str());
+      }
+    }
   }
   return 0;
 }

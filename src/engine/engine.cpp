@@ -7,6 +7,7 @@
 
 #include "core/log.h"
 #include "engine/engine_impl.h"
+#include "model/cpu_runner.h"
 
 namespace kvserve {
 
@@ -54,11 +55,10 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineConfig& config, std::
   ro.max_batch_tokens = c.max_num_batched_tokens;
   ro.max_seqs = c.max_num_seqs;
   ro.n_threads = c.n_threads;
-  im->runner = std::make_unique<ModelRunner>(*im->model, ro);
+  im->runner = std::make_unique<CpuRunner>(*im->model, ro);
 
   // KV-cache size: blocks explicitly, or a memory budget divided by the bytes of a block.
-  const size_t per_block =
-      KvCacheStorage::bytes_per_block(im->runner->kv_config(1, c.block_size, c.kv_cache_dtype));
+  const size_t per_block = im->runner->kv_bytes_per_block(c.block_size, c.kv_cache_dtype);
   const int64_t blocks_per_seq = (c.max_model_len + c.block_size - 1) / c.block_size;
   int64_t n_blocks = c.num_kv_blocks;
   if (n_blocks <= 0) {
@@ -77,8 +77,8 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineConfig& config, std::
   n_blocks = std::min<int64_t>(n_blocks, 1 << 30);
   c.num_kv_blocks = int(n_blocks);
   c.kv_cache_memory = n_blocks * int64_t(per_block);
-  im->kv = std::make_unique<KvCacheStorage>(
-      im->runner->kv_config(c.num_kv_blocks, c.block_size, c.kv_cache_dtype));
+  if (auto st = im->runner->allocate_kv(c.num_kv_blocks, c.block_size, c.kv_cache_dtype); !st)
+    return st.error();
 
   BlockManagerConfig bc;
   bc.n_blocks = c.num_kv_blocks;

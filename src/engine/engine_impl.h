@@ -11,7 +11,6 @@
 #include <vector>
 
 #include "cache/block_manager.h"
-#include "cache/kv_cache.h"
 #include "engine/request.h"
 #include "engine/sampler.h"
 #include "engine/sampler_state.h"
@@ -19,7 +18,7 @@
 #include "engine/stop_matcher.h"
 #include "kvserve/engine.h"
 #include "model/model.h"
-#include "model/model_runner.h"
+#include "model/runner.h"
 #include "tokenizer/tokenizer.h"
 
 namespace kvserve {
@@ -58,8 +57,7 @@ struct Engine::Impl {
   EngineConfig config;
   std::shared_ptr<const Model> model;
   std::shared_ptr<const Tokenizer> tok;
-  std::unique_ptr<ModelRunner> runner;
-  std::unique_ptr<KvCacheStorage> kv;
+  std::unique_ptr<Runner> runner;  // owns the KV storage
   std::unique_ptr<BlockManager> blocks;
   std::unique_ptr<Scheduler> sched;
   std::unique_ptr<Sampler> sampler;

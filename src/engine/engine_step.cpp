@@ -145,7 +145,7 @@ void Engine::Impl::step() {
   if (so.empty()) return;
 
   // Copy-on-write copies must land before the forward writes into the new blocks.
-  for (const BlockCopy& c : blocks->pending_copies()) kv->copy_block(c.src, c.dst);
+  for (const BlockCopy& c : blocks->pending_copies()) runner->copy_kv_block(c.src, c.dst);
   blocks->clear_pending_copies();
 
   slices.clear();
@@ -175,7 +175,7 @@ void Engine::Impl::step() {
 
   ForwardBatch batch;
   batch.seqs = slices;
-  const float* logits = runner->forward(batch, *kv);
+  const float* logits = runner->forward(batch).data;
   sched->commit_step();
   ++counters.steps;
 

@@ -16,9 +16,9 @@ enum class LogitsMode : uint8_t {
 };
 
 struct SeqSlice {
-  int32_t n_past = 0;                   // tokens already in the cache = position of tokens[0]
-  std::span<const int32_t> tokens;      // new tokens, at positions n_past .. n_past + size - 1
-  std::span<const int32_t> block_table; // physical block ids covering [0, n_past + tokens.size())
+  int32_t n_past = 0;                    // tokens already in the cache = position of tokens[0]
+  std::span<const int32_t> tokens;       // new tokens, at positions n_past .. n_past + size - 1
+  std::span<const int32_t> block_table;  // physical block ids covering [0, n_past + tokens.size())
   LogitsMode logits = LogitsMode::Last;
 };
 

@@ -1,4 +1,5 @@
-// A loaded model: hyper-parameters plus weight views into the memory-mapped GGUF file.
+// A loaded model: hyper-parameters plus weight views into the memory-mapped GGUF file,
+// bound by its architecture's definition (src/model/arch/) through a WeightSource.
 // Nothing is inflated at load (some matrices are repacked into a same-size layout, see
 // matmul_pack.h); matmul dequantizes blocks on the fly, and the token embedding
 // dequantizes one row per token (from the packed copy when a tied output was packed).
@@ -12,21 +13,11 @@
 #include "gguf/gguf_file.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/matmul_pack.h"
+#include "model/layer_weights.h"
 #include "model/model_config.h"
+#include "model/weight_source.h"
 
 namespace kvserve {
-
-struct LayerWeights {
-  const float* attn_norm = nullptr;  // [dim]
-  WeightView wq, wk, wv, wo;         // [dim -> q_dim], [dim -> kv_dim] x2, [q_dim -> dim]
-  const float* bq = nullptr;         // [q_dim]  (qwen2)
-  const float* bk = nullptr;         // [kv_dim] (qwen2)
-  const float* bv = nullptr;         // [kv_dim] (qwen2)
-  const float* q_norm = nullptr;     // [head_dim] (qwen3)
-  const float* k_norm = nullptr;     // [head_dim] (qwen3)
-  const float* ffn_norm = nullptr;   // [dim]
-  WeightView w_gate, w_up, w_down;   // [dim -> ffn] x2, [ffn -> dim]
-};
 
 class Model {
  public:
@@ -41,15 +32,18 @@ class Model {
   const WeightView& token_embd() const { return token_embd_; }
   const WeightView& output() const { return output_; }  // token_embd when tied
   const float* output_norm() const { return output_norm_; }
-  // RoPE inverse frequencies [n_rot / 2], scaling and rope_freqs folded in.
-  const std::vector<float>& rope_inv_freq() const { return rope_inv_freq_; }
+  // Rotary inverse frequencies [n_rot / 2] of table t (LayerWeights::rope_table): table 0
+  // has the file's base with scaling and rope_freqs folded in; table 1, when the
+  // architecture has local layers with their own base (gemma3), that base unscaled.
+  int n_rope_tables() const { return int(rope_tables_.size()); }
+  const std::vector<float>& rope_table(int t) const { return rope_tables_[size_t(t)]; }
 
   // out: [dim], the embedding of `token` (0 <= token < n_vocab, asserted).
   void embed(int32_t token, float* out) const;
 
  private:
   Model() = default;
-  Status bind_weights();
+  Status bind_weights(const WeightSource& source);
 
   std::unique_ptr<GgufFile> file_;
   ModelConfig config_;
@@ -57,7 +51,7 @@ class Model {
   WeightView token_embd_;
   WeightView output_;
   const float* output_norm_ = nullptr;
-  std::vector<float> rope_inv_freq_;
+  std::vector<std::vector<float>> rope_tables_;
   PackedWeights packed_;  // packed copies the layer / output views point into
 };
 

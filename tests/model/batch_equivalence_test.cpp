@@ -31,7 +31,7 @@ void check_equivalence(const std::string& model_name) {
   RunnerOptions opt;
   opt.max_batch_tokens = 96;
   opt.max_seqs = 4;
-  ModelRunner runner(**model, opt);
+  CpuRunner runner(**model, opt);
   const int V = runner.n_vocab();
 
   // Four sequences (prompt + greedy continuation) and their logits when run alone.

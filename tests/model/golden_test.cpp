@@ -47,7 +47,7 @@ TEST_P(Golden, TeacherForcedMatchesLlamaCpp) {
   RunnerOptions opt;
   opt.max_batch_tokens = 128;
   opt.max_seqs = 1;
-  ModelRunner runner(**model, opt);
+  CpuRunner runner(**model, opt);
   const int V = runner.n_vocab();
   double worst = 0;
   for (const auto& g : golden) {
@@ -72,7 +72,7 @@ TEST_P(Golden, TeacherForcedDecodeStepsMatchLlamaCpp) {
   RunnerOptions opt;
   opt.max_batch_tokens = 64;
   opt.max_seqs = 1;
-  ModelRunner runner(**model, opt);
+  CpuRunner runner(**model, opt);
   const int V = runner.n_vocab();
   const int block_size = 8;
   double worst = 0;
@@ -124,7 +124,7 @@ TEST(GoldenGreedy, Stories260KFreeRunning) {
   RunnerOptions opt;
   opt.max_batch_tokens = 64;
   opt.max_seqs = 1;
-  ModelRunner runner(**model, opt);
+  CpuRunner runner(**model, opt);
   const int V = runner.n_vocab();
   const int block_size = 4;  // small blocks: decode crosses many block boundaries
   for (const auto& g : test::load_golden("stories260K")) {

@@ -12,9 +12,9 @@
 
 #include "cache/kv_cache.h"
 #include "common/test_paths.h"
+#include "model/cpu_runner.h"
 #include "model/forward_batch.h"
 #include "model/model.h"
-#include "model/model_runner.h"
 
 namespace kvserve::test {
 
@@ -61,8 +61,8 @@ inline std::vector<int32_t> scattered_table(int n_blocks) {
 }
 
 // Runs tokens as one prefill of one sequence, returning the requested logits rows.
-inline std::vector<float> run_prefill(ModelRunner& runner, const std::vector<int32_t>& tokens,
-                                      LogitsMode mode, int block_size = 16, KvDtype kv_dtype = KvDtype::F16) {
+inline std::vector<float> run_prefill(CpuRunner& runner, const std::vector<int32_t>& tokens, LogitsMode mode,
+                                      int block_size = 16, KvDtype kv_dtype = KvDtype::F16) {
   const int n_blocks = int(tokens.size() + size_t(block_size) - 1) / block_size;
   KvCacheStorage kv(runner.kv_config(2 * n_blocks + 1, block_size, kv_dtype));
   const auto table = scattered_table(n_blocks);

@@ -19,7 +19,7 @@ namespace {
 // on a single thread, which never does.
 struct Runners {
   std::unique_ptr<Model> model;
-  std::unique_ptr<ModelRunner> split, single;
+  std::unique_ptr<CpuRunner> split, single;
 
   Runners(int max_batch_tokens, int max_seqs, int threads) {
     auto m = Model::load(test::shared_path("models/synth-3m-q4_0.gguf"));
@@ -29,16 +29,16 @@ struct Runners {
     opt.max_batch_tokens = max_batch_tokens;
     opt.max_seqs = max_seqs;
     opt.n_threads = threads;
-    split = std::make_unique<ModelRunner>(*model, opt);
+    split = std::make_unique<CpuRunner>(*model, opt);
     opt.n_threads = 1;
-    single = std::make_unique<ModelRunner>(*model, opt);
+    single = std::make_unique<CpuRunner>(*model, opt);
   }
 };
 
 TEST(SplitK, LoneTileOverSeveralSegmentsEqualsUnsplitBitExact) {
   // Steps of 128 beside a companion; 2 KV heads on 3 threads.
   Runners runners(/*max_batch_tokens=*/256, /*max_seqs=*/2, /*threads=*/3);
-  ModelRunner &split = *runners.split, &single = *runners.single;
+  CpuRunner &split = *runners.split, &single = *runners.single;
   const int V = split.n_vocab();
 
   // Prompt of random tokens; steps: prefill chunks, lone decode tokens around the segment
@@ -117,7 +117,7 @@ TEST(SplitK, LoneTileOverSeveralSegmentsEqualsUnsplitBitExact) {
 void check_batched_decode(const std::vector<int64_t>& prompt) {
   const int n_seqs = int(prompt.size());
   Runners runners(/*max_batch_tokens=*/128, n_seqs, /*threads=*/2);
-  ModelRunner &split = *runners.split, &single = *runners.single;
+  CpuRunner &split = *runners.split, &single = *runners.single;
   const int V = split.n_vocab();
   constexpr int kDecode = 4;
   std::mt19937 rng(9);

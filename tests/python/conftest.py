@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("KVSERVE_SHARED_DIR", REPO.parent / "shared"))
 STORIES = SHARED / "models" / "stories260K.gguf"
 SMOLLM2 = Path(os.environ.get("KVSERVE_SMOLLM2", REPO / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"))
+GEMMA3 = Path(os.environ.get("KVSERVE_GEMMA3", REPO / "models" / "gemma-3-270m-q4_k_m.gguf"))
 
 
 def kvserve_bin() -> Path:

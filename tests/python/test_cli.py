@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from conftest import SHARED, STORIES, kvserve_bin
+from conftest import GEMMA3, SHARED, STORIES, kvserve_bin, missing
 
 GOLDEN = SHARED / "golden" / "stories260K.shared.jsonl"
 
@@ -87,3 +87,25 @@ def test_info_and_tokenize_work_on_every_shared_model(model):
     assert info
     ids = run("tokenize", "-m", str(model), "--prompt", "Once upon a time").stdout.split()
     assert ids and all(i.isdigit() for i in ids)
+
+
+def test_info_says_how_kvserve_runs_the_model():
+    info = json.loads(run("info", "-m", str(STORIES), "--json").stdout)["kvserve"]
+    assert info["architecture"] == "llama" and [l["window"] for l in info["layers"]] == [0] * 5
+    # An architecture kvserve does not run names itself and the supported ones.
+    vocab = SHARED / "vocab" / "ggml-vocab-gpt-2.gguf"
+    err = json.loads(run("info", "-m", str(vocab), "--json").stdout)["kvserve"]["error"]
+    assert "unsupported architecture 'gpt2'" in err and "llama" in err and "gemma3" in err
+    assert "cannot run this file: unsupported architecture 'gpt2'" in run("info", "-m", str(vocab)).stdout
+
+
+def test_info_shows_gemma3_sliding_window_layout():
+    if not GEMMA3.exists():
+        missing(f"{GEMMA3} missing (scripts/fetch_model.sh gemma3)")
+    info = json.loads(run("info", "-m", str(GEMMA3), "--json").stdout)["kvserve"]
+    # Every 6th layer global, the others local with their own rotary table.
+    assert [l["window"] for l in info["layers"]] == [0 if l % 6 == 5 else 512 for l in range(18)]
+    assert [l["rope_table"] for l in info["layers"]] == [0 if l % 6 == 5 else 1 for l in range(18)]
+    assert info["rope_freq_base_local"] == 10000 and info["attention_scale"] == pytest.approx(1 / 16)
+    text = run("info", "-m", str(GEMMA3)).stdout
+    assert "sliding window of 512 keys on 15 of 18 layers" in text

@@ -9,8 +9,8 @@
 
 #include "cache/kv_cache.h"
 #include "common/test_paths.h"
+#include "model/cpu_runner.h"
 #include "model/model.h"
-#include "model/model_runner.h"
 #include "tokenizer/tokenizer.h"
 
 namespace kvserve {
@@ -38,7 +38,7 @@ TEST(SmolLM2, AnswersCapitalOfFrance) {
   RunnerOptions opt;
   opt.max_batch_tokens = 64;
   opt.max_seqs = 1;
-  ModelRunner runner(**model, opt);
+  CpuRunner runner(**model, opt);
   const int max_new = 32, block_size = 16;
   const int n_blocks = int(ids.size() + max_new + block_size - 1) / block_size;
   KvCacheStorage kv(runner.kv_config(n_blocks, block_size));

@@ -1,15 +1,14 @@
-// Contract between the engine and the model: the engine decides what runs (a
-// ForwardBatch over block tables it owns), the runner executes it against the KV-cache
-// storage and returns logits. Implemented in src/model/model_runner.cpp.
+// The CPU runner: the forward pass on this machine's cores (kernels/cpu), over KV
+// storage in host memory — its own (the Runner interface the engine uses) or a caller's
+// (forward(batch, kv): tests and benchmarks that lay out the cache themselves).
+// Implemented in src/model/cpu_runner.cpp.
 #pragma once
 
 #include <cstdint>
 #include <memory>
-#include <string>
 
 #include "cache/kv_cache.h"
-#include "core/result.h"
-#include "model/forward_batch.h"
+#include "model/runner.h"
 
 namespace kvserve {
 
@@ -21,18 +20,10 @@ struct RunnerOptions {
   int n_threads = 0;           // 0 = all hardware threads
 };
 
-// What the runner did, counted since construction (tests and benchmarks check that a
-// path was really taken, not only that its result is right).
-struct RunnerStats {
-  int64_t steps = 0;        // forward() calls
-  int64_t split_tiles = 0;  // row tiles whose keys were split by segment over threads (split-K)
-  int64_t split_items = 0;  // work items those tiles became: (query-head unit, key segment)
-};
-
-class ModelRunner {
+class CpuRunner final : public Runner {
  public:
-  ModelRunner(const Model& model, const RunnerOptions& options);
-  ~ModelRunner();
+  CpuRunner(const Model& model, const RunnerOptions& options);
+  ~CpuRunner() override;
 
   // Executes one step: writes K/V of every new token into `kv` at the slots its block
   // table maps it to, attends over each sequence's cached tokens, and returns the logits
@@ -40,15 +31,22 @@ class ModelRunner {
   // The batch must respect RunnerOptions (checked) and block tables must cover
   // n_past + tokens.size() positions.
   const float* forward(const ForwardBatch& batch, KvCacheStorage& kv);
-
-  int32_t n_vocab() const;
-  const RunnerStats& stats() const;
   // The KV layout this model needs, for a pool of n_blocks blocks of block_size tokens.
   KvCacheConfig kv_config(int n_blocks, int block_size, KvDtype dtype = KvDtype::F16) const;
+
+  // Runner: the same, over the storage allocate_kv() made.
+  const char* device() const override { return "cpu"; }
+  int32_t n_vocab() const override;
+  size_t kv_bytes_per_block(int block_size, KvDtype dtype) const override;
+  Status allocate_kv(int n_blocks, int block_size, KvDtype dtype) override;
+  void copy_kv_block(int32_t src, int32_t dst) override;
+  LogitsView forward(const ForwardBatch& batch) override;
+  const RunnerStats& stats() const override;
 
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
+  std::unique_ptr<KvCacheStorage> kv_;  // allocate_kv()'s
 };
 
 }  // namespace kvserve

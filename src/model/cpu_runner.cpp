@@ -1,8 +1,9 @@
-// The forward pass over a ForwardBatch. Every new token of every sequence is stacked
+// The CPU forward pass over a ForwardBatch. Every new token of every sequence is stacked
 // into one [n_tokens, dim] activation matrix, so each linear layer is a single matmul
 // over the whole batch; only attention is per sequence (and per head), reading K/V
-// through the sequence's block table.
-#include "model/model_runner.h"
+// through the sequence's block table. The layers are the architecture's (src/model/
+// arch/): this file implements the blocks they are composed of (LayerBlocks).
+#include "model/cpu_runner.h"
 
 #include <algorithm>
 #include <atomic>
@@ -18,20 +19,21 @@
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/rmsnorm.h"
 #include "kernels/cpu/rope.h"
+#include "model/arch/arch.h"
 #include "model/model.h"
 
 namespace kvserve {
 namespace {
 
 // A violated batch contract is a bug in the caller (the engine), not a runtime condition.
-#define RUNNER_CHECK(cond, ...)                                         \
-  do {                                                                  \
-    if (!(cond)) {                                                      \
-      std::fprintf(stderr, "%s:%d: ModelRunner: ", __FILE__, __LINE__); \
-      std::fprintf(stderr, __VA_ARGS__);                                \
-      std::fputc('\n', stderr);                                         \
-      std::abort();                                                     \
-    }                                                                   \
+#define RUNNER_CHECK(cond, ...)                                       \
+  do {                                                                \
+    if (!(cond)) {                                                    \
+      std::fprintf(stderr, "%s:%d: CpuRunner: ", __FILE__, __LINE__); \
+      std::fprintf(stderr, __VA_ARGS__);                              \
+      std::fputc('\n', stderr);                                       \
+      std::abort();                                                   \
+    }                                                                 \
   } while (0)
 
 // Uninitialized: pages of the larger buffers (logits) are only touched when used.
@@ -71,12 +73,25 @@ constexpr int64_t kSplitShareOfThread = 4;
 
 }  // namespace
 
-struct ModelRunner::Impl {
+struct CpuRunner::Impl final : LayerBlocks {
   Impl(const Model& m, const RunnerOptions& o);
   const float* forward(const ForwardBatch& batch, KvCacheStorage& kv);
   void validate(const ForwardBatch& batch, const KvCacheStorage& kv) const;
-  void attention_layer(const ForwardBatch& batch, int layer, KvCacheStorage& kv);
+  void plan_step(const ForwardBatch& batch);
   void merge_segments(const SplitTile& st, int unit);
+
+  // LayerBlocks, over this step's batch and cache.
+  void qkv(const LayerWeights& L) override;
+  void qkv_fused(const LayerWeights& L) override;
+  void prepare_qk(const LayerWeights& L, QkSteps s) override;
+  void attention(int layer, const LayerWeights& L) override;
+  void attention_out(const WeightView& wo, const float* post_norm) override;
+  void mlp(const LayerWeights& L, Activation act, const float* post_norm) override;
+  void mlp_fused(const LayerWeights& L, Activation act, const float* post_norm) override;
+  void mlp_down(const LayerWeights& L, const float* post_norm);
+  void moe(const LayerWeights& L, Activation act, const float* post_norm) override;
+  void route(int64_t T);                         // moe's top-k per token and the rows grouped by expert
+  void add_to_residual(const float* post_norm);  // x += post_norm(proj)
 
   // Row-parallel element-wise work: on the pool only when there is enough of it (each
   // pool.run is a wake-up and a barrier; a decode step's norms are too small to pay).
@@ -94,21 +109,33 @@ struct ModelRunner::Impl {
   ThreadPool pool;
 
   // Activations; T = max_batch_tokens.
-  std::unique_ptr<float[]> x;        // [T, dim] residual stream
-  std::unique_ptr<float[]> xn;       // [T, dim] normed input of a sub-layer / gathered final rows
-  std::unique_ptr<float[]> q;        // [T, n_heads * head_dim]
-  std::unique_ptr<float[]> k;        // [T, n_kv_heads * head_dim]
-  std::unique_ptr<float[]> v;        // [T, n_kv_heads * head_dim]
-  std::unique_ptr<float[]> att;      // [T, n_heads * head_dim] attention output
-  std::unique_ptr<float[]> proj;     // [T, dim] output of wo / w_down
-  std::unique_ptr<float[]> gate;     // [T, ffn_dim]
+  std::unique_ptr<float[]> x;      // [T, dim] residual stream
+  std::unique_ptr<float[]> xn;     // [T, dim] normed input of a sub-layer / gathered final rows
+  std::unique_ptr<float[]> q;      // [T, n_heads * head_dim]
+  std::unique_ptr<float[]> k;      // [T, n_kv_heads * head_dim]
+  std::unique_ptr<float[]> v;      // [T, n_kv_heads * head_dim]
+  std::unique_ptr<float[]> att;    // [T, n_heads * head_dim] attention output
+  std::unique_ptr<float[]> proj;   // [T, dim] output of wo / w_down
+  std::unique_ptr<float[]> gate;   // [T, ffn_dim]
+  std::unique_ptr<float[]> fused;  // [T, max(q_dim + 2 kv_dim, 2 ffn_dim)], models with fused matrices only
+
+  // Mixture of experts (models with experts only): router logits [T, n_expert]; each
+  // token's chosen experts and weights [T, k]; the (token, choice) pairs grouped by
+  // expert (expert e's at moe_order[moe_begin[e] .. moe_begin[e + 1])); the gathered rows
+  // and their gate/up and down outputs [T * k, ...].
+  std::unique_ptr<float[]> router;
+  std::vector<int32_t> moe_expert, moe_order, moe_begin, moe_cursor;
+  std::vector<float> moe_weight;
+  std::unique_ptr<float[]> moe_x, moe_gate, moe_up, moe_down;
   std::unique_ptr<float[]> up;       // [T, ffn_dim]
-  std::unique_ptr<float[]> rope_cs;  // [T, n_rot / 2, 2] cos/sin per token position
+  std::unique_ptr<float[]> rope_cs;  // [rope tables][T, n_rot / 2, 2] cos/sin per token position
   std::unique_ptr<float[]> logits;   // [T, n_vocab]
   std::vector<int32_t> tok_pos;      // [T] position of each stacked token
   std::vector<int32_t> seq_begin;    // [max_seqs + 1] first stacked row of each sequence
   std::vector<AttnItem> items;       // attention work list, capacity set at construction
   int n_tokens = 0;
+  const ForwardBatch* batch = nullptr;  // this step's, while forward() runs
+  KvCacheStorage* kv = nullptr;
   int attn_group = 1;     // query heads per attention work item (this step)
   int64_t attn_work = 0;  // this step's multiply-adds of q.k and p.v, roughly
 
@@ -122,7 +149,7 @@ struct ModelRunner::Impl {
   RunnerStats stats;
 };
 
-ModelRunner::Impl::Impl(const Model& m, const RunnerOptions& o)
+CpuRunner::Impl::Impl(const Model& m, const RunnerOptions& o)
     : model(m), c(m.config()), opt(o), pool(o.n_threads) {
   RUNNER_CHECK(o.max_batch_tokens > 0 && o.max_seqs > 0, "max_batch_tokens and max_seqs must be positive");
   const int64_t T = o.max_batch_tokens;
@@ -135,7 +162,22 @@ ModelRunner::Impl::Impl(const Model& m, const RunnerOptions& o)
   proj = buffer(T * c.dim);
   gate = buffer(T * c.ffn_dim);
   up = buffer(T * c.ffn_dim);
-  rope_cs = buffer(T * c.n_rot);
+  if (m.layer(0).wqkv.data || m.layer(0).w_gate_up.data)
+    fused = buffer(T * std::max(c.q_dim() + 2 * c.kv_dim(), 2 * c.ffn_dim));
+  if (c.n_expert > 0) {
+    const int64_t TK = T * c.n_expert_used;
+    router = buffer(T * c.n_expert);
+    moe_expert.resize(size_t(TK));
+    moe_weight.resize(size_t(TK));
+    moe_order.resize(size_t(TK));
+    moe_begin.resize(size_t(c.n_expert) + 1);
+    moe_cursor.resize(size_t(c.n_expert));
+    moe_x = buffer(TK * c.dim);
+    moe_gate = buffer(TK * c.expert_ffn_dim);
+    moe_up = buffer(TK * c.expert_ffn_dim);
+    moe_down = buffer(TK * c.dim);
+  }
+  rope_cs = buffer(int64_t(m.n_rope_tables()) * T * c.n_rot);
   logits = buffer(T * int64_t(c.n_vocab));
   tok_pos.resize(size_t(T));
   seq_begin.resize(size_t(o.max_seqs) + 1);
@@ -145,7 +187,7 @@ ModelRunner::Impl::Impl(const Model& m, const RunnerOptions& o)
   split_left = std::make_unique<std::atomic<int>[]>(size_t(o.max_seqs) * size_t(c.n_heads));
 }
 
-void ModelRunner::Impl::validate(const ForwardBatch& batch, const KvCacheStorage& kv) const {
+void CpuRunner::Impl::validate(const ForwardBatch& batch, const KvCacheStorage& kv) const {
   const KvCacheConfig& kc = kv.config();
   RUNNER_CHECK(kc.n_layers == c.n_layers && kc.n_kv_heads == c.n_kv_heads && kc.head_dim == c.head_dim,
                "KV cache layout (%d layers, %d kv heads, head dim %d) does not match the model", kc.n_layers,
@@ -174,7 +216,7 @@ void ModelRunner::Impl::validate(const ForwardBatch& batch, const KvCacheStorage
 
 // Folds the segments of one unit (attn_group query heads) of a split tile, in segment
 // order, exactly as attention_paged does.
-void ModelRunner::Impl::merge_segments(const SplitTile& st, int unit) {
+void CpuRunner::Impl::merge_segments(const SplitTile& st, int unit) {
   const int hd = c.head_dim, n_group = attn_group, head = unit * n_group, rows = st.rows;
   const float* ml0 = split_ml.data() + st.ml_off + size_t(head) * 2 * size_t(rows);
   for (int i = 0; i < rows * n_group; ++i) {
@@ -192,7 +234,9 @@ void ModelRunner::Impl::merge_segments(const SplitTile& st, int unit) {
   }
 }
 
-void ModelRunner::Impl::attention_layer(const ForwardBatch& batch, int layer, KvCacheStorage& kv) {
+void CpuRunner::Impl::attention(int layer, const LayerWeights& L) {
+  const ForwardBatch& batch = *this->batch;
+  KvCacheStorage& kv = *this->kv;
   const KvCacheConfig& kc = kv.config();
   const int hd = c.head_dim;
   const int64_t block_stride = int64_t(kc.n_kv_heads) * kc.block_size * hd;  // elements per block per layer
@@ -219,7 +263,7 @@ void ModelRunner::Impl::attention_layer(const ForwardBatch& batch, int layer, Kv
   // causal prefill tiles differ in cost.
   const char* k_base = static_cast<const char*>(kv.k_block(layer, 0));
   const char* v_base = static_cast<const char*>(kv.v_block(layer, 0));
-  const float scale = 1.0f / std::sqrt(float(hd));
+  const float scale = c.attn_scale;
   const int group = c.n_heads / c.n_kv_heads;
   const int n_group = attn_group;
   auto kv_head = [&](size_t i) {
@@ -232,6 +276,7 @@ void ModelRunner::Impl::attention_layer(const ForwardBatch& batch, int layer, Kv
     pk.block_table = batch.seqs[size_t(it.seq)].block_table.data();
     pk.block_size = kc.block_size;
     pk.dtype = kc.dtype;
+    pk.window = L.window;
     return pk;
   };
   auto keys = [&](size_t i) {  // keys the item's last row sees
@@ -240,6 +285,12 @@ void ModelRunner::Impl::attention_layer(const ForwardBatch& batch, int layer, Kv
     return it.seg < 0 ? n : std::min(n, (it.seg + 1) * kAttentionSegmentKeys);
   };
   auto first_key = [&](size_t i) { return std::max(0, items[i].seg) * kAttentionSegmentKeys; };
+  auto first_visible_key = [&](size_t i) {  // for prefetching: nothing before the window
+    const AttnItem& it = items[i];
+    const int64_t window_begin =
+        L.window > 0 ? batch.seqs[size_t(it.seq)].n_past + it.row0 - L.window + 1 : int64_t(0);
+    return std::max(first_key(i), window_begin);
+  };
   auto run_items = [&](int64_t b, int64_t e, int) {
     for (size_t i = size_t(b); i < size_t(e); ++i) {
       const AttnItem& it = items[i];
@@ -250,7 +301,7 @@ void ModelRunner::Impl::attention_layer(const ForwardBatch& batch, int layer, Kv
         next = kv_head(i + 1);
         pk.prefetch_next = &next;
         pk.prefetch_next_keys = keys(i + 1);
-        pk.prefetch_next_begin = first_key(i + 1);
+        pk.prefetch_next_begin = first_visible_key(i + 1);
       }
       const int64_t row = seq_begin[size_t(it.seq)] + it.row0;
       if (it.split >= 0) {  // one segment of a split tile
@@ -285,12 +336,9 @@ void ModelRunner::Impl::attention_layer(const ForwardBatch& batch, int layer, Kv
     pool.parallel_ranges(int64_t(items.size()), 1, run_items);  // a descheduled worker's items are taken
 }
 
-const float* ModelRunner::Impl::forward(const ForwardBatch& batch, KvCacheStorage& kv) {
-  validate(batch, kv);
-  ++stats.steps;
-  const int dim = c.dim, qd = c.q_dim(), kvd = c.kv_dim(), hd = c.head_dim, ffn = c.ffn_dim;
-  const float eps = c.norm_eps;
-
+// The step's attention work: query-head grouping, split-K tiles, the work items, and the
+// stacked rows' positions. Per step, not per layer: every layer has the same shape.
+void CpuRunner::Impl::plan_step(const ForwardBatch& batch) {
   // Query heads sharing a KV head are attended together (each K/V block read once for
   // the group, about half the cost per head) unless that would leave a thread idle.
   const int group = c.n_heads / c.n_kv_heads;
@@ -331,7 +379,7 @@ const float* ModelRunner::Impl::forward(const ForwardBatch& batch, KvCacheStorag
   }
   const int n_units = c.n_heads / attn_group;  // work items per tile: KV heads or query heads
 
-  // Stack the new tokens: embeddings, positions, RoPE tables, attention work items.
+  // Stack the new tokens: positions and attention work items.
   int32_t T = 0;
   items.clear();
   size_t n_split_seen = 0;
@@ -364,64 +412,36 @@ const float* ModelRunner::Impl::forward(const ForwardBatch& batch, KvCacheStorag
   attn_work = 0;
   for (const SeqSlice& seq : batch.seqs) {
     const int64_t n = int64_t(seq.tokens.size());
-    attn_work += n * (seq.n_past + n) * 2 * hd * c.n_heads;
+    attn_work += n * (seq.n_past + n) * 2 * c.head_dim * c.n_heads;
   }
+}
+
+const float* CpuRunner::Impl::forward(const ForwardBatch& batch, KvCacheStorage& kv) {
+  validate(batch, kv);
+  ++stats.steps;
+  this->batch = &batch;
+  this->kv = &kv;
+  plan_step(batch);
+  const int dim = c.dim, T = n_tokens, n_rot = c.n_rot;
   if (T == 0) return logits.get();
 
-  rows(T, dim + c.n_rot, [&](int64_t b, int64_t e, int) {
+  const int n_tables = model.n_rope_tables();
+  rows(T, dim + n_tables * n_rot, [&](int64_t b, int64_t e, int) {
     for (int64_t r = b; r < e; ++r) {
       // Find the token: sequences are few, a linear scan is fine.
       size_t s = 0;
       while (seq_begin[s + 1] <= r) ++s;
-      model.embed(batch.seqs[s].tokens[size_t(r - seq_begin[s])], x.get() + r * dim);
-      rope_cos_sin(tok_pos[size_t(r)], model.rope_inv_freq().data(), c.n_rot, rope_cs.get() + r * c.n_rot);
+      float* xr = x.get() + r * dim;
+      model.embed(batch.seqs[s].tokens[size_t(r - seq_begin[s])], xr);
+      if (c.embed_scale != 1.0f)
+        for (int i = 0; i < dim; ++i) xr[i] *= c.embed_scale;
+      for (int t = 0; t < n_tables; ++t)
+        rope_cos_sin(tok_pos[size_t(r)], model.rope_table(t).data(), n_rot,
+                     rope_cs.get() + (int64_t(t) * T + r) * n_rot);
     }
   });
 
-  for (int l = 0; l < c.n_layers; ++l) {
-    const LayerWeights& L = model.layer(l);
-    // q, k and v read the same normed input: one dispatch, activations normed and
-    // converted once, row by row (xn is scratch for weights that take float input).
-    const MatmulOutput qkv[] = {{&L.wq, q.get()}, {&L.wk, k.get()}, {&L.wv, v.get()}};
-    matmul_multi(qkv, x.get(), RowNorm{L.attn_norm, eps}, xn.get(), T, pool);
-    rows(T, qd + 2 * kvd, [&](int64_t b, int64_t e, int) {
-      for (int64_t r = b; r < e; ++r) {
-        float* qr = q.get() + r * qd;   // [n_heads, head_dim]
-        float* kr = k.get() + r * kvd;  // [n_kv_heads, head_dim]
-        if (L.bq) {
-          float* vr = v.get() + r * kvd;
-          for (int i = 0; i < qd; ++i) qr[i] += L.bq[i];
-          for (int i = 0; i < kvd; ++i) kr[i] += L.bk[i];
-          for (int i = 0; i < kvd; ++i) vr[i] += L.bv[i];
-        }
-        if (L.q_norm) {
-          rmsnorm_rows(qr, L.q_norm, qr, c.n_heads, hd, eps);
-          rmsnorm_rows(kr, L.k_norm, kr, c.n_kv_heads, hd, eps);
-        }
-        const float* cs = rope_cs.get() + r * c.n_rot;
-        rope_apply(qr, c.n_heads, hd, c.n_rot, cs, c.rope_style);
-        rope_apply(kr, c.n_kv_heads, hd, c.n_rot, cs, c.rope_style);
-      }
-    });
-    attention_layer(batch, l, kv);
-    matmul(L.wo, att.get(), T, proj.get(), pool);
-    rows(T, dim, [&](int64_t b, int64_t e, int) {
-      float* xr = x.get();
-      const float* pr = proj.get();
-      for (int64_t i = b * dim; i < e * dim; ++i) xr[i] += pr[i];
-    });
-    const MatmulOutput gate_up[] = {{&L.w_gate, gate.get()}, {&L.w_up, up.get()}};
-    matmul_multi(gate_up, x.get(), RowNorm{L.ffn_norm, eps}, xn.get(), T, pool);
-    rows(T, ffn, [&](int64_t b, int64_t e, int) {
-      silu_mul(gate.get() + b * ffn, up.get() + b * ffn, gate.get() + b * ffn, (e - b) * ffn);
-    });
-    matmul(L.w_down, gate.get(), T, proj.get(), pool);
-    rows(T, dim, [&](int64_t b, int64_t e, int) {
-      float* xr = x.get();
-      const float* pr = proj.get();
-      for (int64_t i = b * dim; i < e * dim; ++i) xr[i] += pr[i];
-    });
-  }
+  for (int l = 0; l < c.n_layers; ++l) c.arch->forward_layer(*this, l, model.layer(l));
 
   // Gather the hidden rows that need logits, then one norm + one matmul over them.
   int64_t n_rows = 0;
@@ -434,30 +454,191 @@ const float* ModelRunner::Impl::forward(const ForwardBatch& batch, KvCacheStorag
   }
   if (n_rows == 0) return logits.get();
   rows(n_rows, dim, [&](int64_t b, int64_t e, int) {
-    rmsnorm_rows(xn.get() + b * dim, model.output_norm(), xn.get() + b * dim, e - b, dim, eps);
+    rmsnorm_rows(xn.get() + b * dim, model.output_norm(), xn.get() + b * dim, e - b, dim, c.norm_eps);
   });
   matmul(model.output(), xn.get(), n_rows, logits.get(), pool);
   return logits.get();
 }
 
-ModelRunner::ModelRunner(const Model& model, const RunnerOptions& options)
+void CpuRunner::Impl::qkv(const LayerWeights& L) {
+  // q, k and v read the same normed input: one dispatch, activations normed and
+  // converted once, row by row (xn is scratch for weights that take float input).
+  const MatmulOutput out[] = {{&L.wq, q.get()}, {&L.wk, k.get()}, {&L.wv, v.get()}};
+  matmul_multi(out, x.get(), RowNorm{L.attn_norm, c.norm_eps}, xn.get(), n_tokens, pool);
+}
+
+void CpuRunner::Impl::qkv_fused(const LayerWeights& L) {
+  const int qd = c.q_dim(), kvd = c.kv_dim(), width = qd + 2 * kvd;
+  const MatmulOutput out[] = {{&L.wqkv, fused.get()}};
+  matmul_multi(out, x.get(), RowNorm{L.attn_norm, c.norm_eps}, xn.get(), n_tokens, pool);
+  rows(n_tokens, width, [&](int64_t b, int64_t e, int) {
+    for (int64_t r = b; r < e; ++r) {
+      const float* f = fused.get() + r * width;
+      std::memcpy(q.get() + r * qd, f, sizeof(float) * size_t(qd));
+      std::memcpy(k.get() + r * kvd, f + qd, sizeof(float) * size_t(kvd));
+      std::memcpy(v.get() + r * kvd, f + qd + kvd, sizeof(float) * size_t(kvd));
+    }
+  });
+}
+
+void CpuRunner::Impl::prepare_qk(const LayerWeights& L, QkSteps steps) {
+  const int qd = c.q_dim(), kvd = c.kv_dim(), hd = c.head_dim, T = n_tokens;
+  const float* cs_table = rope_cs.get() + int64_t(L.rope_table) * T * c.n_rot;
+  rows(T, qd + 2 * kvd, [&](int64_t b, int64_t e, int) {
+    for (int64_t r = b; r < e; ++r) {
+      float* qr = q.get() + r * qd;   // [n_heads, head_dim]
+      float* kr = k.get() + r * kvd;  // [n_kv_heads, head_dim]
+      if (steps.bias) {
+        float* vr = v.get() + r * kvd;
+        for (int i = 0; i < qd; ++i) qr[i] += L.bq[i];
+        for (int i = 0; i < kvd; ++i) kr[i] += L.bk[i];
+        for (int i = 0; i < kvd; ++i) vr[i] += L.bv[i];
+      }
+      if (steps.qk_norm) {
+        rmsnorm_rows(qr, L.q_norm, qr, c.n_heads, hd, c.norm_eps);
+        rmsnorm_rows(kr, L.k_norm, kr, c.n_kv_heads, hd, c.norm_eps);
+      }
+      const float* cs = cs_table + r * c.n_rot;
+      rope_apply(qr, c.n_heads, hd, c.n_rot, cs, c.rope_style);
+      rope_apply(kr, c.n_kv_heads, hd, c.n_rot, cs, c.rope_style);
+    }
+  });
+}
+
+void CpuRunner::Impl::add_to_residual(const float* post_norm) {
+  const int dim = c.dim;
+  rows(n_tokens, dim, [&](int64_t b, int64_t e, int) {
+    if (post_norm)
+      rmsnorm_rows(proj.get() + b * dim, post_norm, proj.get() + b * dim, e - b, dim, c.norm_eps);
+    float* xr = x.get();
+    const float* pr = proj.get();
+    for (int64_t i = b * dim; i < e * dim; ++i) xr[i] += pr[i];
+  });
+}
+
+void CpuRunner::Impl::attention_out(const WeightView& wo, const float* post_norm) {
+  matmul(wo, att.get(), n_tokens, proj.get(), pool);
+  add_to_residual(post_norm);
+}
+
+namespace {
+
+// out = act(gate) * up, element-wise.
+void gated(Activation act, const float* gate, const float* up, float* out, int64_t n) {
+  switch (act) {
+    case Activation::Silu: silu_mul(gate, up, out, n); break;
+    case Activation::GeluTanh: gelu_tanh_mul(gate, up, out, n); break;
+  }
+}
+
+}  // namespace
+
+void CpuRunner::Impl::mlp(const LayerWeights& L, Activation act, const float* post_norm) {
+  const int ffn = c.ffn_dim;
+  const MatmulOutput gate_up[] = {{&L.w_gate, gate.get()}, {&L.w_up, up.get()}};
+  matmul_multi(gate_up, x.get(), RowNorm{L.ffn_norm, c.norm_eps}, xn.get(), n_tokens, pool);
+  rows(n_tokens, ffn, [&](int64_t b, int64_t e, int) {
+    gated(act, gate.get() + b * ffn, up.get() + b * ffn, gate.get() + b * ffn, (e - b) * ffn);
+  });
+  mlp_down(L, post_norm);
+}
+
+void CpuRunner::Impl::mlp_fused(const LayerWeights& L, Activation act, const float* post_norm) {
+  const int ffn = c.ffn_dim;
+  const MatmulOutput gate_up[] = {{&L.w_gate_up, fused.get()}};
+  matmul_multi(gate_up, x.get(), RowNorm{L.ffn_norm, c.norm_eps}, xn.get(), n_tokens, pool);
+  rows(n_tokens, 2 * ffn, [&](int64_t b, int64_t e, int) {
+    for (int64_t r = b; r < e; ++r) {
+      const float* f = fused.get() + r * 2 * ffn;
+      gated(act, f, f + ffn, gate.get() + r * ffn, ffn);
+    }
+  });
+  mlp_down(L, post_norm);
+}
+
+void CpuRunner::Impl::mlp_down(const LayerWeights& L, const float* post_norm) {
+  matmul(L.w_down, gate.get(), n_tokens, proj.get(), pool);
+  add_to_residual(post_norm);
+}
+
+void CpuRunner::Impl::route(int64_t T) {
+  const int E = c.n_expert, K = c.n_expert_used;
+  std::fill(moe_begin.begin(), moe_begin.end(), 0);
+  for (int64_t t = 0; t < T; ++t) {
+    float* p = router.get() + t * E;
+    softmax(p, E);
+    float sum = 0.0f;
+    for (int k = 0; k < K; ++k) {  // the k-th best not yet chosen; the lower id on ties
+      int best = -1;
+      for (int e = 0; e < E; ++e)
+        if (!(p[e] < 0.0f) && (best < 0 || p[e] > p[best])) best = e;  // NaN: never preferred
+      moe_expert[size_t(t * K + k)] = best;
+      moe_weight[size_t(t * K + k)] = p[best];
+      sum += p[best];
+      p[best] = -1.0f;  // taken
+      ++moe_begin[size_t(best) + 1];
+    }
+    for (int k = 0; k < K; ++k) moe_weight[size_t(t * K + k)] /= sum;
+  }
+  for (int e = 0; e < E; ++e) moe_begin[size_t(e) + 1] += moe_begin[size_t(e)];
+  std::copy(moe_begin.begin(), moe_begin.end() - 1, moe_cursor.begin());
+  for (int64_t i = 0; i < T * K; ++i)
+    moe_order[size_t(moe_cursor[size_t(moe_expert[size_t(i)])]++)] = int32_t(i);
+}
+
+void CpuRunner::Impl::moe(const LayerWeights& L, Activation act, const float* post_norm) {
+  const int dim = c.dim, K = c.n_expert_used, eff = c.expert_ffn_dim;
+  const int64_t T = n_tokens;
+  rows(T, dim, [&](int64_t b, int64_t e, int) {
+    rmsnorm_rows(x.get() + b * dim, L.ffn_norm, xn.get() + b * dim, e - b, dim, c.norm_eps);
+  });
+  matmul(L.w_router, xn.get(), T, router.get(), pool);
+  route(T);
+  // Each expert once over all its tokens (its weights read once per step), in expert
+  // order: every token sums its experts' outputs in the same order whatever the batch,
+  // and each row of a matmul does not depend on the others (batch invariance).
+  std::fill_n(proj.get(), T * dim, 0.0f);
+  for (int e = 0; e < c.n_expert; ++e) {
+    const int32_t b = moe_begin[size_t(e)], n = moe_begin[size_t(e) + 1] - b;
+    if (n == 0) continue;
+    ++stats.expert_runs;
+    for (int32_t i = 0; i < n; ++i)
+      std::memcpy(moe_x.get() + int64_t(i) * dim, xn.get() + int64_t(moe_order[size_t(b + i)] / K) * dim,
+                  sizeof(float) * size_t(dim));
+    const MatmulOutput gate_up[] = {{&L.expert_gate[size_t(e)], moe_gate.get()},
+                                    {&L.expert_up[size_t(e)], moe_up.get()}};
+    matmul_multi(gate_up, moe_x.get(), n, pool);
+    gated(act, moe_gate.get(), moe_up.get(), moe_gate.get(), int64_t(n) * eff);
+    matmul(L.expert_down[size_t(e)], moe_gate.get(), n, moe_down.get(), pool);
+    for (int32_t i = 0; i < n; ++i) {
+      const int32_t choice = moe_order[size_t(b + i)];
+      const float w = moe_weight[size_t(choice)];
+      float* out = proj.get() + int64_t(choice / K) * dim;
+      const float* d = moe_down.get() + int64_t(i) * dim;
+      for (int j = 0; j < dim; ++j) out[j] += w * d[j];
+    }
+  }
+  add_to_residual(post_norm);
+}
+
+CpuRunner::CpuRunner(const Model& model, const RunnerOptions& options)
     : impl_(std::make_unique<Impl>(model, options)) {}
 
-ModelRunner::~ModelRunner() = default;
+CpuRunner::~CpuRunner() = default;
 
-const float* ModelRunner::forward(const ForwardBatch& batch, KvCacheStorage& kv) {
+const float* CpuRunner::forward(const ForwardBatch& batch, KvCacheStorage& kv) {
   return impl_->forward(batch, kv);
 }
 
-int32_t ModelRunner::n_vocab() const {
+int32_t CpuRunner::n_vocab() const {
   return impl_->c.n_vocab;
 }
 
-const RunnerStats& ModelRunner::stats() const {
+const RunnerStats& CpuRunner::stats() const {
   return impl_->stats;
 }
 
-KvCacheConfig ModelRunner::kv_config(int n_blocks, int block_size, KvDtype dtype) const {
+KvCacheConfig CpuRunner::kv_config(int n_blocks, int block_size, KvDtype dtype) const {
   KvCacheConfig kc;
   kc.n_layers = impl_->c.n_layers;
   kc.n_kv_heads = impl_->c.n_kv_heads;
@@ -466,6 +647,28 @@ KvCacheConfig ModelRunner::kv_config(int n_blocks, int block_size, KvDtype dtype
   kc.n_blocks = n_blocks;
   kc.dtype = dtype;
   return kc;
+}
+
+size_t CpuRunner::kv_bytes_per_block(int block_size, KvDtype dtype) const {
+  return KvCacheStorage::bytes_per_block(kv_config(1, block_size, dtype));
+}
+
+Status CpuRunner::allocate_kv(int n_blocks, int block_size, KvDtype dtype) {
+  if (n_blocks < 1 || block_size < 1) return Error{"the KV cache needs at least one block of one token"};
+  kv_ = std::make_unique<KvCacheStorage>(kv_config(n_blocks, block_size, dtype));
+  return ok_status();
+}
+
+void CpuRunner::copy_kv_block(int32_t src, int32_t dst) {
+  RUNNER_CHECK(kv_ != nullptr, "copy_kv_block before allocate_kv");
+  kv_->copy_block(src, dst);
+}
+
+LogitsView CpuRunner::forward(const ForwardBatch& batch) {
+  RUNNER_CHECK(kv_ != nullptr, "forward before allocate_kv");
+  int64_t rows = 0;
+  for (const SeqSlice& s : batch.seqs) rows += logits_rows(s);
+  return LogitsView{impl_->forward(batch, *kv_), rows, impl_->c.n_vocab};
 }
 
 }  // namespace kvserve
