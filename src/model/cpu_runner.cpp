@@ -6,7 +6,6 @@
 #include "model/cpu_runner.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -16,6 +15,7 @@
 #include "core/thread_pool.h"
 #include "kernels/cpu/activation.h"
 #include "kernels/cpu/attention.h"
+#include "kernels/cpu/attention_plan.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/rmsnorm.h"
 #include "kernels/cpu/rope.h"
@@ -41,35 +41,7 @@ std::unique_ptr<float[]> buffer(int64_t n) {
   return std::unique_ptr<float[]>(new float[size_t(n)]);
 }
 
-constexpr int kAttnRowTile = 32;                 // query rows per attention work item
 constexpr int64_t kMinParallelFloats = 1 << 15;  // element-wise work worth waking the pool for
-constexpr int64_t kMinParallelAttn = 1 << 16;    // attention multiply-adds worth waking the pool for
-
-struct AttnItem {
-  int32_t seq;   // index in the batch
-  int32_t head;  // query head / attn_group
-  int32_t row0;  // first new-token row of the sequence in this item
-  int32_t rows;
-  int32_t seg = -1;    // split-K: this segment of the keys only (-1: all of them)
-  int32_t split = -1;  // split-K: the split tile (Impl::split_tiles) it belongs to
-};
-
-// A row tile whose keys are split into segments across items (split-K, see forward).
-struct SplitTile {
-  int64_t row;  // first stacked row
-  int32_t rows;
-  int32_t n_seg;   // key segments
-  int64_t n_past;  // keys before the tile's first row
-  size_t acc_off;  // segments 1..: [segment - 1][row][q_dim] floats at split_acc + acc_off
-  size_t ml_off;   // every segment: [segment][head * 2 * rows ..] max then sum, at split_ml + ml_off
-};
-
-// Steps with at most this many (row tile, KV head) units per thread split their lone
-// tiles of long contexts by key segment: few items are too coarse to balance. So does a
-// lone tile whose keys are more than 1 / kSplitShareOfThread of a thread's fair share of
-// the step's attention (one long conversation among short ones).
-constexpr int64_t kSplitMaxUnitsPerThread = 8;
-constexpr int64_t kSplitShareOfThread = 4;
 
 }  // namespace
 
@@ -78,7 +50,6 @@ struct CpuRunner::Impl final : LayerBlocks {
   const float* forward(const ForwardBatch& batch, KvCacheStorage& kv);
   void validate(const ForwardBatch& batch, const KvCacheStorage& kv) const;
   void plan_step(const ForwardBatch& batch);
-  void merge_segments(const SplitTile& st, int unit);
 
   // LayerBlocks, over this step's batch and cache.
   void qkv(const LayerWeights& L) override;
@@ -127,30 +98,25 @@ struct CpuRunner::Impl final : LayerBlocks {
   std::vector<int32_t> moe_expert, moe_order, moe_begin, moe_cursor;
   std::vector<float> moe_weight;
   std::unique_ptr<float[]> moe_x, moe_gate, moe_up, moe_down;
-  std::unique_ptr<float[]> up;       // [T, ffn_dim]
-  std::unique_ptr<float[]> rope_cs;  // [rope tables][T, n_rot / 2, 2] cos/sin per token position
-  std::unique_ptr<float[]> logits;   // [T, n_vocab]
-  std::vector<int32_t> tok_pos;      // [T] position of each stacked token
-  std::vector<int32_t> seq_begin;    // [max_seqs + 1] first stacked row of each sequence
-  std::vector<AttnItem> items;       // attention work list, capacity set at construction
+  std::unique_ptr<float[]> up;          // [T, ffn_dim]
+  std::unique_ptr<float[]> rope_cs;     // [rope tables][T, n_rot / 2, 2] cos/sin per token position
+  std::unique_ptr<float[]> logits;      // [T, n_vocab]
+  std::vector<int32_t> tok_pos;         // [T] position of each stacked token
+  std::vector<int32_t> seq_begin;       // [max_seqs + 1] first stacked row of each sequence
+  std::vector<AttentionSeq> attn_seqs;  // this step's sequences, for the attention plan
+  AttentionPlan attn;                   // this step's attention work (split-K included)
   int n_tokens = 0;
   const ForwardBatch* batch = nullptr;  // this step's, while forward() runs
   KvCacheStorage* kv = nullptr;
-  int attn_group = 1;     // query heads per attention work item (this step)
-  int64_t attn_work = 0;  // this step's multiply-adds of q.k and p.v, roughly
-
-  // Split-K (see forward): the split tiles of this step and their partial results (see
-  // SplitTile); the last item of a (tile, unit) to finish folds its segments. The
-  // buffers grow (never shrink) when a longer context first needs more.
-  std::vector<SplitTile> split_tiles;  // capacity max_seqs
-  std::vector<float> split_acc, split_ml;
-  std::unique_ptr<std::atomic<int>[]> split_left;  // [tile * n_heads + unit] segments not yet done
-
   RunnerStats stats;
 };
 
 CpuRunner::Impl::Impl(const Model& m, const RunnerOptions& o)
-    : model(m), c(m.config()), opt(o), pool(o.n_threads) {
+    : model(m),
+      c(m.config()),
+      opt(o),
+      pool(o.n_threads),
+      attn(AttentionShape{c.n_heads, c.n_kv_heads, c.head_dim}, o.max_seqs, o.max_batch_tokens) {
   RUNNER_CHECK(o.max_batch_tokens > 0 && o.max_seqs > 0, "max_batch_tokens and max_seqs must be positive");
   const int64_t T = o.max_batch_tokens;
   x = buffer(T * c.dim);
@@ -181,10 +147,7 @@ CpuRunner::Impl::Impl(const Model& m, const RunnerOptions& o)
   logits = buffer(T * int64_t(c.n_vocab));
   tok_pos.resize(size_t(T));
   seq_begin.resize(size_t(o.max_seqs) + 1);
-  // Each sequence splits into ceil(len / tile) <= len / tile + 1 tiles per head.
-  items.reserve(size_t(c.n_heads) * size_t(T / kAttnRowTile + o.max_seqs));
-  split_tiles.reserve(size_t(o.max_seqs));
-  split_left = std::make_unique<std::atomic<int>[]>(size_t(o.max_seqs) * size_t(c.n_heads));
+  attn_seqs.reserve(size_t(o.max_seqs));
 }
 
 void CpuRunner::Impl::validate(const ForwardBatch& batch, const KvCacheStorage& kv) const {
@@ -214,26 +177,6 @@ void CpuRunner::Impl::validate(const ForwardBatch& batch, const KvCacheStorage& 
                opt.max_batch_tokens);
 }
 
-// Folds the segments of one unit (attn_group query heads) of a split tile, in segment
-// order, exactly as attention_paged does.
-void CpuRunner::Impl::merge_segments(const SplitTile& st, int unit) {
-  const int hd = c.head_dim, n_group = attn_group, head = unit * n_group, rows = st.rows;
-  const float* ml0 = split_ml.data() + st.ml_off + size_t(head) * 2 * size_t(rows);
-  for (int i = 0; i < rows * n_group; ++i) {
-    const int r = i / n_group, g = i % n_group;
-    float* out = att.get() + (st.row + r) * c.q_dim() + int64_t(head + g) * hd;
-    float m = ml0[i], l = ml0[rows * n_group + i];
-    for (int s = 1; s < st.n_seg; ++s) {
-      if (s * kAttentionSegmentKeys > st.n_past + r) break;  // the row sees none of segment s on
-      const float* ml = ml0 + int64_t(s) * c.n_heads * 2 * rows;
-      const float* acc = split_acc.data() + st.acc_off + size_t((int64_t(s - 1) * rows + r) * c.q_dim()) +
-                         size_t(head + g) * size_t(hd);
-      if (ml[rows * n_group + i] > 0.0f) attention_merge(out, &m, &l, acc, ml[i], ml[rows * n_group + i], hd);
-    }
-    attention_finish(out, l, hd);
-  }
-}
-
 void CpuRunner::Impl::attention(int layer, const LayerWeights& L) {
   const ForwardBatch& batch = *this->batch;
   KvCacheStorage& kv = *this->kv;
@@ -259,161 +202,38 @@ void CpuRunner::Impl::attention(int layer, const LayerWeights& L) {
     }
   }
 
-  // Attention over (sequence, head or KV-head group, row tile), handed out dynamically:
-  // causal prefill tiles differ in cost.
-  const char* k_base = static_cast<const char*>(kv.k_block(layer, 0));
-  const char* v_base = static_cast<const char*>(kv.v_block(layer, 0));
-  const float scale = c.attn_scale;
-  const int group = c.n_heads / c.n_kv_heads;
-  const int n_group = attn_group;
-  auto kv_head = [&](size_t i) {
-    const AttnItem& it = items[i];
-    PagedKvHead pk;
-    const int kvh = it.head * n_group / group;
-    pk.k = k_base + kvh * head_stride * esize;
-    pk.v = v_base + kvh * head_stride * esize;
-    pk.block_stride = block_stride;
-    pk.block_table = batch.seqs[size_t(it.seq)].block_table.data();
-    pk.block_size = kc.block_size;
-    pk.dtype = kc.dtype;
-    pk.window = L.window;
-    return pk;
-  };
-  auto keys = [&](size_t i) {  // keys the item's last row sees
-    const AttnItem& it = items[i];
-    const int64_t n = batch.seqs[size_t(it.seq)].n_past + it.row0 + it.rows;
-    return it.seg < 0 ? n : std::min(n, (it.seg + 1) * kAttentionSegmentKeys);
-  };
-  auto first_key = [&](size_t i) { return std::max(0, items[i].seg) * kAttentionSegmentKeys; };
-  auto first_visible_key = [&](size_t i) {  // for prefetching: nothing before the window
-    const AttnItem& it = items[i];
-    const int64_t window_begin =
-        L.window > 0 ? batch.seqs[size_t(it.seq)].n_past + it.row0 - L.window + 1 : int64_t(0);
-    return std::max(first_key(i), window_begin);
-  };
-  auto run_items = [&](int64_t b, int64_t e, int) {
-    for (size_t i = size_t(b); i < size_t(e); ++i) {
-      const AttnItem& it = items[i];
-      const SeqSlice& seq = batch.seqs[size_t(it.seq)];
-      const int head = it.head * n_group;  // first query head of the item
-      PagedKvHead pk = kv_head(i), next;
-      if (i + 1 < items.size()) {  // a thread's items come in order: fetch ahead into the next
-        next = kv_head(i + 1);
-        pk.prefetch_next = &next;
-        pk.prefetch_next_keys = keys(i + 1);
-        pk.prefetch_next_begin = first_visible_key(i + 1);
-      }
-      const int64_t row = seq_begin[size_t(it.seq)] + it.row0;
-      if (it.split >= 0) {  // one segment of a split tile
-        const SplitTile& st = split_tiles[size_t(it.split)];
-        const int64_t k0 = first_key(i);
-        const int r0 = int(std::max<int64_t>(0, k0 - (seq.n_past + it.row0)));  // rows that see none: skipped
-        const int64_t acc_row = row + r0;
-        float* acc = it.seg == 0 ? att.get() + acc_row * c.q_dim()
-                                 : split_acc.data() + st.acc_off +
-                                       size_t((int64_t(it.seg - 1) * it.rows + r0) * c.q_dim());
-        float* ml = split_ml.data() + st.ml_off + size_t((int64_t(it.seg) * c.n_heads + head) * 2 * it.rows);
-        attention_paged_partial(q.get() + acc_row * c.q_dim() + int64_t(head) * hd, c.q_dim(), it.rows - r0,
-                                n_group, seq.n_past + it.row0 + r0, pk, hd, scale, k0, keys(i),
-                                acc + int64_t(head) * hd, c.q_dim(), ml + r0 * n_group,
-                                ml + (it.rows + r0) * n_group);
-        if (split_left[size_t(it.split) * size_t(c.n_heads) + size_t(it.head)].fetch_sub(
-                1, std::memory_order_acq_rel) == 1)
-          merge_segments(st, it.head);
-        continue;
-      }
-      attention_paged(q.get() + row * c.q_dim() + int64_t(head) * hd, c.q_dim(), it.rows, n_group,
-                      seq.n_past + it.row0, pk, hd, scale, att.get() + row * c.q_dim() + int64_t(head) * hd,
-                      c.q_dim());
-    }
-  };
-  for (size_t t = 0; t < split_tiles.size(); ++t)
-    for (int u = 0; u < c.n_heads / n_group; ++u)
-      split_left[t * size_t(c.n_heads) + size_t(u)].store(split_tiles[t].n_seg, std::memory_order_relaxed);
-  if (attn_work < kMinParallelAttn || pool.size() == 1)
-    run_items(0, int64_t(items.size()), 0);
-  else
-    pool.parallel_ranges(int64_t(items.size()), 1, run_items);  // a descheduled worker's items are taken
+  AttentionLayerInputs in;
+  in.q = q.get();
+  in.out = att.get();
+  in.k_base = kv.k_block(layer, 0);
+  in.v_base = kv.v_block(layer, 0);
+  in.block_stride = block_stride;
+  in.head_stride = head_stride;
+  in.block_size = kc.block_size;
+  in.dtype = kc.dtype;
+  in.window = L.window;
+  in.scale = c.attn_scale;
+  attn.run(in, pool);
 }
 
-// The step's attention work: query-head grouping, split-K tiles, the work items, and the
-// stacked rows' positions. Per step, not per layer: every layer has the same shape.
+// Stacks the step's new tokens (positions, first rows) and plans its attention work:
+// per step, not per layer, as every layer has the same shape.
 void CpuRunner::Impl::plan_step(const ForwardBatch& batch) {
-  // Query heads sharing a KV head are attended together (each K/V block read once for
-  // the group, about half the cost per head) unless that would leave a thread idle.
-  const int group = c.n_heads / c.n_kv_heads;
-  int64_t n_tiles = 0;
-  for (const SeqSlice& seq : batch.seqs)
-    n_tiles += (int64_t(seq.tokens.size()) + kAttnRowTile - 1) / kAttnRowTile;
-  attn_group = group > 1 && (pool.size() == 1 || n_tiles * c.n_kv_heads >= pool.size()) ? group : 1;
-  // Split-K: in a step with few items (decode of a few sequences), a sequence's lone row
-  // tile over more than one segment of keys is split by key segment too, so that long
-  // contexts spread evenly over the threads (3 KV heads of one sequence on 2 threads:
-  // one thread did two while the other waited) while each K/V byte is still read once.
-  // The segments are folded as attention_paged does: the results are the same bits.
-  split_tiles.clear();
-  if (pool.size() > 1) {
-    const bool few_units = n_tiles * c.n_kv_heads <= kSplitMaxUnitsPerThread * int64_t(pool.size());
-    int64_t keys_per_thread = 0;  // the step's keys summed over its row tiles, per thread
-    for (const SeqSlice& seq : batch.seqs)
-      for (int64_t r = 0; r < int64_t(seq.tokens.size()); r += kAttnRowTile)
-        keys_per_thread += seq.n_past + std::min<int64_t>(int64_t(seq.tokens.size()), r + kAttnRowTile);
-    keys_per_thread /= pool.size();
-    size_t acc_need = 0, ml_need = 0;
-    int32_t row = 0;
-    for (const SeqSlice& seq : batch.seqs) {
-      const int32_t n = int32_t(seq.tokens.size());
-      const int64_t n_keys = seq.n_past + n;
-      if (n > 0 && n <= kAttnRowTile && n_keys > kAttentionSegmentKeys &&
-          (few_units || n_keys * kSplitShareOfThread > keys_per_thread)) {
-        const int32_t n_seg = int32_t((n_keys + kAttentionSegmentKeys - 1) / kAttentionSegmentKeys);
-        split_tiles.push_back({row, n, n_seg, seq.n_past, acc_need, ml_need});
-        acc_need += size_t(n_seg - 1) * size_t(n) * size_t(c.q_dim());
-        ml_need += size_t(n_seg) * size_t(c.n_heads) * 2 * size_t(n);
-      }
-      row += n;
-    }
-    if (split_acc.size() < acc_need) split_acc.resize(acc_need);
-    if (split_ml.size() < ml_need) split_ml.resize(ml_need);
-    if (!split_tiles.empty()) attn_group = group;  // segments give the threads enough items
-  }
-  const int n_units = c.n_heads / attn_group;  // work items per tile: KV heads or query heads
-
-  // Stack the new tokens: positions and attention work items.
   int32_t T = 0;
-  items.clear();
-  size_t n_split_seen = 0;
+  attn_seqs.clear();
   for (size_t s = 0; s < batch.seqs.size(); ++s) {
     const SeqSlice& seq = batch.seqs[s];
     seq_begin[s] = T;
     const int32_t n = int32_t(seq.tokens.size());
     for (int32_t i = 0; i < n; ++i) tok_pos[size_t(T + i)] = seq.n_past + i;
-    if (n_split_seen < split_tiles.size() && split_tiles[n_split_seen].row == T && n > 0) {
-      // Unit-major: a thread's items stream one head's blocks in order.
-      const int32_t j = int32_t(n_split_seen++), n_seg = split_tiles[size_t(j)].n_seg;
-      items.reserve(items.size() + size_t(n_units) * size_t(n_seg));  // grows only for longer contexts
-      for (int h = 0; h < n_units; ++h)
-        for (int32_t sg = 0; sg < n_seg; ++sg) items.push_back({int32_t(s), h, 0, n, sg, j});
-      ++stats.split_tiles;
-      stats.split_items += int64_t(n_units) * n_seg;
-      T += n;
-      continue;
-    }
-    // Last tiles first: under the causal mask they see the most keys, and handing out the
-    // heaviest items first evens out the threads' finishing times.
-    const int32_t n_tiles = (n + kAttnRowTile - 1) / kAttnRowTile;
-    for (int32_t t = n_tiles - 1; t >= 0; --t)
-      for (int h = 0; h < n_units; ++h)
-        items.push_back({int32_t(s), h, t * kAttnRowTile, std::min(kAttnRowTile, n - t * kAttnRowTile)});
+    attn_seqs.push_back(AttentionSeq{seq.block_table.data(), seq.n_past, n, T});
     T += n;
   }
   seq_begin[batch.seqs.size()] = T;
   n_tokens = T;
-  attn_work = 0;
-  for (const SeqSlice& seq : batch.seqs) {
-    const int64_t n = int64_t(seq.tokens.size());
-    attn_work += n * (seq.n_past + n) * 2 * c.head_dim * c.n_heads;
-  }
+  attn.plan(attn_seqs, pool.size());
+  stats.split_tiles += attn.split_tiles();
+  stats.split_items += attn.split_items();
 }
 
 const float* CpuRunner::Impl::forward(const ForwardBatch& batch, KvCacheStorage& kv) {
