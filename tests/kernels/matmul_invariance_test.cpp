@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kernels/cpu/matmul.h"
+#include "kernels/cpu/isa_dispatch.h"
 #include "kernels/cpu/matmul_internal.h"
 #include "kernels/cpu/matmul_pack.h"
 #include "kernels/matmul_test_util.h"
@@ -79,7 +80,7 @@ TEST(MatmulPacked, MatchesFileLayoutBitExact) {
     for (int64_t i = 0; i < n_in; ++i) x[size_t(3 * n_in + i)] = 0.0f;  // an all-zero token
     const WeightView wv{t, w.data(), n_in, n_out};
     // AVX-512 packs all these types; AVX2 only the 4- and 5-bit block types.
-    const bool avx2_packed = detail::matmul_packed_fn_avx2(t) != nullptr;
+    const bool avx2_packed = detail::kMatmulKernels[Isa::Avx2].packed(t) != nullptr;
     ASSERT_EQ(matmul_packable(wv), has_avx512 || avx2_packed) << ggml_type_name(t);
     if (!matmul_packable(wv)) continue;
     ASSERT_EQ(matmul_packed_bytes(wv), w.size());

@@ -10,6 +10,7 @@
 #include <random>
 #include <vector>
 
+#include "kernels/cpu/isa_dispatch.h"
 #include "kernels/cpu/matmul_internal.h"
 #include "kernels/cpu/matmul_pack.h"
 #include "matmul_test_util.h"
@@ -22,7 +23,7 @@ class PackedAvx2Test : public ::testing::TestWithParam<GgmlType> {};
 TEST_P(PackedAvx2Test, MatchesReferenceAndAvx512BitExact) {
   if (!test::isa_available(Isa::Avx2)) GTEST_SKIP() << "no AVX2";
   const GgmlType t = GetParam();
-  ASSERT_NE(detail::matmul_packed_fn_avx2(t), nullptr);
+  ASSERT_NE(detail::kMatmulKernels[Isa::Avx2].packed(t), nullptr);
   ThreadPool pool1(1), pool2(2);
   uint32_t seed = 7;
   for (int64_t n_in : {32, 96, 256, 576, 1536})

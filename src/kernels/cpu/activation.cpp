@@ -3,13 +3,9 @@
 #include <cmath>
 
 #include "core/cpu_features.h"
+#include "kernels/cpu/isa_dispatch.h"
 
 namespace kvserve {
-
-void silu_mul_avx512(const float* gate, const float* up, float* out, int64_t n);  // activation_avx512.cpp
-void silu_mul_avx2(const float* gate, const float* up, float* out, int64_t n);    // activation_avx2.cpp
-void gelu_tanh_mul_avx512(const float* gate, const float* up, float* out, int64_t n);
-void gelu_tanh_mul_avx2(const float* gate, const float* up, float* out, int64_t n);
 
 void silu_mul_scalar(const float* gate, const float* up, float* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
@@ -19,13 +15,8 @@ void silu_mul_scalar(const float* gate, const float* up, float* out, int64_t n) 
 }
 
 void silu_mul(const float* gate, const float* up, float* out, int64_t n) {
-  static const Isa isa = best_isa();
-  if (isa == Isa::Avx512)
-    silu_mul_avx512(gate, up, out, n);
-  else if (isa == Isa::Avx2)
-    silu_mul_avx2(gate, up, out, n);
-  else
-    silu_mul_scalar(gate, up, out, n);
+  static const detail::ActivationKernels k = detail::kActivationKernels[best_isa()];
+  k.silu_mul(gate, up, out, n);
 }
 
 // 0.5 (1 + tanh(u)) = 1 / (1 + exp(-2u)): x / (1 + exp(-2u)) is gelu_tanh(x) without
@@ -40,22 +31,15 @@ void gelu_tanh_mul_scalar(const float* gate, const float* up, float* out, int64_
 }
 
 void gelu_tanh_mul(const float* gate, const float* up, float* out, int64_t n) {
-  static const Isa isa = best_isa();
-  if (isa == Isa::Avx512)
-    gelu_tanh_mul_avx512(gate, up, out, n);
-  else if (isa == Isa::Avx2)
-    gelu_tanh_mul_avx2(gate, up, out, n);
-  else
-    gelu_tanh_mul_scalar(gate, up, out, n);
+  static const detail::ActivationKernels k = detail::kActivationKernels[best_isa()];
+  k.gelu_tanh_mul(gate, up, out, n);
 }
 
 GeluTanhMulFn gelu_tanh_mul_for(Isa isa) {
-  switch (isa) {
-    case Isa::Avx512: return gelu_tanh_mul_avx512;
-    case Isa::Avx2: return gelu_tanh_mul_avx2;
-    default: return gelu_tanh_mul_scalar;
-  }
+  return detail::kActivationKernels[isa].gelu_tanh_mul;
 }
+
+constinit const detail::ActivationKernels detail::kActivationScalar{silu_mul_scalar, gelu_tanh_mul_scalar};
 
 float softmax(float* x, int64_t n) {
   if (n <= 0) return -INFINITY;

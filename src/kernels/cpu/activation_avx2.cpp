@@ -4,10 +4,11 @@
 #include <cstdint>
 
 #include "kernels/cpu/exp_avx2.h"
+#include "kernels/cpu/isa_dispatch.h"
 
 namespace kvserve {
 
-void silu_mul_avx2(const float* gate, const float* up, float* out, int64_t n) {
+static void silu_mul_avx2(const float* gate, const float* up, float* out, int64_t n) {
   const __m256 one = _mm256_set1_ps(1.0f);
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
@@ -41,7 +42,7 @@ inline __m256 gelu_tanh256(__m256 x) {
 }
 }  // namespace
 
-void gelu_tanh_mul_avx2(const float* gate, const float* up, float* out, int64_t n) {
+static void gelu_tanh_mul_avx2(const float* gate, const float* up, float* out, int64_t n) {
   int64_t i = 0;
   for (; i + 8 <= n; i += 8)
     _mm256_storeu_ps(out + i,
@@ -53,5 +54,7 @@ void gelu_tanh_mul_avx2(const float* gate, const float* up, float* out, int64_t 
     for (int64_t k = i; k < n; ++k) out[k] = o8[k - i];
   }
 }
+
+constinit const detail::ActivationKernels detail::kActivationAvx2{silu_mul_avx2, gelu_tanh_mul_avx2};
 
 }  // namespace kvserve

@@ -4,10 +4,11 @@
 #include <cstdint>
 
 #include "kernels/cpu/exp_avx512.h"
+#include "kernels/cpu/isa_dispatch.h"
 
 namespace kvserve {
 
-void silu_mul_avx512(const float* gate, const float* up, float* out, int64_t n) {
+static void silu_mul_avx512(const float* gate, const float* up, float* out, int64_t n) {
   int64_t i = 0;
   const __m512 one = _mm512_set1_ps(1.0f);
   for (; i < n; i += 16) {
@@ -34,12 +35,14 @@ inline __m512 gelu_tanh512(__m512 x) {
 }
 }  // namespace
 
-void gelu_tanh_mul_avx512(const float* gate, const float* up, float* out, int64_t n) {
+static void gelu_tanh_mul_avx512(const float* gate, const float* up, float* out, int64_t n) {
   for (int64_t i = 0; i < n; i += 16) {  // the tail through masked loads, the same operations per lane
     const __mmask16 m = n - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1u);
     const __m512 g = _mm512_maskz_loadu_ps(m, gate + i);
     _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(gelu_tanh512(g), _mm512_maskz_loadu_ps(m, up + i)));
   }
 }
+
+constinit const detail::ActivationKernels detail::kActivationAvx512{silu_mul_avx512, gelu_tanh_mul_avx512};
 
 }  // namespace kvserve

@@ -8,19 +8,9 @@
 #include "core/cpu_features.h"
 #include "core/half.h"
 #include "kernels/cpu/attention_impl.h"
+#include "kernels/cpu/isa_dispatch.h"
 
 namespace kvserve {
-
-// Defined in attention_avx2.cpp / attention_avx512.cpp (compiled for those ISAs).
-void attention_partial_avx2(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
-                            const PagedKvHead& kv, int head_dim, float scale, int64_t key_begin,
-                            int64_t key_end, float* acc, int64_t acc_stride, float* m, float* l);
-void attention_partial_avx512(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
-                              const PagedKvHead& kv, int head_dim, float scale, int64_t key_begin,
-                              int64_t key_end, float* acc, int64_t acc_stride, float* m, float* l);
-// F16 only: the f32 store is plain copies, the same on every ISA.
-void kv_store_token_f16_avx2(void* k_head, void* v_head, int block_size, int head_dim, int slot,
-                             const float* k, const float* v);
 
 namespace {
 struct ScalarOps {
@@ -45,22 +35,13 @@ struct ScalarOps {
   }
 };
 
-using PartialFn = void (*)(const float*, int64_t, int, int, int64_t, const PagedKvHead&, int, float, int64_t,
-                           int64_t, float*, int64_t, float*, float*);
+using PartialFn = detail::AttentionPartialFn;
 
 void attention_partial_scalar(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
                               const PagedKvHead& kv, int head_dim, float scale, int64_t key_begin,
                               int64_t key_end, float* acc, int64_t acc_stride, float* m, float* l) {
   attention_detail::attention_partial_impl<ScalarOps>(q, q_stride, n_rows, n_group, n_past, kv, head_dim,
                                                       scale, key_begin, key_end, acc, acc_stride, m, l);
-}
-
-PartialFn partial_for(Isa isa) {
-  switch (isa) {
-    case Isa::Avx512: return attention_partial_avx512;
-    case Isa::Avx2: return attention_partial_avx2;
-    default: return attention_partial_scalar;
-  }
 }
 
 // attention_paged over the partial kernel fn: the first segment a row's window reaches
@@ -130,11 +111,12 @@ void attention_segmented(PartialFn fn, const float* q, int64_t q_stride, int n_r
     attention_finish(out + (i / n_group) * out_stride + (i % n_group) * head_dim, l[i], head_dim);
 }
 
-// attention_paged on the partial kernel Fn.
-template <PartialFn Fn>
-void paged_with(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
-                const PagedKvHead& kv, int head_dim, float scale, float* out, int64_t out_stride) {
-  attention_segmented(Fn, q, q_stride, n_rows, n_group, n_past, kv, head_dim, scale, out, out_stride);
+// attention_paged on ISA I's kernels (for attention_paged_for).
+template <Isa I>
+void paged_on(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past, const PagedKvHead& kv,
+              int head_dim, float scale, float* out, int64_t out_stride) {
+  attention_segmented(detail::kAttentionKernels[I].partial, q, q_stride, n_rows, n_group, n_past, kv, head_dim,
+                      scale, out, out_stride);
 }
 
 void kv_store_token_scalar(void* k_head, void* v_head, KvDtype dtype, int bs, int head_dim, int slot,
@@ -152,7 +134,15 @@ void kv_store_token_scalar(void* k_head, void* v_head, KvDtype dtype, int bs, in
     vd[d] = fp32_to_fp16(v[d]);
   }
 }
+
+void kv_store_token_f16_scalar(void* k_head, void* v_head, int bs, int head_dim, int slot, const float* k,
+                               const float* v) {
+  kv_store_token_scalar(k_head, v_head, KvDtype::F16, bs, head_dim, slot, k, v);
+}
 }  // namespace
+
+constinit const detail::AttentionKernels detail::kAttentionScalar{attention_partial_scalar,
+                                                                  kv_store_token_f16_scalar};
 
 void attention_merge(float* acc, float* m, float* l, const float* acc2, float m2, float l2, int head_dim) {
   if (*l == 0.0f) {  // nothing seen yet: exactly the later result (the fold below could flip a -0)
@@ -182,8 +172,8 @@ void attention_paged_scalar(const float* q, int64_t q_stride, int n_rows, int n_
 
 AttentionPagedFn attention_paged_for(Isa isa) {
   switch (isa) {
-    case Isa::Avx512: return paged_with<attention_partial_avx512>;
-    case Isa::Avx2: return paged_with<attention_partial_avx2>;
+    case Isa::Avx512: return paged_on<Isa::Avx512>;
+    case Isa::Avx2: return paged_on<Isa::Avx2>;
     default: return attention_paged_scalar;
   }
 }
@@ -191,13 +181,13 @@ AttentionPagedFn attention_paged_for(Isa isa) {
 void attention_paged_partial(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
                              const PagedKvHead& kv, int head_dim, float scale, int64_t key_begin,
                              int64_t key_end, float* acc, int64_t acc_stride, float* m, float* l) {
-  static const PartialFn fn = partial_for(best_isa());
+  static const PartialFn fn = detail::kAttentionKernels[best_isa()].partial;
   fn(q, q_stride, n_rows, n_group, n_past, kv, head_dim, scale, key_begin, key_end, acc, acc_stride, m, l);
 }
 
 void attention_paged(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
                      const PagedKvHead& kv, int head_dim, float scale, float* out, int64_t out_stride) {
-  static const PartialFn fn = partial_for(best_isa());
+  static const PartialFn fn = detail::kAttentionKernels[best_isa()].partial;
   attention_segmented(fn, q, q_stride, n_rows, n_group, n_past, kv, head_dim, scale, out, out_stride);
 }
 
@@ -205,9 +195,10 @@ void attention_paged(const float* q, int64_t q_stride, int n_rows, int n_group, 
 // the stored bits do not depend on the ISA.
 void kv_store_token(void* k_head, void* v_head, KvDtype dtype, int block_size, int head_dim, int slot,
                     const float* k, const float* v) {
-  static const bool vec = best_isa() >= Isa::Avx2;
-  if (vec && dtype == KvDtype::F16)
-    kv_store_token_f16_avx2(k_head, v_head, block_size, head_dim, slot, k, v);
+  static const detail::KvStoreF16Fn f16 =
+      detail::kAttentionKernels.entry(best_isa(), &detail::AttentionKernels::kv_store_f16);
+  if (dtype == KvDtype::F16)
+    f16(k_head, v_head, block_size, head_dim, slot, k, v);
   else
     kv_store_token_scalar(k_head, v_head, dtype, block_size, head_dim, slot, k, v);
 }

@@ -8,6 +8,7 @@
 
 #include "kernels/cpu/attention_impl.h"
 #include "kernels/cpu/exp_avx2.h"
+#include "kernels/cpu/isa_dispatch.h"
 
 namespace kvserve {
 namespace {
@@ -215,7 +216,7 @@ void attention_fast_avx2(const float* q, int64_t q_stride, int n_rows, int n_gro
 
 }  // namespace
 
-void attention_partial_avx2(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
+static void attention_partial_avx2(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
                             const PagedKvHead& kv, int head_dim, float scale, int64_t key_begin,
                             int64_t key_end, float* acc, int64_t acc_stride, float* m, float* l) {
   if (head_dim % 8 == 0 && head_dim <= kMaxHd) {
@@ -227,7 +228,7 @@ void attention_partial_avx2(const float* q, int64_t q_stride, int n_rows, int n_
                                                     key_begin, key_end, acc, acc_stride, m, l);
 }
 
-void kv_store_token_f16_avx2(void* k_head, void* v_head, int bs, int head_dim, int slot, const float* k,
+static void kv_store_token_f16_avx2(void* k_head, void* v_head, int bs, int head_dim, int slot, const float* k,
                              const float* v) {
   auto* kd = static_cast<uint16_t*>(k_head);
   auto* vd = static_cast<uint16_t*>(v_head) + int64_t(slot) * head_dim;
@@ -243,5 +244,8 @@ void kv_store_token_f16_avx2(void* k_head, void* v_head, int bs, int head_dim, i
     vd[d] = _cvtss_sh(v[d], _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   }
 }
+
+constinit const detail::AttentionKernels detail::kAttentionAvx2{attention_partial_avx2,
+                                                               kv_store_token_f16_avx2};
 
 }  // namespace kvserve

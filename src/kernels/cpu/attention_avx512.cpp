@@ -2,6 +2,7 @@
 #include <immintrin.h>
 
 #include "kernels/cpu/attention_impl.h"
+#include "kernels/cpu/isa_dispatch.h"
 
 namespace kvserve {
 namespace {
@@ -70,23 +71,21 @@ struct Avx512Ops {
 };
 }  // namespace
 
-// The fast kernel of attention_fast_avx512.cpp (head_dim <= 256).
-void attention_fast_avx512(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
-                           const PagedKvHead& kv, int head_dim, float scale, int64_t key_begin,
-                           int64_t key_end, float* out, int64_t out_stride, float* m, float* l);
-
-void attention_partial_avx512(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
+static void attention_partial_avx512(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
                               const PagedKvHead& kv, int head_dim, float scale, int64_t key_begin,
                               int64_t key_end, float* acc, int64_t acc_stride, float* m, float* l) {
   // The fast kernel gives a row the same bits whatever the call's row count, so decoded
   // alone, batched, or in a prefill chunk of any size (batch invariance).
   if (head_dim <= 256) {
-    attention_fast_avx512(q, q_stride, n_rows, n_group, n_past, kv, head_dim, scale, key_begin, key_end, acc,
+    detail::attention_fast_avx512(q, q_stride, n_rows, n_group, n_past, kv, head_dim, scale, key_begin, key_end, acc,
                           acc_stride, m, l);
     return;
   }
   attention_detail::attention_partial_impl<Avx512Ops>(q, q_stride, n_rows, n_group, n_past, kv, head_dim,
                                                       scale, key_begin, key_end, acc, acc_stride, m, l);
 }
+
+// F16 stores: nullptr, AVX2's (the same bits on every ISA, see kv_store_token).
+constinit const detail::AttentionKernels detail::kAttentionAvx512{attention_partial_avx512, nullptr};
 
 }  // namespace kvserve

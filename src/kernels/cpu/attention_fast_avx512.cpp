@@ -26,6 +26,7 @@
 
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/exp_avx512.h"
+#include "kernels/cpu/isa_dispatch.h"
 
 namespace kvserve {
 
@@ -417,9 +418,9 @@ void process_batch(Tile& t, int nt, const Chunk<E>* c, int n_chunks, int head_di
 
 }  // namespace
 
-void attention_fast_avx512(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
-                           const PagedKvHead& kv, int head_dim, float scale, int64_t key_begin,
-                           int64_t key_end, float* out, int64_t out_stride, float* m_out, float* l_out) {
+void detail::attention_fast_avx512(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
+                                   const PagedKvHead& kv, int head_dim, float scale, int64_t key_begin,
+                                   int64_t key_end, float* out, int64_t out_stride, float* m_out, float* l_out) {
   const int bs = kv.block_size;
   const int n_flat = n_rows * n_group;
   const bool f16 = kv.dtype == KvDtype::F16;

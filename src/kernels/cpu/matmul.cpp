@@ -7,6 +7,7 @@
 
 #include "core/half.h"
 #include "gguf/quant_blocks.h"
+#include "kernels/cpu/isa_dispatch.h"
 #include "kernels/cpu/matmul_internal.h"
 #include "kernels/cpu/quant_act.h"
 #include "kernels/cpu/rmsnorm.h"
@@ -14,12 +15,11 @@
 namespace kvserve {
 namespace {
 
+// isa's kernel for the file's rows of type, or the next lower ISA's.
 detail::MatmulRangeFn pick_kernel(Isa isa, GgmlType type) {
-  detail::MatmulRangeFn fn = nullptr;
-  if (isa == Isa::Avx512) fn = detail::matmul_fn_avx512(type);
-  if (!fn && int(isa) >= int(Isa::Avx2)) fn = detail::matmul_fn_avx2(type);
-  if (!fn) fn = detail::matmul_fn_scalar(type);
-  return fn;
+  for (int i = int(isa); i > 0; --i)
+    if (detail::MatmulRangeFn fn = detail::kMatmulKernels[Isa(i)].range(type)) return fn;
+  return detail::kMatmulScalar.range(type);
 }
 
 // Grows a thread-local buffer (never shrinks, so no allocation after warm-up).
@@ -118,8 +118,7 @@ void convert_activations(Isa isa, const WeightView& w, const float* x, const Row
     return;
   }
   const bool dense = (isa != Isa::Scalar && (fmt == ActFormat::Q8_0 || fmt == ActFormat::Q8_1)) ||
-                     (isa == Isa::Avx512 && detail::matmul_kquant_fn_avx512(w.type) != nullptr) ||
-                     (isa == Isa::Avx2 && detail::matmul_packed_fn_avx2(w.type) != nullptr);
+                     detail::kMatmulKernels[isa].dense_views(w.type) != nullptr;
   uint8_t* dst = scratch_buffer(sc.rows, x_row_bytes * size_t(n_tokens));
   args.x = dst;
   if (dense) {
@@ -130,6 +129,7 @@ void convert_activations(Isa isa, const WeightView& w, const float* x, const Row
     args.xcorr = scratch_buffer(sc.corr, nb);
   }
   const int64_t n_in = w.n_in;
+  const detail::QuantizeActFn quantize = detail::quantize_act_fn(isa, fmt);
   auto convert = [&](int64_t t0, int64_t t1) {
     // With a norm, each row is normed into a per-thread row (in L1) and quantized from there.
     thread_local std::vector<float> normed_row;
@@ -140,7 +140,7 @@ void convert_activations(Isa isa, const WeightView& w, const float* x, const Row
         rmsnorm(xt, norm->weight, row, n_in, norm->eps);
         xt = row;
       }
-      quantize_act_row(isa, fmt, xt, n_in, dst + size_t(t) * x_row_bytes);
+      quantize(xt, n_in, dst + size_t(t) * x_row_bytes);  // as quantize_act_row(isa, fmt, ...)
     }
     if (dense) fill_dense_views(args, w.type, t0, t1);
   };
@@ -154,7 +154,7 @@ void convert_activations(Isa isa, const WeightView& w, const float* x, const Row
 }  // namespace
 
 bool matmul_supports(GgmlType type) {
-  return detail::matmul_fn_scalar(type) != nullptr;
+  return detail::kMatmulScalar.range(type) != nullptr;
 }
 
 void matmul_multi_isa(Isa isa, std::span<const MatmulOutput> outs, const float* x, const RowNorm* norm,
@@ -206,10 +206,7 @@ void matmul_multi_isa(Isa isa, std::span<const MatmulOutput> outs, const float* 
     prep[i].fn = pick_kernel(isa, w.type);
     // The packed copy, where this ISA has kernels for it (AVX-512: every packed type;
     // AVX2: the 4- and 5-bit block types); otherwise the file's rows.
-    const detail::MatmulRangeFn packed_fn = !w.packed            ? nullptr
-                                            : isa == Isa::Avx512 ? detail::matmul_packed_fn_avx512(w.type)
-                                            : isa == Isa::Avx2   ? detail::matmul_packed_fn_avx2(w.type)
-                                                                 : nullptr;
+    const detail::MatmulRangeFn packed_fn = w.packed ? detail::kMatmulKernels[isa].packed(w.type) : nullptr;
     if (packed_fn) {
       assert(w.n_out % 16 == 0);
       prep[i].fn = packed_fn;

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "core/half.h"
-#include "kernels/cpu/matmul_internal.h"
+#include "kernels/cpu/isa_dispatch.h"
 #include "kernels/cpu/matmul_q32_layout.h"
 
 namespace kvserve::detail {
@@ -329,7 +329,7 @@ void matmul_float(const MatmulArgs& a, int64_t o0, int64_t o1) {
 
 }  // namespace
 
-MatmulRangeFn matmul_fn_avx2(GgmlType type) {
+static MatmulRangeFn matmul_fn_avx2(GgmlType type) {
   switch (type) {
     case GgmlType::Q4_0: return matmul_q32<GgmlType::Q4_0>;
     case GgmlType::Q4_1: return matmul_q32<GgmlType::Q4_1>;
@@ -342,5 +342,8 @@ MatmulRangeFn matmul_fn_avx2(GgmlType type) {
     default: return matmul_kquant_fn_avx2(type);  // Q2_K, Q3_K: none (scalar)
   }
 }
+
+// The packed kernels read the dense activation views (K-quants' included).
+constinit const MatmulKernels kMatmulAvx2{matmul_fn_avx2, matmul_packed_fn_avx2, matmul_packed_fn_avx2};
 
 }  // namespace kvserve::detail

@@ -22,7 +22,7 @@
 #include <cstddef>
 #include <cstring>
 
-#include "kernels/cpu/matmul_internal.h"
+#include "kernels/cpu/isa_dispatch.h"
 #include "kernels/cpu/matmul_q32_layout.h"
 
 namespace kvserve::detail {

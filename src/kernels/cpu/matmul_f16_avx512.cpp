@@ -13,7 +13,7 @@
 // 105593, fixed in 13) wherever AVX-512 intrinsics inline.
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include "kernels/cpu/matmul_f16_avx512.h"
+#include "kernels/cpu/isa_dispatch.h"
 
 #include <immintrin.h>
 

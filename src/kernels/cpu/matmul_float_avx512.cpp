@@ -10,8 +10,7 @@
 
 #include <cstdint>
 
-#include "kernels/cpu/matmul_f16_avx512.h"
-#include "kernels/cpu/matmul_internal.h"
+#include "kernels/cpu/isa_dispatch.h"
 
 namespace kvserve::detail {
 namespace {

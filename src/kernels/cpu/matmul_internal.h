@@ -1,5 +1,5 @@
-// Internals of matmul shared by its per-ISA files and tests: the per-ISA kernel tables
-// and a way to force an ISA.
+// Internals of matmul shared by its per-ISA files and tests: the kernel arguments and
+// a way to force an ISA (the per-ISA kernel tables are in isa_dispatch.h).
 #pragma once
 
 #include <cstddef>
@@ -60,28 +60,7 @@ constexpr int simd_zero_point(GgmlType t) {
   }
 }
 using MatmulRangeFn = void (*)(const MatmulArgs& a, int64_t o0, int64_t o1);
-
-// Per-ISA kernel tables; nullptr where that ISA has no version for the type (the
-// dispatcher then uses the next lower ISA's).
-MatmulRangeFn matmul_fn_scalar(GgmlType type);
-MatmulRangeFn matmul_fn_avx2(GgmlType type);
-MatmulRangeFn matmul_fn_avx512(GgmlType type);
-// Parts of the AVX-512 table, one file each.
-MatmulRangeFn matmul_q32_fn_avx512(GgmlType type);     // Q4_0, Q4_1, Q5_0, Q5_1, Q8_0
-MatmulRangeFn matmul_float_fn_avx512(GgmlType type);   // F32, F16, BF16
-MatmulRangeFn matmul_kquant_fn_avx512(GgmlType type);  // K-quants
-MatmulRangeFn matmul_kquant_fn_avx2(GgmlType type);    // K-quants, in the AVX2 table
-// The AVX-512 panel GEMM for block types (needs the dense activation views), used
-// from kPanelMinTokens tokens on: below that, repacking costs more than it saves, and
-// matmul_direct_avx512.cpp does the same float operations per (row, token) so results
-// never depend on the token count (batch invariance).
-MatmulRangeFn matmul_panel_fn_avx512(GgmlType type);
-constexpr int64_t kPanelMinTokens = 12;
-// Kernels on weights in the packed layout (matmul_pack.h), any token count; the same
-// float operations per (row, token) as the two above, so results match them bit for bit.
-MatmulRangeFn matmul_packed_fn_avx512(GgmlType type);
-// The AVX2 ones, for the types it has (bit-identical to the AVX-512 ones); nullptr else.
-MatmulRangeFn matmul_packed_fn_avx2(GgmlType type);
+// The per-ISA kernel tables: isa_dispatch.h.
 
 }  // namespace detail
 }  // namespace kvserve

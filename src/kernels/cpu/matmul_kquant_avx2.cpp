@@ -6,7 +6,7 @@
 
 #include "core/half.h"
 #include "gguf/quant_blocks.h"
-#include "kernels/cpu/matmul_internal.h"
+#include "kernels/cpu/isa_dispatch.h"
 
 namespace kvserve::detail {
 namespace {

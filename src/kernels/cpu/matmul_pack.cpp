@@ -10,16 +10,14 @@
 #include "core/cpu_features.h"
 #include "gguf/dequantize.h"
 #include "gguf/quant_blocks.h"
+#include "kernels/cpu/isa_dispatch.h"
 
 namespace kvserve {
 
 bool matmul_packable(const WeightView& w) {
   // The types the best ISA has packed kernels for (matmul_packed_*.cpp).
-  const bool q4q5 = w.type == GgmlType::Q4_0 || w.type == GgmlType::Q4_1 || w.type == GgmlType::Q5_0 ||
-                    w.type == GgmlType::Q5_1;
-  const bool type_ok = best_isa() == Isa::Avx512 ? q4q5 || w.type == GgmlType::Q8_0 ||
-                                                       w.type == GgmlType::Q4_K || w.type == GgmlType::Q6_K
-                                                 : best_isa() == Isa::Avx2 && (q4q5 || w.type == GgmlType::Q4_K);
+  static const detail::MatmulKernels k = detail::kMatmulKernels[best_isa()];
+  const bool type_ok = k.packed(w.type) != nullptr;
   return type_ok && w.n_out > 0 && w.n_out % 16 == 0 && w.n_in % detail::packed_elems(w.type) == 0 &&
          w.data != nullptr;
 }

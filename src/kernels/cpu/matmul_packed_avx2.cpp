@@ -16,7 +16,7 @@
 #include <cstring>
 
 #include "gguf/quant_blocks.h"
-#include "kernels/cpu/matmul_internal.h"
+#include "kernels/cpu/isa_dispatch.h"
 #include "kernels/cpu/matmul_pack.h"
 
 namespace kvserve::detail {

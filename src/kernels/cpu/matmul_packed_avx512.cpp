@@ -19,7 +19,7 @@
 #include <utility>
 
 #include "gguf/quant_blocks.h"
-#include "kernels/cpu/matmul_internal.h"
+#include "kernels/cpu/isa_dispatch.h"
 #include "kernels/cpu/matmul_pack.h"
 
 namespace kvserve::detail {

@@ -19,7 +19,7 @@
 #include <cstring>
 #include <vector>
 
-#include "kernels/cpu/matmul_internal.h"
+#include "kernels/cpu/isa_dispatch.h"
 #include "kernels/cpu/matmul_q32_layout.h"
 
 namespace kvserve::detail {

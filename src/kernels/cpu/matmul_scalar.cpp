@@ -1,6 +1,6 @@
 // Scalar matmul: one vec_dot per (row, token). Serves every type, and any type an ISA
 // has no specialised kernel for.
-#include "kernels/cpu/matmul_internal.h"
+#include "kernels/cpu/isa_dispatch.h"
 #include "kernels/cpu/vec_dot.h"
 
 namespace kvserve::detail {
@@ -15,8 +15,6 @@ void matmul_range(const MatmulArgs& a, int64_t o0, int64_t o1) {
       a.y[t * a.ldy + o] = dot(a.n_in, w, a.x + size_t(t) * a.x_row_bytes);
   }
 }
-
-}  // namespace
 
 MatmulRangeFn matmul_fn_scalar(GgmlType type) {
   switch (type) {
@@ -36,5 +34,14 @@ MatmulRangeFn matmul_fn_scalar(GgmlType type) {
     default: return nullptr;
   }
 }
+
+MatmulRangeFn no_kernel(GgmlType) {
+  return nullptr;
+}
+
+}  // namespace
+
+// No packed kernels, and no kernel reads the dense activation views.
+constinit const MatmulKernels kMatmulScalar{matmul_fn_scalar, no_kernel, no_kernel};
 
 }  // namespace kvserve::detail

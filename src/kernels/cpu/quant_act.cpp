@@ -7,6 +7,7 @@
 
 #include "core/half.h"
 #include "gguf/quant_blocks.h"
+#include "kernels/cpu/isa_dispatch.h"
 
 namespace kvserve {
 
@@ -150,6 +151,7 @@ void to_q8_k(const float* x, int64_t n, void* dst) {
 }  // namespace
 
 namespace detail {
+namespace {
 
 QuantizeActFn quantize_act_fn_scalar(ActFormat f) {
   switch (f) {
@@ -163,15 +165,23 @@ QuantizeActFn quantize_act_fn_scalar(ActFormat f) {
   return nullptr;
 }
 
+}  // namespace
+
+constinit const QuantActKernels kQuantActScalar{quantize_act_fn_scalar};
+
+
+// isa's own version, else the scalar one (AVX-512 has every format AVX2 has, so this is
+// the next lower ISA's).
+QuantizeActFn quantize_act_fn(Isa isa, ActFormat f) {
+  if (QuantizeActFn fn = kQuantActKernels[isa].row(f)) return fn;
+  return kQuantActScalar.row(f);
+}
+
 }  // namespace detail
 
 void quantize_act_row(Isa isa, ActFormat f, const float* x, int64_t n, void* dst) {
   assert(n % act_block_size(f) == 0);
-  detail::QuantizeActFn fn = nullptr;
-  if (isa == Isa::Avx512) fn = detail::quantize_act_fn_avx512(f);
-  if (isa == Isa::Avx2) fn = detail::quantize_act_fn_avx2(f);
-  if (!fn) fn = detail::quantize_act_fn_scalar(f);
-  fn(x, n, dst);
+  detail::quantize_act_fn(isa, f)(x, n, dst);
 }
 
 }  // namespace kvserve

@@ -22,15 +22,8 @@ int64_t act_block_size(ActFormat f);
 size_t act_row_bytes(ActFormat f, int64_t n);
 
 // Converts one row of n floats into dst (act_row_bytes(f, n) bytes) with the given ISA's
-// code (an ISA without its own version falls back to the next lower one).
+// code (an ISA without its own version falls back to the next lower one). Per-ISA
+// tables: isa_dispatch.h.
 void quantize_act_row(Isa isa, ActFormat f, const float* x, int64_t n, void* dst);
-
-namespace detail {
-using QuantizeActFn = void (*)(const float* x, int64_t n, void* dst);
-// Per-ISA tables: nullptr where that ISA has no specialised version.
-QuantizeActFn quantize_act_fn_scalar(ActFormat f);
-QuantizeActFn quantize_act_fn_avx512(ActFormat f);  // nullptr where the scalar code serves
-QuantizeActFn quantize_act_fn_avx2(ActFormat f);    // likewise
-}  // namespace detail
 
 }  // namespace kvserve

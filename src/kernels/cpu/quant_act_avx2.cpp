@@ -6,7 +6,7 @@
 #include <cstring>
 
 #include "gguf/quant_blocks.h"
-#include "kernels/cpu/quant_act.h"
+#include "kernels/cpu/isa_dispatch.h"
 
 namespace kvserve::detail {
 namespace {
@@ -119,7 +119,7 @@ void to_q8_k(const float* x, int64_t n, void* dst) {
 
 }  // namespace
 
-QuantizeActFn quantize_act_fn_avx2(ActFormat f) {
+static QuantizeActFn quantize_act_fn_avx2(ActFormat f) {
   switch (f) {
     case ActFormat::F16: return to_f16;
     case ActFormat::Q8_0: return to_q8_0;
@@ -128,5 +128,7 @@ QuantizeActFn quantize_act_fn_avx2(ActFormat f) {
     default: return nullptr;  // F32: a copy; BF16: the scalar code
   }
 }
+
+constinit const QuantActKernels kQuantActAvx2{quantize_act_fn_avx2};
 
 }  // namespace kvserve::detail

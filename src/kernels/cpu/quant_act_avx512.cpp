@@ -10,7 +10,7 @@
 #include <cstring>
 
 #include "gguf/quant_blocks.h"
-#include "kernels/cpu/quant_act.h"
+#include "kernels/cpu/isa_dispatch.h"
 
 namespace kvserve::detail {
 namespace {
@@ -124,7 +124,7 @@ void to_q8_k(const float* x, int64_t n, void* dst) {
 
 }  // namespace
 
-QuantizeActFn quantize_act_fn_avx512(ActFormat f) {
+static QuantizeActFn quantize_act_fn_avx512(ActFormat f) {
   switch (f) {
     case ActFormat::F16: return to_f16;
     case ActFormat::BF16: return to_bf16;
@@ -134,5 +134,7 @@ QuantizeActFn quantize_act_fn_avx512(ActFormat f) {
     default: return nullptr;  // F32: a copy
   }
 }
+
+constinit const QuantActKernels kQuantActAvx512{quantize_act_fn_avx512};
 
 }  // namespace kvserve::detail
