@@ -17,10 +17,10 @@
 #include <string_view>
 #include <vector>
 
-#include "cache/kv_dtype.h"
-#include "core/result.h"
-#include "engine/logprobs.h"
-#include "engine/stop_matcher.h"
+#include "kvserve/finish_reason.h"
+#include "kvserve/kv_dtype.h"
+#include "kvserve/logprobs.h"
+#include "kvserve/result.h"
 #include "kvserve/sampling_params.h"
 
 namespace kvserve {
@@ -120,9 +120,9 @@ class Engine {
   const EngineConfig& config() const;  // with the sizes chosen at creation filled in
   int32_t n_vocab() const;
 
-  struct Impl;
-
  private:
+  // Defined in src/engine/engine_impl.h; private so the public API cannot reach into it.
+  struct Impl;
   explicit Engine(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

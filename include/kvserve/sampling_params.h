@@ -9,7 +9,7 @@
 #include <utility>
 #include <vector>
 
-#include "core/result.h"
+#include "kvserve/result.h"
 
 namespace kvserve {
 

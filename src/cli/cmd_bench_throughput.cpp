@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cli/cmd_bench.h"
+#include "cli/engine_options.h"
 #include "kvserve/engine.h"
 #include "tokenizer/tokenizer.h"
 
@@ -20,12 +21,8 @@ struct Opts {
   int num_prompts = 0;  // 0 = --concurrency
   int input_len = 128;
   int output_len = 64;
-  int concurrency = 32;
-  int max_batched_tokens = 512;
-  int threads = 2;
-  int64_t kv_cache_memory = 0;
-  std::string kv_cache_dtype = "f16";
-  bool prefix_caching = false;  // random prompts share nothing; keep hashing out of the figure
+  // Filled by add_engine_options(); this bench's own defaults are set in setup_throughput().
+  EngineConfig engine;
   bool warmup = true;
   uint64_t seed = 0;
   std::string json;
@@ -54,23 +51,17 @@ std::vector<GenerateInput> random_prompts(int n, int len, int32_t vocab, int32_t
 }
 
 int run(Opts& o) {
-  if (o.num_prompts <= 0) o.num_prompts = o.concurrency;
-  if (o.input_len < 1 || o.output_len < 1 || o.concurrency < 1)
+  const int concurrency = o.engine.max_num_seqs;
+  if (o.num_prompts <= 0) o.num_prompts = concurrency;
+  if (o.input_len < 1 || o.output_len < 1 || concurrency < 1)
     return fail("throughput", "--input-len, --output-len and --concurrency must be at least 1");
-  EngineConfig c;
+  EngineConfig c = o.engine;
   c.model_path = o.model;
-  c.max_num_seqs = o.concurrency;
-  c.max_num_batched_tokens = o.max_batched_tokens;
-  c.n_threads = o.threads;
-  c.enable_prefix_caching = o.prefix_caching;
-  c.kv_cache_dtype = *parse_kv_dtype(o.kv_cache_dtype);
-  c.max_model_len = o.input_len + o.output_len;
+  if (c.max_model_len == 0) c.max_model_len = o.input_len + o.output_len;
   // Enough KV for every sequence at once unless told otherwise, so preemption does not
   // enter the figure (llama-batched-bench sizes its context for all of them too).
-  if (o.kv_cache_memory > 0)
-    c.kv_cache_memory = o.kv_cache_memory;
-  else
-    c.num_kv_blocks = o.concurrency * ((o.input_len + o.output_len + c.block_size - 1) / c.block_size) + 1;
+  if (c.kv_cache_memory == 0 && c.num_kv_blocks == 0)
+    c.num_kv_blocks = concurrency * ((o.input_len + o.output_len + c.block_size - 1) / c.block_size) + 1;
   auto engine = Engine::create(c);
   if (!engine) return fail("throughput", engine.error().message);
   Engine& e = **engine;
@@ -93,7 +84,7 @@ int run(Opts& o) {
   if (!o.quiet)
     std::fprintf(stderr,
                  "throughput: %s, %d prompts x (%d in, %d out), %d at once, %d threads, %d KV blocks\n",
-                 o.model.c_str(), o.num_prompts, o.input_len, o.output_len, o.concurrency, o.threads,
+                 o.model.c_str(), o.num_prompts, o.input_len, o.output_len, concurrency, c.n_threads,
                  e.config().num_kv_blocks);
   GenerateStats st;
   auto outs = generate(e, inputs, p, &st, {}, progress, &prog);
@@ -106,17 +97,17 @@ int run(Opts& o) {
   std::printf(
       "%d x (%d in, %d out), %d at once: %.2f requests/s, %.1f output tokens/s, %.1f total tokens/s "
       "(%.2f s, %lld steps, %lld preemptions)\n",
-      o.num_prompts, o.input_len, o.output_len, o.concurrency, st.requests_per_s, st.output_tokens_per_s,
+      o.num_prompts, o.input_len, o.output_len, concurrency, st.requests_per_s, st.output_tokens_per_s,
       st.total_tokens_per_s, st.elapsed_s, (long long)st.steps, (long long)st.preemptions);
   nlohmann::json j = {{"mode", "throughput"},
                       {"model", o.model},
                       {"num_prompts", o.num_prompts},
                       {"input_len", o.input_len},
                       {"output_len", o.output_len},
-                      {"concurrency", o.concurrency},
-                      {"max_num_batched_tokens", o.max_batched_tokens},
-                      {"kv_cache_dtype", o.kv_cache_dtype},
-                      {"threads", o.threads},
+                      {"concurrency", concurrency},
+                      {"max_num_batched_tokens", c.max_num_batched_tokens},
+                      {"kv_cache_dtype", kv_dtype_name(c.kv_cache_dtype)},
+                      {"threads", c.n_threads},
                       {"kv_blocks", e.config().num_kv_blocks},
                       {"elapsed_s", st.elapsed_s},
                       {"requests_per_s", st.requests_per_s},
@@ -139,16 +130,15 @@ RunFn setup_throughput(CLI::App& app) {
       ->capture_default_str();
   app.add_option("--output-len", o->output_len, "Generated tokens per request (EOS ignored)")
       ->capture_default_str();
-  app.add_option("-c,--concurrency,--max-num-seqs", o->concurrency, "Sequences in flight at most")
-      ->capture_default_str();
-  app.add_option("--max-num-batched-tokens", o->max_batched_tokens, "Token budget of one step")
-      ->capture_default_str();
-  app.add_option("-t,--threads", o->threads, "Threads (0 = all hardware threads)")->capture_default_str();
-  app.add_option("--kv-cache-memory", o->kv_cache_memory, "KV cache bytes (default: room for all sequences)");
-  app.add_option("--kv-cache-dtype", o->kv_cache_dtype, "KV-cache element type: f16 or f32")
-      ->check(CLI::IsMember({"f16", "f32"}))
-      ->capture_default_str();
-  app.add_flag("--prefix-caching", o->prefix_caching, "Enable the prefix cache");
+  // This bench's defaults: 32 sequences, 2 threads, and no prefix cache (random prompts
+  // share nothing; keep hashing out of the figure).
+  o->engine.max_num_seqs = 32;
+  o->engine.n_threads = 2;
+  o->engine.enable_prefix_caching = false;
+  cli::add_engine_options(app, o->engine,
+                          {.max_num_seqs_names = "-c,--concurrency,--max-num-seqs",
+                           .kv_cache_memory_default = "room for all sequences",
+                           .max_model_len_default = "--input-len + --output-len"});
   app.add_flag("!--no-warmup", o->warmup, "Skip the warm-up run");
   app.add_option("--seed", o->seed, "Seed of the random prompts")->capture_default_str();
   app.add_option("--json", o->json, "Write the result as JSON to this file ('-' = stdout)");

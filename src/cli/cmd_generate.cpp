@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "cli/command.h"
+#include "cli/engine_options.h"
 #include "engine/logprobs.h"
 #include "kvserve/engine.h"
 #include "kvserve/sampling_params.h"
@@ -39,14 +40,7 @@ struct Opts {
   int logprobs = -1;
   int prompt_logprobs = -1;
   bool json = false;
-  int threads = 0;
-  // Engine.
-  int max_num_seqs = 64;
-  int max_num_batched_tokens = 512;
-  int block_size = 16;
-  int64_t kv_cache_memory = 0;
-  std::string kv_cache_dtype = "f16";
-  bool no_prefix_caching = false;
+  EngineConfig engine;  // filled by add_engine_options()
 };
 
 int fail(const std::string& msg) {
@@ -138,15 +132,8 @@ SamplingParams sampling_params(const Opts& o) {
 }
 
 EngineConfig engine_config(const Opts& o) {
-  EngineConfig c;
+  EngineConfig c = o.engine;
   c.model_path = o.model;
-  c.max_num_seqs = o.max_num_seqs;
-  c.max_num_batched_tokens = o.max_num_batched_tokens;
-  c.block_size = o.block_size;
-  c.kv_cache_memory = o.kv_cache_memory;
-  c.kv_cache_dtype = *parse_kv_dtype(o.kv_cache_dtype);
-  c.enable_prefix_caching = !o.no_prefix_caching;
-  c.n_threads = o.threads;
   return c;
 }
 
@@ -166,7 +153,7 @@ int run_batch(const Opts& o, const std::shared_ptr<const Model>& model,
   const std::vector<std::string> prompts = batch_prompts(*text);
   if (prompts.empty()) return fail("--batch-file " + o.batch_file + " holds no prompts");
   EngineConfig cfg = engine_config(o);
-  if (cfg.kv_cache_memory == 0) cfg.kv_cache_fraction = 0.1;
+  if (cfg.kv_cache_memory == 0 && cfg.num_kv_blocks == 0) cfg.kv_cache_fraction = 0.1;
   auto engine = Engine::create(cfg, model, tok);
   if (!engine) return fail(engine.error().message);
   std::vector<GenerateInput> inputs(prompts.size());
@@ -254,9 +241,10 @@ int run_single(const Opts& o, const std::shared_ptr<const Model>& model,
 
   EngineConfig cfg = engine_config(o);
   // One sequence: a cache exactly big enough unless the user sized it.
-  if (cfg.kv_cache_memory == 0)
+  if (cfg.kv_cache_memory == 0 && cfg.num_kv_blocks == 0)
     cfg.num_kv_blocks = (n_prompt + o.max_tokens + cfg.block_size - 1) / cfg.block_size + 1;
-  cfg.max_model_len = std::max(model->config().n_ctx_train, n_prompt + o.max_tokens);
+  if (cfg.max_model_len == 0)
+    cfg.max_model_len = std::max(model->config().n_ctx_train, n_prompt + o.max_tokens);
   auto engine = Engine::create(cfg, model, tok);
   if (!engine) return fail(engine.error().message);
   if (auto st = (*engine)->add_request("0", ids, params); !st) return fail(st.error().message);
@@ -347,18 +335,10 @@ const kvserve::cli::Registrar reg{
       app.add_option("--logprobs", o->logprobs, "Top-K logprobs per generated token");
       app.add_option("--prompt-logprobs", o->prompt_logprobs, "Top-K logprobs per prompt position");
       app.add_flag("--json", o->json, "Print JSON (one object per prompt, then a summary with --batch-file)");
-      app.add_option("-t,--threads", o->threads, "Threads (0 = all hardware threads)")->capture_default_str();
-      app.add_option("--max-num-seqs", o->max_num_seqs, "Most sequences per engine step")
-          ->capture_default_str();
-      app.add_option("--max-num-batched-tokens", o->max_num_batched_tokens, "Token budget per engine step")
-          ->capture_default_str();
-      app.add_option("--block-size", o->block_size, "KV-cache block size in tokens")->capture_default_str();
-      app.add_option("--kv-cache-memory", o->kv_cache_memory,
-                     "KV-cache size in bytes (default: sized for the work)");
-      app.add_option("--kv-cache-dtype", o->kv_cache_dtype, "KV-cache element type: f16 or f32")
-          ->check(CLI::IsMember({"f16", "f32"}))
-          ->capture_default_str();
-      app.add_flag("--no-prefix-caching", o->no_prefix_caching, "Disable automatic prefix caching");
+      kvserve::cli::add_engine_options(
+          app, o->engine,
+          {.kv_cache_memory_default = "sized for the work",
+           .max_model_len_default = "the model's, or longer to fit the prompt and --max-tokens"});
       return [o] { return run_generate(*o); };
     }};
 

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "cli/command.h"
+#include "cli/engine_options.h"
 #include "core/log.h"
 #include "gguf/gguf_file.h"
 #include "jinja/chat_template.h"
@@ -30,15 +31,8 @@ struct ServeOpts {
   std::string api_key;
   std::string chat_template;
   std::string served_model_name;
-  int max_num_seqs = 64;
-  int max_num_batched_tokens = 512;
-  int64_t kv_cache_memory = 0;
-  int num_kv_blocks = 0;
-  std::string kv_cache_dtype = "f16";
-  int max_model_len = 0;
-  int threads = 0;
+  kvserve::EngineConfig engine;  // filled by add_engine_options()
   int max_waiting = 512;
-  bool no_prefix_caching = false;
 };
 
 int run_serve(const ServeOpts& o) {
@@ -77,16 +71,8 @@ int run_serve(const ServeOpts& o) {
   }
   auto chat = std::make_shared<ChatTemplate>(std::move(*tmpl));
 
-  EngineConfig cfg;
+  EngineConfig cfg = o.engine;
   cfg.model_path = o.model;
-  cfg.max_num_seqs = o.max_num_seqs;
-  cfg.max_num_batched_tokens = o.max_num_batched_tokens;
-  cfg.kv_cache_memory = o.kv_cache_memory;
-  cfg.num_kv_blocks = o.num_kv_blocks;
-  cfg.kv_cache_dtype = *parse_kv_dtype(o.kv_cache_dtype);
-  cfg.max_model_len = o.max_model_len;
-  cfg.n_threads = o.threads;
-  cfg.enable_prefix_caching = !o.no_prefix_caching;
   auto engine = Engine::create(cfg, shared_model, shared_tok);
   if (!engine) {
     std::fprintf(stderr, "kvserve serve: %s\n", engine.error().message.c_str());
@@ -154,17 +140,8 @@ const kvserve::cli::Registrar reg{
       app.add_option("--chat-template", o->chat_template, "Jinja chat template file (default: the model's)");
       app.add_option("--served-model-name", o->served_model_name,
                      "Model name in the API (default: file stem)");
-      app.add_option("--max-num-seqs", o->max_num_seqs, "Sequences per engine step");
-      app.add_option("--max-num-batched-tokens", o->max_num_batched_tokens, "Tokens per engine step");
-      app.add_option("--kv-cache-memory", o->kv_cache_memory,
-                     "KV-cache bytes (default: a share of free memory)");
-      app.add_option("--num-kv-blocks", o->num_kv_blocks, "KV-cache blocks (overrides --kv-cache-memory)");
-      app.add_option("--kv-cache-dtype", o->kv_cache_dtype, "KV-cache element type: f16 (default) or f32")
-          ->check(CLI::IsMember({"f16", "f32"}));
-      app.add_option("--max-model-len", o->max_model_len, "Context length (default: the model's)");
-      app.add_option("-t,--threads", o->threads, "Compute threads (0 = all)");
+      kvserve::cli::add_engine_options(app, o->engine);
       app.add_option("--max-waiting", o->max_waiting, "Queued requests at which new ones get 429");
-      app.add_flag("--no-prefix-caching", o->no_prefix_caching, "Disable prefix caching");
       return [o] { return run_serve(*o); };
     }};
 

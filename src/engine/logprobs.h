@@ -6,20 +6,9 @@
 #include <cstdint>
 #include <vector>
 
+#include "kvserve/logprobs.h"  // TokenLogprob, LogprobsEntry
+
 namespace kvserve {
-
-struct TokenLogprob {
-  int32_t token = 0;
-  float logprob = 0.0f;
-};
-
-// One position's logprobs, in the shape of OpenAI's / vLLM's response.
-struct LogprobsEntry {
-  int32_t token = 0;              // the sampled (or prompt) token
-  float logprob = 0.0f;           // its log-probability
-  int32_t rank = 0;               // 1 + number of tokens strictly more likely
-  std::vector<TokenLogprob> top;  // the K most likely, descending; ties -> lower id
-};
 
 // log(sum_i exp(x[i])), stable for any finite maximum; -inf for an all -inf row.
 float log_sum_exp(const float* x, int32_t n);

@@ -10,17 +10,10 @@
 #include <string_view>
 #include <vector>
 
+#include "kvserve/finish_reason.h"
 #include "kvserve/sampling_params.h"
 
 namespace kvserve {
-
-enum class FinishReason : uint8_t {
-  None,    // still generating
-  Stop,    // a stop string, a stop token id or EOS ("stop")
-  Length,  // max_tokens reached ("length")
-};
-
-const char* finish_reason_name(FinishReason r);  // "stop" / "length" / nullptr for None
 
 class StopMatcher {
  public:

@@ -1,0 +1,32 @@
+#include "cli/engine_options.h"
+
+#include "kvserve/kv_dtype.h"
+
+namespace kvserve::cli {
+
+void add_engine_options(CLI::App& app, EngineConfig& cfg, const EngineOptionsSpec& spec) {
+  app.add_option("-t,--threads", cfg.n_threads, "Threads (0 = all hardware threads)")->capture_default_str();
+  app.add_option(spec.max_num_seqs_names, cfg.max_num_seqs, "Most sequences per engine step")
+      ->capture_default_str();
+  app.add_option(spec.max_num_batched_tokens_names, cfg.max_num_batched_tokens,
+                 "Token budget per engine step")
+      ->capture_default_str();
+  app.add_option("--block-size", cfg.block_size, "KV-cache block size in tokens")->capture_default_str();
+  app.add_option("--kv-cache-memory", cfg.kv_cache_memory,
+                 "KV-cache size in bytes (default: " + spec.kv_cache_memory_default + ")");
+  app.add_option("--num-kv-blocks", cfg.num_kv_blocks, "KV-cache blocks (overrides --kv-cache-memory)");
+  // Parsed here rather than by each command: the check and the enum stay in one place.
+  app.add_option_function<std::string>(
+         "--kv-cache-dtype", [&cfg](const std::string& s) { cfg.kv_cache_dtype = *parse_kv_dtype(s); },
+         "KV-cache element type: f16 or f32")
+      ->check(CLI::IsMember({"f16", "f32"}))
+      ->default_str(kv_dtype_name(cfg.kv_cache_dtype));
+  app.add_option("--max-model-len", cfg.max_model_len,
+                 "Context length (default: " + spec.max_model_len_default + ")");
+  // Both spellings everywhere; which one is the default differs (bench throughput: off).
+  app.add_flag("--prefix-caching,!--no-prefix-caching", cfg.enable_prefix_caching,
+               std::string("Enable / disable automatic prefix caching (default: ") +
+                   (cfg.enable_prefix_caching ? "on" : "off") + ")");
+}
+
+}  // namespace kvserve::cli
