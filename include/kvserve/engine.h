@@ -22,6 +22,7 @@
 #include "kvserve/logprobs.h"
 #include "kvserve/result.h"
 #include "kvserve/sampling_params.h"
+#include "kvserve/speculative.h"
 
 namespace kvserve {
 
@@ -42,8 +43,9 @@ struct EngineConfig {
   int max_model_len = 0;  // 0 = the model's training context
   bool enable_prefix_caching = true;
   bool enable_chunked_prefill = true;
-  int max_chunk_tokens = 0;  // per request per step (0 = the whole budget)
-  int n_threads = 0;         // 0 = all hardware threads
+  int max_chunk_tokens = 0;       // per request per step (0 = the whole budget)
+  int n_threads = 0;              // 0 = all hardware threads
+  SpeculativeConfig speculative;  // off unless a method is set
 };
 
 // What one step produced for one completion (one of a request's n).
@@ -87,6 +89,21 @@ struct EngineStats {
   double kv_usage = 0.0;               // blocks_used / blocks_total
   // Decode row tiles whose keys the runner split by segment over its threads (split-K).
   int64_t attention_split_tiles = 0;
+  // Speculative decoding (as vLLM counts it): drafts proposed and run, their tokens, the
+  // tokens the target confirmed, and how many were confirmed at each draft position.
+  int64_t spec_drafts = 0;
+  int64_t spec_draft_tokens = 0;
+  int64_t spec_accepted_tokens = 0;
+  std::vector<int64_t> spec_accepted_per_pos;  // [num_speculative_tokens]
+  // Steps whose drafts the cost model dropped because they would not have paid off.
+  int64_t spec_steps_skipped = 0;
+  double spec_acceptance_rate() const {
+    return spec_draft_tokens ? double(spec_accepted_tokens) / double(spec_draft_tokens) : 0.0;
+  }
+  // Tokens a speculating step yields per draft: the accepted ones plus the target's own.
+  double spec_mean_accepted_length() const {
+    return spec_drafts ? 1.0 + double(spec_accepted_tokens) / double(spec_drafts) : 0.0;
+  }
 };
 
 class Engine {
@@ -157,6 +174,12 @@ struct GenerateStats {
   int64_t preemptions = 0;
   double prefix_cache_hit_rate = 0.0;
   int64_t steps = 0;
+  // Speculative decoding during the run (zero when off).
+  int64_t spec_drafts = 0;
+  int64_t spec_draft_tokens = 0;
+  int64_t spec_accepted_tokens = 0;
+  double spec_acceptance_rate = 0.0;       // accepted / draft tokens
+  double spec_mean_accepted_length = 0.0;  // tokens per speculating step: 1 + accepted / drafts
 };
 
 struct GenerateInput {

@@ -34,6 +34,9 @@ struct SamplingParams {
   int logprobs = -1;         // -1 = none; K >= 0 = top-K logprobs plus the sampled token's
   int prompt_logprobs = -1;  // -1 = none; K >= 0 = per prompt token, as for logprobs
   bool skip_special_tokens = true;
+  // false: this request never speculates, even when the engine does (its output is the
+  // same either way; only its speed differs).
+  bool speculative = true;
 
   // Temperatures below this are treated as greedy: dividing by them would overflow and
   // the distribution is one-hot anyway (vLLM uses the same epsilon).

@@ -138,6 +138,18 @@ void BlockManager::free(SeqId seq) {
   st.num_tokens = 0;
 }
 
+void BlockManager::trim(SeqId seq, int num_tokens) {
+  if (seq >= SeqId(seqs_.size())) return;
+  SeqState& st = seqs_[seq];
+  const size_t keep = size_t(blocks_for(num_tokens));
+  assert(st.hashes.size() <= keep);
+  while (st.table.size() > keep) {
+    pool_.decref(st.table.back());
+    st.table.pop_back();
+  }
+  st.num_tokens = std::min(st.num_tokens, num_tokens);
+}
+
 std::span<const int32_t> BlockManager::block_table(SeqId seq) const {
   if (seq >= SeqId(seqs_.size())) return {};
   return seqs_[seq].table;

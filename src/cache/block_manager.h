@@ -99,6 +99,10 @@ class BlockManager {
   void fork(SeqId parent, SeqId child);
   // Releases every block of `seq` (finish, abort, preemption). Cached blocks stay findable.
   void free(SeqId seq);
+  // Shrinks `seq` to positions [0, num_tokens): blocks wholly past them (slots of
+  // rejected speculative tokens) go back to the pool. Blocks in the prefix cache hold
+  // only verified tokens, so they are never past num_tokens.
+  void trim(SeqId seq, int num_tokens);
 
   std::span<const int32_t> block_table(SeqId seq) const;
   bool holds_blocks(SeqId seq) const { return seq < SeqId(seqs_.size()) && !seqs_[seq].table.empty(); }

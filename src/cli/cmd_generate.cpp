@@ -199,6 +199,13 @@ int run_batch(const Opts& o, const std::shared_ptr<const Model>& model,
                   {"prefix_cache_hit_rate", stats.prefix_cache_hit_rate},
                   {"steps", stats.steps},
                   {"errors", n_errors}};
+  if (cfg.speculative.enabled())
+    summary["speculative"] = {{"method", spec_method_name(cfg.speculative.method)},
+                              {"drafts", stats.spec_drafts},
+                              {"draft_tokens", stats.spec_draft_tokens},
+                              {"accepted_tokens", stats.spec_accepted_tokens},
+                              {"acceptance_rate", stats.spec_acceptance_rate},
+                              {"mean_accepted_length", stats.spec_mean_accepted_length}};
   if (o.json) {
     std::printf("%s\n", dump(summary).c_str());
   } else {
@@ -208,6 +215,10 @@ int run_batch(const Opts& o, const std::shared_ptr<const Model>& model,
                  (long long)stats.num_requests, stats.elapsed_s, stats.requests_per_s,
                  stats.output_tokens_per_s, stats.total_tokens_per_s, (long long)stats.preemptions,
                  100.0 * stats.prefix_cache_hit_rate);
+    if (cfg.speculative.enabled())
+      std::fprintf(stderr, "speculative (%s): %lld drafts, acceptance %.1f%%, mean accepted length %.2f\n",
+                   spec_method_name(cfg.speculative.method), (long long)stats.spec_drafts,
+                   100.0 * stats.spec_acceptance_rate, stats.spec_mean_accepted_length);
   }
   return n_errors == 0 ? 0 : 1;
 }
@@ -287,11 +298,26 @@ int run_single(const Opts& o, const std::shared_ptr<const Model>& model,
     j["time_to_first_token_s"] = prefill_s;
     j["prompt_tokens_per_second"] = prompt_tps;
     j["generated_tokens_per_second"] = gen_tps;
+    if (cfg.speculative.enabled()) {
+      const EngineStats es = (*engine)->stats();
+      j["speculative"] = {{"method", spec_method_name(cfg.speculative.method)},
+                          {"drafts", es.spec_drafts},
+                          {"draft_tokens", es.spec_draft_tokens},
+                          {"accepted_tokens", es.spec_accepted_tokens},
+                          {"acceptance_rate", es.spec_acceptance_rate()},
+                          {"mean_accepted_length", es.spec_mean_accepted_length()}};
+    }
     std::printf("%s\n", dump(j).c_str());
   } else {
     std::printf("\n");
     std::fprintf(stderr, "prompt: %d tokens, %.1f tokens/s; generated: %zu tokens, %.1f tokens/s (%s)\n",
                  n_prompt, prompt_tps, out_tokens.size(), gen_tps, finish);
+    if (cfg.speculative.enabled()) {
+      const EngineStats es = (*engine)->stats();
+      std::fprintf(stderr, "speculative (%s): %lld drafts, acceptance %.1f%%, mean accepted length %.2f\n",
+                   spec_method_name(cfg.speculative.method), (long long)es.spec_drafts,
+                   100.0 * es.spec_acceptance_rate(), es.spec_mean_accepted_length());
+    }
   }
   return 0;
 }

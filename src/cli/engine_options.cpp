@@ -1,6 +1,7 @@
 #include "cli/engine_options.h"
 
 #include "kvserve/kv_dtype.h"
+#include "kvserve/speculative.h"
 
 namespace kvserve::cli {
 
@@ -27,6 +28,29 @@ void add_engine_options(CLI::App& app, EngineConfig& cfg, const EngineOptionsSpe
   app.add_flag("--prefix-caching,!--no-prefix-caching", cfg.enable_prefix_caching,
                std::string("Enable / disable automatic prefix caching (default: ") +
                    (cfg.enable_prefix_caching ? "on" : "off") + ")");
+
+  SpeculativeConfig& sc = cfg.speculative;
+  app.add_option_function<std::string>(
+         "--speculative-method", [&sc](const std::string& s) { sc.method = *parse_spec_method(s); },
+         "Speculative decoding: ngram (prompt / output lookup) or none")
+      ->check(CLI::IsMember({"none", "ngram"}))
+      ->default_str(spec_method_name(sc.method));
+  app.add_option("--num-speculative-tokens", sc.num_tokens, "Draft tokens per step at most (k)")
+      ->check(CLI::Range(1, SpeculativeConfig::kMaxTokens))
+      ->capture_default_str();
+  app.add_option("--ngram-min", sc.ngram_min, "Shortest suffix the n-gram lookup matches")
+      ->check(CLI::Range(1, 16))
+      ->capture_default_str();
+  app.add_option("--ngram-max", sc.ngram_max, "Longest suffix the n-gram lookup tries first")
+      ->check(CLI::Range(1, 16))
+      ->capture_default_str();
+  app.add_option("--ngram-shared-cache", sc.shared_cache_entries,
+                 "N-gram buckets remembering recent requests' outputs for later ones (0 = off)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app.add_flag("--speculative-adaptive,!--no-speculative-adaptive", sc.adaptive,
+               "Adapt k per request and skip drafting in steps where the measured step-time cost model says "
+               "it would not pay (default: on)");
 }
 
 }  // namespace kvserve::cli

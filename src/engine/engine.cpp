@@ -45,6 +45,7 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineConfig& config, std::
   c = config;
   if (c.block_size <= 0 || c.max_num_seqs <= 0 || c.max_num_batched_tokens <= 0)
     return Error{"block_size, max_num_seqs and max_num_batched_tokens must be positive"};
+  if (std::string e = c.speculative.validate(); !e.empty()) return Error{e};
   const ModelConfig& mc = model->config();
   if (c.max_model_len <= 0) c.max_model_len = mc.n_ctx_train > 0 ? mc.n_ctx_train : 2048;
   im->model = std::move(model);
@@ -100,12 +101,28 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineConfig& config, std::
   im->sampler = std::make_unique<Sampler>(im->n_vocab, im->eos_ids);
   im->slices.reserve(size_t(c.max_num_seqs));
   im->counters.block_size = c.block_size;
+  if (c.speculative.enabled()) {
+    im->proposer = make_proposer(c.speculative);
+    im->spec_cost = std::make_unique<SpecCostModel>(c.max_num_batched_tokens);
+    im->counters.spec_accepted_per_pos.assign(size_t(c.speculative.num_tokens), 0);
+    log_info("engine: speculative decoding: {} (k {}, n-gram {}..{}{})",
+             spec_method_name(c.speculative.method), c.speculative.num_tokens, c.speculative.ngram_min,
+             c.speculative.ngram_max, c.speculative.adaptive ? ", adaptive" : "");
+  }
   log_info(
       "engine: {} KV blocks of {} tokens ({:.1f} MiB, {}), max_model_len {}, max_num_seqs {}, budget {} "
       "tokens",
       c.num_kv_blocks, c.block_size, double(c.kv_cache_memory) / (1 << 20), kv_dtype_name(c.kv_cache_dtype),
       c.max_model_len, c.max_num_seqs, c.max_num_batched_tokens);
   return std::unique_ptr<Engine>(new Engine(std::move(im)));
+}
+
+void Engine::Impl::start_seq(SeqSlot& slot) {
+  if (!proposer) return;
+  const SpeculativeConfig& sc = config.speculative;
+  slot.verify.assign(size_t(sc.num_tokens) + 1, 0);
+  slot.spec_k = sc.num_tokens;
+  proposer->start(slot.req.seq, slot.req.num_prompt_tokens + slot.req.params->max_tokens);
 }
 
 SeqId Engine::Impl::new_slot(int group, int index) {
@@ -181,6 +198,7 @@ Status Engine::add_request(std::string id, std::vector<int32_t> prompt_tokens, c
   slot.sampler.init(grp.params, r.token_ids, 0);
   slot.detok.emplace(*m.tok, params.skip_special_tokens);
   slot.stop.emplace(grp.params, m.eos_ids);
+  m.start_seq(slot);
   m.by_id.emplace(std::move(id), g);
   m.sched->add(&r);
   return ok_status();

@@ -81,6 +81,13 @@ std::vector<GenerateOutput> generate(Engine& engine, std::span<const GenerateInp
     s.preemptions = after.preemptions - before.preemptions;
     s.steps = after.steps - before.steps;
     s.prefix_cache_hit_rate = after.prefix_cache_hit_rate;
+    s.spec_drafts = after.spec_drafts - before.spec_drafts;
+    s.spec_draft_tokens = after.spec_draft_tokens - before.spec_draft_tokens;
+    s.spec_accepted_tokens = after.spec_accepted_tokens - before.spec_accepted_tokens;
+    if (s.spec_draft_tokens > 0)
+      s.spec_acceptance_rate = double(s.spec_accepted_tokens) / double(s.spec_draft_tokens);
+    if (s.spec_drafts > 0)
+      s.spec_mean_accepted_length = 1.0 + double(s.spec_accepted_tokens) / double(s.spec_drafts);
   }
   return out;
 }

@@ -19,6 +19,8 @@
 #include "kvserve/engine.h"
 #include "model/model.h"
 #include "model/runner.h"
+#include "spec/proposer.h"
+#include "spec/spec_cost_model.h"
 #include "tokenizer/tokenizer.h"
 
 namespace kvserve {
@@ -39,6 +41,12 @@ struct SeqSlot {
   std::vector<int32_t> out_tokens;
   std::string out_text;
   std::vector<LogprobsEntry> out_logprobs;
+  // Speculation: [1 + k] the sequence's last token then its draft (the tokens a
+  // speculating step runs), the draft length it may use next, and its estimated
+  // per-token acceptance.
+  std::vector<int32_t> verify;
+  int spec_k = 0;
+  double spec_accept = 0.5;
 };
 
 struct Group {
@@ -77,6 +85,8 @@ struct Engine::Impl {
   std::vector<uint8_t> sample_flags;   // [max_num_seqs] slice i samples a token this step
   LogprobsEntry lp_tmp;                // scratch for one sampled token's logprobs
   EngineStats counters;
+  std::unique_ptr<Proposer> proposer;  // null: no speculation
+  std::unique_ptr<SpecCostModel> spec_cost;
 
   SeqId new_slot(int group, int index);
   int new_group();
@@ -84,8 +94,15 @@ struct Engine::Impl {
   void finish_seq(SeqId s, FinishReason why);
   void emit_group_results(Group& g);
   void fork_group(SeqSlot& parent);
-  void sample_into(SeqSlot& slot, const float* row);
+  // Samples the slot's next token from `row` and reports it (appending to this step's
+  // delta for the slot when `extend`); returns the token, or -1 if the sequence finished
+  // (its slot may be gone then).
+  int32_t sample_into(SeqSlot& slot, const float* row, bool extend = false);
   void take_prompt_logprobs(SeqSlot& slot, int first_pos, int n, const float* rows);
+  void start_seq(SeqSlot& slot);  // per-sequence speculation state
+  void propose_drafts();
+  // Samples a speculating slice's rows in order, keeping draft tokens while they match.
+  void verify_draft(SeqSlot& slot, int num_draft, const float* rows);
   void step();
 };
 

@@ -46,6 +46,7 @@ void Engine::Impl::fork_group(SeqSlot& parent) {
                    uint64_t(i));
     c.detok.emplace(*tok, grp.params.skip_special_tokens);
     c.stop.emplace(grp.params, eos_ids);
+    start_seq(c);
     sched->add_running(&r);
     grp.seqs.push_back(s);
   }
@@ -80,6 +81,7 @@ void Engine::Impl::finish_seq(SeqId s, FinishReason why) {
   Group& grp = *groups[slot.group];
   slot.finished = true;
   slot.finish = why;
+  if (proposer) proposer->finish(s, slot.req.token_ids, slot.req.num_prompt_tokens);
   sched->remove(&slot.req);  // frees its blocks now; full ones stay in the prefix cache
   ++grp.n_finished;
   const bool all_started = grp.forked || grp.params.effective_best_of() == 1;
@@ -90,7 +92,7 @@ void Engine::Impl::finish_seq(SeqId s, FinishReason why) {
   }
 }
 
-void Engine::Impl::sample_into(SeqSlot& slot, const float* row) {
+int32_t Engine::Impl::sample_into(SeqSlot& slot, const float* row, bool extend) {
   Group& grp = *groups[slot.group];
   const SamplingParams& p = grp.params;
   Request& r = slot.req;
@@ -115,11 +117,14 @@ void Engine::Impl::sample_into(SeqSlot& slot, const float* row) {
     slot.out_text += tr.text;
     if (want_lp) slot.out_logprobs.push_back(lp_tmp);
   } else {
-    RequestOutput& o = outputs.emplace_back();
-    o.request_id = grp.id;
+    // A speculating step yields several tokens: one delta carries them all.
+    const bool same = extend && !outputs.empty() && outputs.back().index == slot.index &&
+                      !outputs.back().finished && outputs.back().request_id == grp.id;
+    RequestOutput& o = same ? outputs.back() : outputs.emplace_back();
+    if (!same) o.request_id = grp.id;
     o.index = slot.index;
     o.token_ids.push_back(token);
-    o.text = std::move(tr.text);
+    o.text += tr.text;
     if (want_lp) o.logprobs.push_back(lp_tmp);
     if (slot.index == 0 && p.prompt_logprobs >= 0 && !grp.prompt_lp_sent) {
       o.prompt_logprobs = std::move(grp.prompt_logprobs);
@@ -133,7 +138,69 @@ void Engine::Impl::sample_into(SeqSlot& slot, const float* row) {
     o.finished = finish != FinishReason::None;
     o.finish_reason = finish;
   }
-  if (finish != FinishReason::None) finish_seq(r.seq, finish);
+  if (finish == FinishReason::None) return token;
+  finish_seq(r.seq, finish);
+  return -1;
+}
+
+void Engine::Impl::propose_drafts() {
+  if (!proposer) return;
+  const SpeculativeConfig& sc = config.speculative;
+  int decodes = 0, drafted = 0;
+  double expected = 0.0;
+  for (Request* r : sched->running()) {
+    r->num_draft = 0;
+    if (r->num_missing() != 1) continue;
+    ++decodes;
+    SeqSlot& slot = *slots[r->seq];
+    if (!r->params->speculative) continue;
+    // Never draft past max_tokens (the step also yields the target's own token) or the
+    // context.
+    const int k = std::min({slot.spec_k, r->params->max_tokens - r->num_output_tokens() - 1,
+                            config.max_model_len - r->num_tokens()});
+    if (k <= 0) continue;
+    r->num_draft =
+        proposer->propose(r->seq, r->token_ids, std::span<int32_t>(slot.verify).subspan(1, size_t(k)));
+    drafted += r->num_draft;
+    expected += expected_accepted(slot.spec_accept, r->num_draft);
+  }
+  if (drafted > 0 && sc.adaptive && !spec_cost->worth(decodes, drafted, expected)) {
+    for (Request* r : sched->running()) r->num_draft = 0;
+    ++counters.spec_steps_skipped;
+  }
+}
+
+void Engine::Impl::verify_draft(SeqSlot& slot, int num_draft, const float* rows) {
+  // Row j is the target's distribution after the last token and draft[0, j). Sampling
+  // it exactly as a plain decode would (same sampler, same RNG stream, penalties over the
+  // tokens kept so far) and keeping draft[j] only when the sample equals it yields the
+  // very tokens plain decoding yields: for a deterministic proposer this is rejection
+  // sampling with a one-hot q (accept with probability p(x), else draw from p without x).
+  Request& r = slot.req;
+  const int32_t* draft = slot.verify.data() + 1;
+  int accepted = 0;
+  bool finished = false;
+  for (int j = 0; j <= num_draft; ++j) {
+    const int32_t t = sample_into(slot, rows + int64_t(j) * n_vocab, /*extend=*/j > 0);
+    if (t < 0) {  // finished (stop, EOS, length): the slot may already be released
+      finished = true;
+      break;
+    }
+    if (j == num_draft || t != draft[j]) break;
+    ++accepted;
+  }
+  ++counters.spec_drafts;
+  counters.spec_draft_tokens += num_draft;
+  counters.spec_accepted_tokens += accepted;
+  for (int j = 0; j < accepted; ++j) ++counters.spec_accepted_per_pos[size_t(j)];
+  if (finished) return;
+  sched->commit_draft(&r, accepted);
+  // Adapt: a chain cut at position a says "a hits, one miss"; a full chain, "all hits".
+  const double rate = accepted == num_draft ? 1.0 : double(accepted) / double(accepted + 1);
+  slot.spec_accept = 0.7 * slot.spec_accept + 0.3 * rate;
+  if (config.speculative.adaptive)
+    slot.spec_k = accepted == num_draft ? std::min(config.speculative.num_tokens, slot.spec_k + 1)
+                                        : std::max(1, accepted + 1);
 }
 
 void Engine::Impl::step() {
@@ -141,6 +208,7 @@ void Engine::Impl::step() {
   for (RequestOutput& p : pending) outputs.push_back(std::move(p));
   pending.clear();
 
+  propose_drafts();
   const SchedulerOutput& so = sched->schedule();
   if (so.empty()) return;
 
@@ -151,6 +219,7 @@ void Engine::Impl::step() {
   slices.clear();
   sample_flags.clear();
   const auto step_start = std::chrono::steady_clock::now();
+  bool all_decodes = true;  // the step's time then feeds the speculation cost model
   for (const ScheduledSeq& s : so.seqs) {
     Request& r = *s.req;
     SeqSlot& slot = *slots[r.seq];
@@ -161,14 +230,22 @@ void Engine::Impl::step() {
     }
     SeqSlice& sl = slices.emplace_back();
     sl.n_past = r.num_computed_tokens;
-    sl.tokens = std::span<const int32_t>(r.token_ids)
-                    .subspan(size_t(r.num_computed_tokens), size_t(s.num_new_tokens));
+    if (s.num_draft > 0) {
+      slot.verify[0] = r.token_ids.back();  // the draft follows the last verified token
+      sl.tokens = std::span<const int32_t>(slot.verify).first(size_t(s.num_new_tokens));
+    } else {
+      sl.tokens = std::span<const int32_t>(r.token_ids)
+                      .subspan(size_t(r.num_computed_tokens), size_t(s.num_new_tokens));
+    }
     sl.block_table = blocks->block_table(r.seq);
+    all_decodes = all_decodes && s.num_new_tokens - s.num_draft == 1 && s.samples();
     const bool prompt_lp = grp.params.prompt_logprobs >= 0 && slot.index == 0 &&
                            grp.prompt_lp_next < r.num_prompt_tokens &&
                            r.num_computed_tokens + s.num_new_tokens >= grp.prompt_lp_next;
     sample_flags.push_back(s.samples());
-    sl.logits = prompt_lp ? LogitsMode::All : s.samples() ? LogitsMode::Last : LogitsMode::None;
+    sl.logits = prompt_lp || s.num_draft > 0 ? LogitsMode::All
+                : s.samples()                ? LogitsMode::Last
+                                             : LogitsMode::None;
     counters.prompt_tokens_computed +=
         std::clamp(r.num_prompt_tokens - r.num_computed_tokens, 0, s.num_new_tokens);
   }
@@ -185,7 +262,9 @@ void Engine::Impl::step() {
   for (size_t i = 0; i < slices.size(); ++i) {
     const SeqSlice& sl = slices[i];
     const int64_t rows = logits_rows(sl);
-    if (rows > 0) {
+    if (so.seqs[i].num_draft > 0) {
+      verify_draft(*slots[so.seqs[i].req->seq], so.seqs[i].num_draft, row);
+    } else if (rows > 0) {
       SeqSlot& slot = *slots[so.seqs[i].req->seq];
       if (sl.logits == LogitsMode::All) take_prompt_logprobs(slot, sl.n_past, int(sl.tokens.size()), row);
       const float* last = row + (rows - 1) * int64_t(n_vocab);
@@ -201,6 +280,9 @@ void Engine::Impl::step() {
     }
     row += rows * int64_t(n_vocab);
   }
+  if (spec_cost && all_decodes)
+    spec_cost->observe(so.num_batched_tokens,
+                       std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count());
 }
 
 }  // namespace kvserve

@@ -31,6 +31,9 @@ struct Request {
   uint64_t arrival = 0;                    // monotonically increasing admission order
   int num_preemptions = 0;
   bool skip_prefix_cache = false;  // prompt logprobs need every prompt position computed
+  // Speculative tokens proposed for the next step (decodes only). They are not in
+  // token_ids: the engine keeps them in its step buffer until the target confirms them.
+  int num_draft = 0;
 
   int num_tokens() const { return int(token_ids.size()); }
   int num_output_tokens() const { return num_tokens() - num_prompt_tokens; }

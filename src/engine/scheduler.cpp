@@ -104,8 +104,14 @@ void Scheduler::schedule_running(bool decodes) {
     Request* r = running_[i];
     if (scheduled_[r->seq] || r->num_missing() <= 0 || (r->num_missing() == 1) != decodes) continue;
     if (int(out_.seqs.size()) >= config_.max_num_seqs) return;
-    const int n = chunk(r->num_missing());
+    int n = chunk(r->num_missing() + (decodes ? r->num_draft : 0));
     if (!config_.enable_chunked_prefill && n < r->num_missing()) continue;
+    int draft = decodes ? n - 1 : 0;
+    // Drafts are optional: without the memory for them, run the plain decode.
+    if (draft > 0 && !blocks_.allocate_slots(r->seq, r->num_computed_tokens, n)) {
+      n = 1;
+      draft = 0;
+    }
     bool fits = false;
     while (!(fits = blocks_.allocate_slots(r->seq, r->num_computed_tokens, n))) {
       Request* victim = running_.back();  // least important
@@ -114,7 +120,7 @@ void Scheduler::schedule_running(bool decodes) {
     }
     if (!fits) return;  // r itself was the least important: nothing after it can run either
     scheduled_[r->seq] = 1;
-    out_.seqs.push_back({r, n});
+    out_.seqs.push_back({r, n, draft});
     out_.num_batched_tokens += n;
     budget_ -= n;
   }
@@ -176,9 +182,17 @@ void Scheduler::commit_step() {
   for (const ScheduledSeq& s : out_.seqs) {
     Request* r = s.req;
     scheduled_[r->seq] = 0;
-    r->num_computed_tokens += s.num_new_tokens;
+    r->num_computed_tokens += s.num_new_tokens - s.num_draft;
     blocks_.cache_blocks(r->seq, r->token_ids, r->num_computed_tokens);
   }
+}
+
+void Scheduler::commit_draft(Request* req, int accepted) {
+  assert(req->status == RequestStatus::Running);
+  req->num_computed_tokens += accepted;
+  assert(req->num_missing() == 1);
+  blocks_.cache_blocks(req->seq, req->token_ids, req->num_computed_tokens);
+  blocks_.trim(req->seq, req->num_tokens());
 }
 
 }  // namespace kvserve

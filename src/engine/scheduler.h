@@ -1,6 +1,8 @@
 // Iteration-level scheduler. Each step it hands out a token budget so that every
 // request's num_computed_tokens catches up with its tokens:
-//   1. running requests with one missing token (decodes), most important first;
+//   1. running requests with one missing token (decodes), most important first, each
+//      with its speculative draft when the budget and the free blocks allow (a draft
+//      is dropped before anything is preempted for it);
 //   2. running requests with more (prompt chunks, re-prefill), chunked to the budget;
 //   3. waiting requests, most important / earliest first, starting from their cached
 //      prefix, while sequences, budget and free blocks last.
@@ -38,9 +40,12 @@ struct SchedulerConfig {
 
 struct ScheduledSeq {
   Request* req = nullptr;
-  int num_new_tokens = 0;  // tokens [num_computed, num_computed + num_new) run this step
+  // Tokens [num_computed, num_computed + num_new) run this step; the last num_draft of
+  // them are speculative (a decode's draft, at most req->num_draft).
+  int num_new_tokens = 0;
+  int num_draft = 0;
   // The step reaches the end of the request's tokens: the next token is sampled.
-  bool samples() const { return req->num_computed_tokens + num_new_tokens == req->num_tokens(); }
+  bool samples() const { return req->num_computed_tokens + num_new_tokens - num_draft == req->num_tokens(); }
 };
 
 struct SchedulerOutput {
@@ -68,9 +73,13 @@ class Scheduler {
   // Decides the next step. The output is valid until the next schedule() call.
   const SchedulerOutput& schedule();
   // After the step's forward: advances num_computed_tokens of every scheduled request
-  // and makes their newly full blocks findable in the prefix cache. The engine appends
-  // sampled tokens afterwards.
+  // past its verified tokens and makes their newly full blocks findable in the prefix
+  // cache. The engine appends sampled tokens afterwards.
   void commit_step();
+  // After the engine appended a speculating request's accepted draft tokens and the
+  // token that follows them: the first `accepted` draft positions hold valid K/V, so
+  // they count as computed; the slots of rejected ones are released.
+  void commit_draft(Request* req, int accepted);
 
   int num_running() const { return int(running_.size()); }
   int num_waiting() const { return int(waiting_.size()); }

@@ -51,6 +51,11 @@ struct BackendStats {
   // Tokens the engine sampled, those no client will read included (an abandoned request's
   // last steps): compared with the server's own count, it shows whether aborts reach the engine.
   uint64_t generated_tokens = 0;
+  // Speculative decoding (zero / empty when the engine does not speculate).
+  uint64_t spec_drafts = 0;
+  uint64_t spec_draft_tokens = 0;
+  uint64_t spec_accepted_tokens = 0;
+  std::vector<uint64_t> spec_accepted_per_pos;
 };
 
 class Backend {

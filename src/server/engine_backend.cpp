@@ -84,6 +84,10 @@ BackendStats EngineBackend::stats() const {
   s.kv_cache_usage = st.kv_usage;
   s.num_preemptions = uint64_t(st.preemptions);
   s.generated_tokens = uint64_t(st.generated_tokens);
+  s.spec_drafts = uint64_t(st.spec_drafts);
+  s.spec_draft_tokens = uint64_t(st.spec_draft_tokens);
+  s.spec_accepted_tokens = uint64_t(st.spec_accepted_tokens);
+  s.spec_accepted_per_pos.assign(st.spec_accepted_per_pos.begin(), st.spec_accepted_per_pos.end());
   return s;
 }
 

@@ -206,6 +206,12 @@ struct HttpServer::Impl {
       metrics.kv_cache_usage_perc.set(s.kv_cache_usage);
       metrics.num_preemptions.set(s.num_preemptions);
       metrics.engine_generation_tokens.set(s.generated_tokens);
+      metrics.spec_drafts.set(s.spec_drafts);
+      metrics.spec_draft_tokens.set(s.spec_draft_tokens);
+      metrics.spec_accepted_tokens.set(s.spec_accepted_tokens);
+      const size_t positions = std::min(s.spec_accepted_per_pos.size(), metrics.spec_accepted_per_pos.size());
+      for (size_t i = 0; i < positions; ++i) metrics.spec_accepted_per_pos[i].set(s.spec_accepted_per_pos[i]);
+      metrics.spec_positions.store(int(positions), std::memory_order_relaxed);
       res.set_content(metrics.render(), "text/plain; version=0.0.4; charset=utf-8");
     });
     svr.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {

@@ -141,6 +141,19 @@ std::string ServerMetrics::render() const {
       w.out += fmt::format("{}{{{},finished_reason=\"{}\"}} {}\n", name, w.labels, kFinishNames[i],
                            request_success[i].value());
   }
+  if (const int positions = spec_positions.load(std::memory_order_relaxed); positions > 0) {
+    w.counter("kvserve:spec_decode_num_drafts_total", "Number of speculative drafts run.",
+              spec_drafts.value());
+    w.counter("kvserve:spec_decode_num_draft_tokens_total", "Number of draft tokens proposed and verified.",
+              spec_draft_tokens.value());
+    w.counter("kvserve:spec_decode_num_accepted_tokens_total", "Number of draft tokens the target accepted.",
+              spec_accepted_tokens.value());
+    const char* name = "kvserve:spec_decode_num_accepted_tokens_per_pos_total";
+    w.header(name, "counter", "Accepted draft tokens by position in the draft.");
+    for (int i = 0; i < positions; ++i)
+      w.out += fmt::format("{}{{{},position=\"{}\"}} {}\n", name, w.labels, i,
+                           spec_accepted_per_pos[size_t(i)].value());
+  }
   w.histogram("kvserve:request_prompt_tokens", "Number of prefill tokens processed.", request_prompt_tokens);
   w.histogram("kvserve:request_generation_tokens", "Number of generation tokens processed.",
               request_generation_tokens);

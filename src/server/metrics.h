@@ -80,6 +80,12 @@ struct ServerMetrics {
   Counter engine_generation_tokens;  // tokens the engine sampled, aborted requests' included
   Counter num_preemptions;
   std::array<Counter, 3> request_success;  // by FinishKind
+  // Speculative decoding, mirrored from the engine; rendered only when it speculates.
+  Counter spec_drafts;
+  Counter spec_draft_tokens;
+  Counter spec_accepted_tokens;
+  std::array<Counter, 16> spec_accepted_per_pos;  // by draft position
+  std::atomic<int> spec_positions{0};             // 0 = not speculating
 
   void record_finish(FinishKind kind) { request_success[size_t(kind)].inc(); }
 

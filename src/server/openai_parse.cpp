@@ -187,6 +187,8 @@ void parse_common(const json& j, const ParseLimits& limits, ApiRequest& req) {
   }
   if (auto v = get_int(j, "min_tokens", 0, ctx)) p.min_tokens = int(*v);
   if (auto v = get_bool(j, "ignore_eos")) p.ignore_eos = *v;
+  // kvserve extension: false keeps this request from speculating (same output, own pace).
+  if (auto v = get_bool(j, "speculative")) p.speculative = *v;
   if (auto v = get_bool(j, "skip_special_tokens")) p.skip_special_tokens = *v;
   if (auto v = get_bool(j, "include_stop_str_in_output")) p.include_stop_str_in_output = *v;
   if (auto v = get_bool(j, "stream")) req.stream = *v;

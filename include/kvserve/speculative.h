@@ -1,0 +1,56 @@
+// Speculative decoding settings (EngineConfig::speculative). A proposer guesses the next
+// few tokens of a decoding sequence; one forward of the target model checks them all,
+// and every token the target itself would have chosen is kept. The output is exactly
+// what decoding without speculation produces (greedy and seeded sampling alike); only
+// the number of forwards changes.
+//
+// Methods that exist today: `ngram` (prompt / output lookup, see src/spec/ngram_proposer.h).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace kvserve {
+
+enum class SpecMethod : uint8_t { None, Ngram };
+
+inline const char* spec_method_name(SpecMethod m) {
+  return m == SpecMethod::Ngram ? "ngram" : "none";
+}
+
+inline std::optional<SpecMethod> parse_spec_method(std::string_view s) {
+  if (s == "none") return SpecMethod::None;
+  if (s == "ngram") return SpecMethod::Ngram;
+  return std::nullopt;
+}
+
+struct SpeculativeConfig {
+  SpecMethod method = SpecMethod::None;
+  int num_tokens = 4;  // draft tokens per step at most (k)
+  int ngram_min = 2;   // shortest suffix the n-gram lookup matches
+  int ngram_max = 4;   // longest suffix it tries first
+  // Tokens of finished requests' outputs kept for lookup by later requests (0 = off).
+  int shared_cache_entries = 1 << 16;
+  // Per-request k adapts to its recent acceptance, and a step drafts only when the
+  // measured step-time cost model says the extra tokens pay for themselves.
+  bool adaptive = true;
+
+  static constexpr int kMaxTokens = 16;
+  bool enabled() const { return method != SpecMethod::None; }
+  // Empty when the settings are usable; otherwise what is wrong, naming the flag.
+  std::string validate() const {
+    if (!enabled()) return {};
+    if (num_tokens < 1 || num_tokens > kMaxTokens)
+      return "--num-speculative-tokens must be in [1, " + std::to_string(kMaxTokens) + "], got " +
+             std::to_string(num_tokens);
+    if (ngram_min < 1 || ngram_max < ngram_min || ngram_max > 16)
+      return "--ngram-min/--ngram-max must satisfy 1 <= min <= max <= 16, got " + std::to_string(ngram_min) +
+             " and " + std::to_string(ngram_max);
+    if (shared_cache_entries < 0) return "the shared n-gram cache size must not be negative";
+    return {};
+  }
+};
+
+}  // namespace kvserve

@@ -1,0 +1,41 @@
+// What followed each n-gram in recent requests' outputs, shared by all sequences: chat
+// and agent workloads repeat themselves across requests (the same code block, the same
+// tool-call scaffolding), which a per-sequence index cannot see. Bounded: a fixed
+// number of buckets, direct-mapped, a newer n-gram evicting an older one; each bucket
+// keeps up to four continuations with counts and proposes the most frequent.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+namespace kvserve {
+
+class NgramSharedCache {
+ public:
+  NgramSharedCache(int n_min, int n_max, int buckets);
+
+  // Records every n-gram -> next token of tokens[from, size) (n-grams may start before
+  // `from`, so the join between prompt and output counts too).
+  void add(std::span<const int32_t> tokens, int from);
+  // Extends `context` greedily with the most frequent continuation of its longest known
+  // suffix, up to out.size() tokens; returns how many were written.
+  int lookup(std::span<const int32_t> context, std::span<int32_t> out) const;
+
+  int buckets() const { return int(buckets_.size()); }
+
+ private:
+  static constexpr int kWays = 4;
+  struct Bucket {
+    uint64_t key = 0;  // 0 = empty
+    int32_t token[kWays] = {-1, -1, -1, -1};
+    uint16_t count[kWays] = {};
+  };
+  static uint64_t hash(std::span<const int32_t> gram);
+  int32_t best(uint64_t key) const;  // -1 if unknown
+
+  int n_min_, n_max_;
+  std::vector<Bucket> buckets_;  // power of two
+};
+
+}  // namespace kvserve

@@ -1,0 +1,35 @@
+// When does drafting pay? Decode is memory-bound at small batches (checking k more
+// tokens costs little) and compute-bound at large ones (every extra token costs nearly a
+// token's time). Rather than guess where the knee lies on a given CPU, the engine feeds
+// this model the wall time of every decode step by its token count, and asks before
+// each step whether B decode tokens plus D draft tokens, of which it expects A to be
+// accepted, produce more tokens per second than the B tokens alone:
+//   (B + A) / t(B + D)  >  B / t(B).
+// Token counts never measured are interpolated between measured ones; outside them the
+// model says yes, so that step measures (one step per new size, once).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace kvserve {
+
+class SpecCostModel {
+ public:
+  explicit SpecCostModel(int max_tokens);
+
+  // A step of `tokens` tokens, all decodes (1 + drafts each), took `seconds`.
+  void observe(int tokens, double seconds);
+  bool worth(int base_tokens, int draft_tokens, double expected_accepted) const;
+  // Estimated step seconds for `tokens` tokens (0 if nothing is measured yet).
+  double step_time(int tokens) const;
+
+ private:
+  std::vector<double> ema_;  // [max_tokens + 1] seconds, 0 = never measured
+};
+
+// Expected accepted tokens of a d-token chain whose tokens are each accepted with
+// probability a (independently, as an estimate): a + a^2 + ... + a^d.
+double expected_accepted(double a, int d);
+
+}  // namespace kvserve
