@@ -121,6 +121,8 @@ void Engine::Impl::start_seq(SeqSlot& slot) {
   if (!proposer) return;
   const SpeculativeConfig& sc = config.speculative;
   slot.verify.assign(size_t(sc.num_tokens) + 1, 0);
+  slot.shadow.reserve(size_t(sc.num_tokens));
+  slot.shadow_pos = -1;
   slot.spec_k = sc.num_tokens;
   proposer->start(slot.req.seq, slot.req.num_prompt_tokens + slot.req.params->max_tokens);
 }

@@ -47,6 +47,11 @@ struct SeqSlot {
   std::vector<int32_t> verify;
   int spec_k = 0;
   double spec_accept = 0.5;
+  // A draft the cost model dropped, kept to be scored against the tokens that really
+  // follow (the output is the same either way): acceptance stays measured while
+  // speculation is off, so it can turn back on.
+  std::vector<int32_t> shadow;
+  int shadow_pos = -1;  // token index the shadow draft would have started at (-1: none)
 };
 
 struct Group {
@@ -101,6 +106,8 @@ struct Engine::Impl {
   void take_prompt_logprobs(SeqSlot& slot, int first_pos, int n, const float* rows);
   void start_seq(SeqSlot& slot);  // per-sequence speculation state
   void propose_drafts();
+  void note_acceptance(SeqSlot& slot, int accepted, int drafted);
+  void score_shadow(SeqSlot& slot);
   // Samples a speculating slice's rows in order, keeping draft tokens while they match.
   void verify_draft(SeqSlot& slot, int num_draft, const float* rows);
   void step();

@@ -143,6 +143,25 @@ int32_t Engine::Impl::sample_into(SeqSlot& slot, const float* row, bool extend) 
   return -1;
 }
 
+void Engine::Impl::note_acceptance(SeqSlot& slot, int accepted, int drafted) {
+  // A chain cut at position a says "a hits, one miss"; a full chain, "all hits".
+  const double rate = accepted == drafted ? 1.0 : double(accepted) / double(accepted + 1);
+  slot.spec_accept = 0.7 * slot.spec_accept + 0.3 * rate;
+  if (config.speculative.adaptive)
+    slot.spec_k = accepted == drafted ? std::min(config.speculative.num_tokens, slot.spec_k + 1)
+                                      : std::max(1, accepted + 1);
+}
+
+void Engine::Impl::score_shadow(SeqSlot& slot) {
+  const Request& r = slot.req;
+  const int have = std::min(r.num_tokens() - slot.shadow_pos, int(slot.shadow.size()));
+  int a = 0;
+  while (a < have && r.token_ids[size_t(slot.shadow_pos + a)] == slot.shadow[size_t(a)]) ++a;
+  if (a == have && have < int(slot.shadow.size())) return;  // not decided yet
+  note_acceptance(slot, a, int(slot.shadow.size()));
+  slot.shadow_pos = -1;
+}
+
 void Engine::Impl::propose_drafts() {
   if (!proposer) return;
   const SpeculativeConfig& sc = config.speculative;
@@ -154,6 +173,7 @@ void Engine::Impl::propose_drafts() {
     ++decodes;
     SeqSlot& slot = *slots[r->seq];
     if (!r->params->speculative) continue;
+    if (slot.shadow_pos >= 0) score_shadow(slot);
     // Never draft past max_tokens (the step also yields the target's own token) or the
     // context.
     const int k = std::min({slot.spec_k, r->params->max_tokens - r->num_output_tokens() - 1,
@@ -165,7 +185,14 @@ void Engine::Impl::propose_drafts() {
     expected += expected_accepted(slot.spec_accept, r->num_draft);
   }
   if (drafted > 0 && sc.adaptive && !spec_cost->worth(decodes, drafted, expected)) {
-    for (Request* r : sched->running()) r->num_draft = 0;
+    for (Request* r : sched->running()) {
+      SeqSlot& slot = *slots[r->seq];
+      if (r->num_draft > 0 && slot.shadow_pos < 0) {
+        slot.shadow.assign(slot.verify.begin() + 1, slot.verify.begin() + 1 + r->num_draft);
+        slot.shadow_pos = r->num_tokens();
+      }
+      r->num_draft = 0;
+    }
     ++counters.spec_steps_skipped;
   }
 }
@@ -195,12 +222,7 @@ void Engine::Impl::verify_draft(SeqSlot& slot, int num_draft, const float* rows)
   for (int j = 0; j < accepted; ++j) ++counters.spec_accepted_per_pos[size_t(j)];
   if (finished) return;
   sched->commit_draft(&r, accepted);
-  // Adapt: a chain cut at position a says "a hits, one miss"; a full chain, "all hits".
-  const double rate = accepted == num_draft ? 1.0 : double(accepted) / double(accepted + 1);
-  slot.spec_accept = 0.7 * slot.spec_accept + 0.3 * rate;
-  if (config.speculative.adaptive)
-    slot.spec_k = accepted == num_draft ? std::min(config.speculative.num_tokens, slot.spec_k + 1)
-                                        : std::max(1, accepted + 1);
+  note_acceptance(slot, accepted, num_draft);
 }
 
 void Engine::Impl::step() {

@@ -32,13 +32,16 @@ inline void prefetch_ahead(const uint8_t* c, int64_t n) {
     _mm_prefetch(reinterpret_cast<const char*>(c + kPrefetchAhead + i), _MM_HINT_T0);
 }
 
-// Rows [o0, o1) in 16-row groups, all tokens in tiles of 2 (4 accumulators and the 8
-// unpacked vectors of a half in registers) and a last one: tile<NT>(o, t0, prefetch), the
-// stream prefetched on a group's first tile.
+// Rows [o0, o1) in 16-row groups, all tokens in tiles of 4, then 2 and 1: tile<NT>(o, t0,
+// prefetch), the stream prefetched on a group's first tile. Tiles of 4 unpack each weight
+// vector once for four tokens, which is what a speculative decode step (1 + k tokens) and
+// small decode batches need; the accumulators of the half not in use spill, cheaply. A
+// token's sums are formed in the same order in every tile size (batch invariance).
 template <class Tile>
-void over_groups_and_token_pairs(const MatmulArgs& a, int64_t o0, int64_t o1, Tile&& tile) {
+void over_groups_and_token_tiles(const MatmulArgs& a, int64_t o0, int64_t o1, Tile&& tile) {
   for (int64_t o = o0; o < o1; o += 16) {
     int64_t t = 0;
+    for (; t + 4 <= a.n_tokens; t += 4) tile.template operator()<4>(o, t, t == 0);
     for (; t + 2 <= a.n_tokens; t += 2) tile.template operator()<2>(o, t, t == 0);
     if (t < a.n_tokens) tile.template operator()<1>(o, t, t == 0);
   }
@@ -203,13 +206,13 @@ void packed_tile_q4k(const MatmulArgs& a, int64_t o, int64_t t0, bool prefetch) 
 }
 
 void matmul_packed_q4k(const MatmulArgs& a, int64_t o0, int64_t o1) {
-  over_groups_and_token_pairs(
+  over_groups_and_token_tiles(
       a, o0, o1, [&]<int NT>(int64_t o, int64_t t, bool pf) { packed_tile_q4k<NT>(a, o, t, pf); });
 }
 
 template <GgmlType T>
 void matmul_packed(const MatmulArgs& a, int64_t o0, int64_t o1) {
-  over_groups_and_token_pairs(
+  over_groups_and_token_tiles(
       a, o0, o1, [&]<int NT>(int64_t o, int64_t t, bool pf) { packed_tile<T, NT>(a, o, t, pf); });
 }
 
