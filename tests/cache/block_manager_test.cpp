@@ -204,6 +204,122 @@ TEST(BlockManager, CollidingHashesAreRejectedByTokenAndParentChecks) {
   }
 }
 
+TEST(BlockManager, TrimFreesWhollyUnusedTailBlocksAndKeepsThePartialOne) {
+  BlockManager bm(cfg(16));
+  ASSERT_TRUE(bm.allocate_slots(0, 0, 6));  // 2 blocks
+  // A speculative step: 1 + 8 tokens at positions 6..14 -> 4 blocks.
+  ASSERT_TRUE(bm.allocate_slots(0, 6, 9));
+  ASSERT_EQ(bm.block_table(0).size(), 4u);
+  const std::vector<int32_t> before(bm.block_table(0).begin(), bm.block_table(0).end());
+  EXPECT_EQ(bm.num_free_blocks(), 12);
+  EXPECT_EQ(bm.stats().slots_unused, 1);
+  // Two drafts accepted: 9 tokens remain; block 2 holds position 8 and stays.
+  bm.trim(0, 9);
+  ASSERT_EQ(bm.block_table(0).size(), 3u);
+  for (size_t i = 0; i < 3; ++i) EXPECT_EQ(bm.block_table(0)[i], before[i]);
+  EXPECT_EQ(bm.num_free_blocks(), 13);
+  EXPECT_TRUE(bm.pool().is_free(before[3]));
+  EXPECT_FALSE(bm.pool().is_free(before[2]));
+  auto st = bm.stats();
+  EXPECT_EQ(st.blocks_used, 3);
+  EXPECT_EQ(st.slots_allocated, 12);
+  EXPECT_EQ(st.slots_unused, 3);
+  EXPECT_TRUE(bm.check_invariants());
+  bm.trim(0, 9);  // idempotent
+  EXPECT_EQ(bm.num_free_blocks(), 13);
+  EXPECT_EQ(bm.stats().slots_unused, 3);
+  bm.trim(0, 8);  // exactly two full blocks
+  EXPECT_EQ(bm.block_table(0).size(), 2u);
+  EXPECT_EQ(bm.num_free_blocks(), 14);
+  EXPECT_EQ(bm.stats().slots_unused, 0);
+  bm.trim(0, 20);  // past the end: nothing to free, nothing grows
+  EXPECT_EQ(bm.block_table(0).size(), 2u);
+  EXPECT_EQ(bm.stats().slots_unused, 0);
+  EXPECT_TRUE(bm.check_invariants());
+  // The sequence grows again from where it was trimmed.
+  EXPECT_EQ(bm.blocks_needed(0, 8, 1), 1);
+  ASSERT_TRUE(bm.allocate_slots(0, 8, 1));
+  EXPECT_EQ(bm.block_table(0).size(), 3u);
+  EXPECT_EQ(bm.stats().slots_unused, 3);
+  bm.trim(0, 0);
+  EXPECT_FALSE(bm.holds_blocks(0));
+  EXPECT_EQ(bm.stats().slots_allocated, 0);
+  bm.trim(7, 0);  // a sequence never seen: nothing happens
+  EXPECT_EQ(bm.num_free_blocks(), 16);
+  EXPECT_TRUE(bm.check_invariants());
+}
+
+TEST(BlockManager, TrimKeepsCachedFullBlocks) {
+  BlockManager bm(cfg(16));
+  auto toks = iota_tokens(16);
+  ASSERT_TRUE(bm.allocate_slots(0, 0, 10));
+  bm.cache_blocks(0, toks, 10);              // blocks 0 and 1 are hashed
+  ASSERT_TRUE(bm.allocate_slots(0, 10, 5));  // 1 + 4 drafts -> 4 blocks
+  const std::vector<int32_t> before(bm.block_table(0).begin(), bm.block_table(0).end());
+  bm.trim(0, 11);
+  ASSERT_EQ(bm.block_table(0).size(), 3u);
+  EXPECT_TRUE(bm.pool().is_hashed(before[0]));
+  EXPECT_TRUE(bm.pool().is_hashed(before[1]));
+  EXPECT_EQ(bm.pool().ref_count(before[0]), 1);
+  EXPECT_EQ(bm.pool().ref_count(before[1]), 1);
+  EXPECT_EQ(bm.num_free_blocks(), 13);
+  EXPECT_EQ(bm.stats().slots_unused, 1);
+  EXPECT_TRUE(bm.check_invariants());
+  // Down to exactly the cached blocks: they stay, and stay findable.
+  bm.trim(0, 8);
+  ASSERT_EQ(bm.block_table(0).size(), 2u);
+  EXPECT_EQ(bm.block_table(0)[0], before[0]);
+  EXPECT_EQ(bm.block_table(0)[1], before[1]);
+  PrefixMatch m;
+  bm.match_prefix(toks, m);
+  ASSERT_EQ(m.num_tokens, 8);
+  EXPECT_EQ(m.blocks[0], before[0]);
+  EXPECT_EQ(m.blocks[1], before[1]);
+  // Caching continues past the trim point with the blocks allocated afterwards.
+  ASSERT_TRUE(bm.allocate_slots(0, 8, 5));
+  bm.cache_blocks(0, toks, 13);
+  bm.match_prefix(toks, m);
+  EXPECT_EQ(m.num_tokens, 12);
+  EXPECT_TRUE(bm.check_invariants());
+  bm.free(0);
+  EXPECT_EQ(bm.num_free_blocks(), 16);
+  EXPECT_EQ(bm.stats().blocks_cached, 3);
+  EXPECT_TRUE(bm.check_invariants());
+}
+
+TEST(BlockManager, TrimOfAForkedSequenceReleasesOnlyItsOwnReferences) {
+  BlockManager bm(cfg(16));
+  ASSERT_TRUE(bm.allocate_slots(0, 0, 12));  // 3 full blocks, not cached
+  bm.fork(0, 1);
+  const std::vector<int32_t> parent(bm.block_table(0).begin(), bm.block_table(0).end());
+  bm.trim(1, 5);  // the child drops block 2; the parent still holds it
+  EXPECT_EQ(bm.block_table(1).size(), 2u);
+  EXPECT_EQ(bm.pool().ref_count(parent[2]), 1);
+  EXPECT_EQ(bm.pool().ref_count(parent[1]), 2);
+  EXPECT_EQ(bm.num_free_blocks(), 13);
+  EXPECT_TRUE(bm.check_invariants());
+  // The child writes position 5 in the shared block 1: copy-on-write, then drafts.
+  ASSERT_TRUE(bm.allocate_slots(1, 5, 7));  // 12 tokens -> 3 blocks, block 1 copied
+  ASSERT_EQ(bm.pending_copies().size(), 1u);
+  EXPECT_EQ(bm.pending_copies()[0].src, parent[1]);
+  bm.clear_pending_copies();
+  EXPECT_NE(bm.block_table(1)[1], parent[1]);
+  EXPECT_EQ(bm.num_free_blocks(), 11);
+  bm.trim(1, 6);
+  EXPECT_EQ(bm.block_table(1).size(), 2u);
+  EXPECT_EQ(bm.num_free_blocks(), 12);
+  EXPECT_EQ(bm.block_table(0).size(), 3u);
+  for (int32_t b : parent) EXPECT_EQ(bm.pool().ref_count(b), b == parent[0] ? 2 : 1);
+  auto st = bm.stats();
+  EXPECT_EQ(st.slots_allocated, 12 + 8);
+  EXPECT_EQ(st.slots_unused, 0 + 2);
+  EXPECT_TRUE(bm.check_invariants());
+  bm.free(0);
+  bm.free(1);
+  EXPECT_EQ(bm.num_free_blocks(), 16);
+  EXPECT_TRUE(bm.check_invariants());
+}
+
 // ---- randomized property test ----
 
 struct SimSeq {
@@ -326,6 +442,140 @@ TEST(BlockManagerProperty, RandomOpsWithHashCollisions) {
 }
 TEST(BlockManagerProperty, RandomOpsWithoutPrefixCaching) {
   for (uint64_t seed = 1; seed <= 3; ++seed) run_property(seed, false, ~0ULL);
+}
+
+// Speculative decoding cycles: each decode step allocates 1 + D slots, writes the KV of
+// the drafted tokens (garbage past the first wrong draft), keeps the accepted ones and
+// trims the rest; sequences also roll back to a cached boundary, fork, and finish. After
+// every operation the tables cover exactly the computed tokens, the KV of every computed
+// token is intact (a trimmed block handed to someone else would break this), and the
+// statistics agree.
+void run_trim_property(uint64_t seed, bool caching, uint64_t mask) {
+  const int n_blocks = 40, bs = 4;
+  BlockManager bm(cfg(n_blocks, bs, caching, mask));
+  std::vector<uint64_t> kv(size_t(n_blocks) * bs, 0);
+  std::mt19937_64 rng(seed);
+  std::vector<SimSeq> live;
+  std::vector<std::vector<int32_t>> prompt_pool;
+  SeqId next_id = 0;
+  int64_t trimmed_blocks = 0, accepted = 0, rejected = 0;
+
+  auto release = [&](size_t i) {
+    bm.free(live[i].id);
+    live.erase(live.begin() + long(i));
+  };
+  // Allocates and writes positions [computed, computed + n) of s; the KV of position
+  // p >= s.computed + good is garbage (a rejected draft's).
+  auto write = [&](SimSeq& s, int n, int good) -> bool {
+    if (!bm.allocate_slots(s.id, s.computed, n)) return false;
+    for (const BlockCopy& c : bm.pending_copies())
+      std::copy_n(kv.begin() + size_t(c.src) * bs, bs, kv.begin() + size_t(c.dst) * bs);
+    bm.clear_pending_copies();
+    auto fp = fingerprints(s.tokens);
+    auto tab = bm.block_table(s.id);
+    for (int p = s.computed; p < s.computed + n; ++p) {
+      EXPECT_EQ(bm.pool().ref_count(tab[p / bs]), 1);
+      kv[size_t(tab[p / bs]) * bs + p % bs] = p < s.computed + good ? fp[size_t(p)] : (rng() | (1ULL << 63));
+    }
+    return true;
+  };
+  auto set_computed = [&](SimSeq& s, int computed) {
+    const int free_before = bm.num_free_blocks();
+    const int held = int(bm.block_table(s.id).size());
+    s.computed = computed;
+    bm.trim(s.id, computed);
+    trimmed_blocks += held - int(bm.block_table(s.id).size());
+    // A trimmed block is freed unless another sequence still shares it.
+    EXPECT_LE(bm.num_free_blocks() - free_before, held - int(bm.block_table(s.id).size()));
+    bm.cache_blocks(s.id, s.tokens, s.computed);
+  };
+
+  for (int step = 0; step < 2500; ++step) {
+    const int op = int(rng() % 12);
+    if (op < 2 && live.size() < 10) {  // admit, maybe sharing a cached prefix
+      SimSeq s;
+      s.id = next_id++;
+      const int len = 1 + int(rng() % 24);
+      if (!prompt_pool.empty() && rng() % 2) {
+        const auto& base = prompt_pool[rng() % prompt_pool.size()];
+        s.tokens.assign(base.begin(), base.begin() + long(rng() % (base.size() + 1)));
+      }
+      while (int(s.tokens.size()) < len) s.tokens.push_back(int32_t(rng() % 5));
+      PrefixMatch m;
+      bm.match_prefix(s.tokens, m);
+      if (!bm.allocate_slots(s.id, m.num_tokens, 0, &m)) continue;
+      s.computed = m.num_tokens;
+      prompt_pool.push_back(s.tokens);
+      const int n = int(s.tokens.size()) - s.computed;  // the whole prompt
+      live.push_back(s);
+      if (!write(live.back(), n, n)) {
+        release(live.size() - 1);
+        continue;
+      }
+      set_computed(live.back(), live.back().computed + n);
+    } else if (op < 8 && !live.empty()) {  // a speculative decode step
+      SimSeq& s = live[rng() % live.size()];
+      if (s.computed == int(s.tokens.size())) s.tokens.push_back(int32_t(rng() % 5));  // sampled
+      const int c = s.computed, d = int(rng() % 7);
+      // The true future; the proposer guesses it right 70% of the time per token.
+      while (int(s.tokens.size()) < c + 1 + d) s.tokens.push_back(int32_t(rng() % 5));
+      int a = 0;
+      while (a < d && rng() % 10 < 7) ++a;
+      if (!write(s, 1 + d, 1 + a)) {
+        release(rng() % live.size());  // out of memory: preempt someone
+        continue;
+      }
+      accepted += a;
+      rejected += d - a;
+      set_computed(s, c + 1 + a);
+    } else if (op < 9 && !live.empty()) {  // roll back to no earlier than the cached blocks
+      SimSeq& s = live[rng() % live.size()];
+      const int floor = caching ? s.computed / bs * bs : 0;
+      set_computed(s, std::max(floor, s.computed - int(rng() % 6)));
+    } else if (op < 10 && !live.empty() && live.size() < 10) {  // fork
+      SimSeq c = live[rng() % live.size()];
+      const SeqId parent = c.id;
+      c.id = next_id++;
+      bm.fork(parent, c.id);
+      live.push_back(c);
+    } else if (!live.empty()) {
+      release(rng() % live.size());
+    }
+    ASSERT_TRUE(bm.check_invariants()) << "step " << step;
+    int64_t allocated = 0, unused = 0;
+    for (const SimSeq& s : live) {
+      auto tab = bm.block_table(s.id);
+      ASSERT_EQ(int(tab.size()), bm.blocks_for(s.computed)) << "step " << step << " seq " << s.id;
+      auto fp = fingerprints(s.tokens);
+      for (int p = 0; p < s.computed; ++p)
+        ASSERT_EQ(kv[size_t(tab[p / bs]) * bs + p % bs], fp[size_t(p)]) << "step " << step << " pos " << p;
+      allocated += int64_t(tab.size()) * bs;
+      unused += int64_t(tab.size()) * bs - s.computed;
+    }
+    auto st = bm.stats();
+    ASSERT_EQ(st.slots_allocated, allocated) << "step " << step;
+    ASSERT_EQ(st.slots_unused, unused) << "step " << step;
+    ASSERT_EQ(st.blocks_used + st.blocks_free, n_blocks);
+  }
+  while (!live.empty()) release(live.size() - 1);
+  EXPECT_TRUE(bm.check_invariants());
+  EXPECT_EQ(bm.num_free_blocks(), n_blocks);
+  EXPECT_EQ(bm.stats().blocks_used, 0);
+  EXPECT_EQ(bm.stats().slots_allocated, 0);
+  // The cycles did exercise trimming.
+  EXPECT_GT(trimmed_blocks, 0);
+  EXPECT_GT(accepted, 0);
+  EXPECT_GT(rejected, 0);
+}
+
+TEST(BlockManagerProperty, SpeculativeTrimCyclesWithPrefixCaching) {
+  for (uint64_t seed = 1; seed <= 5; ++seed) run_trim_property(seed, true, ~0ULL);
+}
+TEST(BlockManagerProperty, SpeculativeTrimCyclesWithHashCollisions) {
+  for (uint64_t seed = 1; seed <= 3; ++seed) run_trim_property(seed, true, 0x7);
+}
+TEST(BlockManagerProperty, SpeculativeTrimCyclesWithoutPrefixCaching) {
+  for (uint64_t seed = 1; seed <= 3; ++seed) run_trim_property(seed, false, ~0ULL);
 }
 
 }  // namespace
