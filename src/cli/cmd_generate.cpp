@@ -31,6 +31,7 @@ struct Opts {
   std::string prompt_tokens;
   std::string batch_file;
   int max_tokens = 128;
+  bool ignore_eos = false;
   float temperature = 0.0f;
   int top_k = -1;
   float top_p = 1.0f;
@@ -126,6 +127,7 @@ SamplingParams sampling_params(const Opts& o) {
   if (o.seed >= 0) p.seed = uint64_t(o.seed);
   p.stop = o.stop;
   p.max_tokens = o.max_tokens;
+  p.ignore_eos = o.ignore_eos;
   p.logprobs = o.logprobs;
   p.prompt_logprobs = o.prompt_logprobs;
   return p;
@@ -350,6 +352,7 @@ const kvserve::cli::Registrar reg{
       app.add_option("--batch-file", o->batch_file,
                      "One prompt per line (\\n escapes a newline), all run at once through the engine");
       app.add_option("-n,--max-tokens", o->max_tokens, "Most tokens to generate")->capture_default_str();
+      app.add_flag("--ignore-eos", o->ignore_eos, "Keep generating past end-of-generation tokens");
       app.add_option("--temperature", o->temperature, "Sampling temperature; 0 = greedy")
           ->capture_default_str();
       app.add_option("--top-k", o->top_k, "Keep the k most likely tokens; <= 0 = off")->capture_default_str();
