@@ -97,6 +97,7 @@ struct EngineStats {
   std::vector<int64_t> spec_accepted_per_pos;  // [num_speculative_tokens]
   // Steps whose drafts the cost model dropped because they would not have paid off.
   int64_t spec_steps_skipped = 0;
+  int spec_draft_blocks_used = 0;  // KV blocks a draft model's own cache holds now
   double spec_acceptance_rate() const {
     return spec_draft_tokens ? double(spec_accepted_tokens) / double(spec_draft_tokens) : 0.0;
   }

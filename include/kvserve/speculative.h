@@ -4,7 +4,10 @@
 // what decoding without speculation produces (greedy and seeded sampling alike); only
 // the number of forwards changes.
 //
-// Methods that exist today: `ngram` (prompt / output lookup, see src/spec/ngram_proposer.h).
+// Methods: `ngram` (prompt / output lookup, src/spec/ngram_proposer.h) and `draft` (a
+// smaller model with the same vocabulary, src/spec/draft_model_proposer.h). Greedy and
+// n-gram-drafted outputs are exactly those of plain decoding; sampled requests drafted by
+// a model follow the target distribution (rejection sampling) with their own draws.
 #pragma once
 
 #include <cstdint>
@@ -14,23 +17,25 @@
 
 namespace kvserve {
 
-enum class SpecMethod : uint8_t { None, Ngram };
+enum class SpecMethod : uint8_t { None, Ngram, Draft };
 
 inline const char* spec_method_name(SpecMethod m) {
-  return m == SpecMethod::Ngram ? "ngram" : "none";
+  return m == SpecMethod::Ngram ? "ngram" : m == SpecMethod::Draft ? "draft" : "none";
 }
 
 inline std::optional<SpecMethod> parse_spec_method(std::string_view s) {
   if (s == "none") return SpecMethod::None;
   if (s == "ngram") return SpecMethod::Ngram;
+  if (s == "draft") return SpecMethod::Draft;
   return std::nullopt;
 }
 
 struct SpeculativeConfig {
   SpecMethod method = SpecMethod::None;
-  int num_tokens = 4;  // draft tokens per step at most (k)
-  int ngram_min = 2;   // shortest suffix the n-gram lookup matches
-  int ngram_max = 4;   // longest suffix it tries first
+  int num_tokens = 4;       // draft tokens per step at most (k)
+  std::string draft_model;  // GGUF of the draft model (method Draft)
+  int ngram_min = 2;        // shortest suffix the n-gram lookup matches
+  int ngram_max = 4;        // longest suffix it tries first
   // Tokens of finished requests' outputs kept for lookup by later requests (0 = off).
   int shared_cache_entries = 1 << 16;
   // Per-request k adapts to its recent acceptance, and a step drafts only when the
@@ -49,6 +54,10 @@ struct SpeculativeConfig {
       return "--ngram-min/--ngram-max must satisfy 1 <= min <= max <= 16, got " + std::to_string(ngram_min) +
              " and " + std::to_string(ngram_max);
     if (shared_cache_entries < 0) return "the shared n-gram cache size must not be negative";
+    if (method == SpecMethod::Draft && draft_model.empty())
+      return "--speculative-method draft needs --speculative-model FILE (the draft model's GGUF)";
+    if (method != SpecMethod::Draft && !draft_model.empty())
+      return "--speculative-model is only used with --speculative-method draft";
     return {};
   }
 };

@@ -8,10 +8,32 @@
 #include "core/log.h"
 #include "engine/engine_impl.h"
 #include "model/cpu_runner.h"
+#include "spec/draft_model_proposer.h"
 
 namespace kvserve {
 
 namespace {
+
+// The draft model of --speculative-method draft: it must speak the target's vocabulary
+// token for token, or its guesses would mean other tokens.
+Result<std::shared_ptr<const Model>> load_draft_model(const std::string& path, const Tokenizer& target) {
+  auto model = Model::load(path);
+  if (!model) return Error{fmt::format("loading the draft model {}: {}", path, model.error().message)};
+  auto tok = Tokenizer::from_gguf((*model)->gguf());
+  if (!tok) return Error{fmt::format("tokenizer of the draft model {}: {}", path, tok.error().message)};
+  if ((*tok)->n_vocab() != target.n_vocab() || (*model)->config().n_vocab != target.n_vocab())
+    return Error{
+        fmt::format("the draft model {} has a vocabulary of {} tokens, the model {}; speculative "
+                    "decoding needs the same vocabulary",
+                    path, (*tok)->n_vocab(), target.n_vocab())};
+  for (int32_t t = 0; t < target.n_vocab(); ++t)
+    if ((*tok)->token_text(t) != target.token_text(t))
+      return Error{
+          fmt::format("the draft model {} has another vocabulary: token {} is '{}' there and '{}' in the "
+                      "model; speculative decoding needs the same vocabulary",
+                      path, t, (*tok)->token_text(t), target.token_text(t))};
+  return std::shared_ptr<const Model>(std::move(*model));
+}
 
 // MemAvailable from /proc/meminfo, in bytes (0 if unreadable).
 int64_t available_memory() {
@@ -56,10 +78,23 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineConfig& config, std::
   ro.max_batch_tokens = c.max_num_batched_tokens;
   ro.max_seqs = c.max_num_seqs;
   ro.n_threads = c.n_threads;
-  im->runner = std::make_unique<CpuRunner>(*im->model, ro);
+  auto target_runner = std::make_unique<CpuRunner>(*im->model, ro);
+  std::unique_ptr<Runner> draft_runner;
+  if (c.speculative.method == SpecMethod::Draft) {
+    auto dr = load_draft_model(c.speculative.draft_model, *im->tok);
+    if (!dr) return dr.error();
+    im->draft_model = std::move(*dr);
+    RunnerOptions dro = ro;
+    dro.pool = target_runner->pool();  // one after the other on the same threads
+    draft_runner = std::make_unique<CpuRunner>(*im->draft_model, dro);
+  }
+  im->runner = std::move(target_runner);
 
-  // KV-cache size: blocks explicitly, or a memory budget divided by the bytes of a block.
-  const size_t per_block = im->runner->kv_bytes_per_block(c.block_size, c.kv_cache_dtype);
+  // KV-cache size: blocks explicitly, or a memory budget divided by the bytes of a block
+  // (a draft model's cache holds as many blocks, from the same budget).
+  const size_t per_block =
+      im->runner->kv_bytes_per_block(c.block_size, c.kv_cache_dtype) +
+      (draft_runner ? draft_runner->kv_bytes_per_block(c.block_size, c.kv_cache_dtype) : 0);
   const int64_t blocks_per_seq = (c.max_model_len + c.block_size - 1) / c.block_size;
   int64_t n_blocks = c.num_kv_blocks;
   if (n_blocks <= 0) {
@@ -80,6 +115,9 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineConfig& config, std::
   c.kv_cache_memory = n_blocks * int64_t(per_block);
   if (auto st = im->runner->allocate_kv(c.num_kv_blocks, c.block_size, c.kv_cache_dtype); !st)
     return st.error();
+  if (draft_runner)
+    if (auto st = draft_runner->allocate_kv(c.num_kv_blocks, c.block_size, c.kv_cache_dtype); !st)
+      return st.error();
 
   BlockManagerConfig bc;
   bc.n_blocks = c.num_kv_blocks;
@@ -102,12 +140,27 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineConfig& config, std::
   im->slices.reserve(size_t(c.max_num_seqs));
   im->counters.block_size = c.block_size;
   if (c.speculative.enabled()) {
-    im->proposer = make_proposer(c.speculative);
+    if (draft_runner) {
+      DraftModelOptions o;
+      o.n_blocks = c.num_kv_blocks;
+      o.block_size = c.block_size;
+      o.max_batch_tokens = c.max_num_batched_tokens;
+      o.max_seqs = c.max_num_seqs;
+      o.max_draft = c.speculative.num_tokens;
+      im->proposer = std::make_unique<DraftModelProposer>(std::move(draft_runner), o);
+      im->spec_p.resize(size_t(im->n_vocab));
+      im->spec_w.resize(size_t(im->n_vocab));
+    } else {
+      im->proposer = make_proposer(c.speculative);
+    }
+    im->chooser.m = im.get();
     im->spec_cost = std::make_unique<SpecCostModel>(c.max_num_batched_tokens);
     im->counters.spec_accepted_per_pos.assign(size_t(c.speculative.num_tokens), 0);
-    log_info("engine: speculative decoding: {} (k {}, n-gram {}..{}{})",
-             spec_method_name(c.speculative.method), c.speculative.num_tokens, c.speculative.ngram_min,
-             c.speculative.ngram_max, c.speculative.adaptive ? ", adaptive" : "");
+    log_info("engine: speculative decoding: {} (k {}, {}{})", spec_method_name(c.speculative.method),
+             c.speculative.num_tokens,
+             im->draft_model ? "draft model " + c.speculative.draft_model
+                             : fmt::format("n-gram {}..{}", c.speculative.ngram_min, c.speculative.ngram_max),
+             c.speculative.adaptive ? ", adaptive" : "");
   }
   log_info(
       "engine: {} KV blocks of {} tokens ({:.1f} MiB, {}), max_model_len {}, max_num_seqs {}, budget {} "
@@ -123,6 +176,15 @@ void Engine::Impl::start_seq(SeqSlot& slot) {
   slot.verify.assign(size_t(sc.num_tokens) + 1, 0);
   slot.shadow.reserve(size_t(sc.num_tokens));
   slot.shadow_pos = -1;
+  const SamplingParams& p = *slot.req.params;
+  if (proposer->model_based() && !p.greedy()) {
+    slot.draft_q.assign(size_t(sc.num_tokens) * size_t(n_vocab), 0.0f);
+    if (p.seed) {
+      slot.draft_rng.seed(*p.seed, 0x5EC0000u + uint64_t(slot.index));  // apart from the sampler's streams
+    } else {
+      slot.draft_rng.seed_random();
+    }
+  }
   slot.spec_k = sc.num_tokens;
   proposer->start(slot.req.seq, slot.req.num_prompt_tokens + slot.req.params->max_tokens);
 }
@@ -160,7 +222,10 @@ void Engine::Impl::release_group(int g) {
   Group& grp = *groups[g];
   for (SeqId s : grp.seqs) {
     SeqSlot& slot = *slots[s];
-    if (slot.req.status != RequestStatus::Finished) sched->remove(&slot.req);
+    if (slot.req.status != RequestStatus::Finished) {
+      sched->remove(&slot.req);
+      if (proposer) proposer->release(s);
+    }
     slots[s].reset();
     free_slots.push_back(s);
   }
@@ -264,6 +329,7 @@ EngineStats Engine::stats() const {
   s.kv_fragmentation = b.fragmentation();
   s.kv_usage = b.usage();
   s.attention_split_tiles = m.runner->stats().split_tiles;
+  if (m.proposer) s.spec_draft_blocks_used = m.proposer->kv_blocks_used();
   return s;
 }
 

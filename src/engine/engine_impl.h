@@ -52,6 +52,10 @@ struct SeqSlot {
   // speculation is off, so it can turn back on.
   std::vector<int32_t> shadow;
   int shadow_pos = -1;  // token index the shadow draft would have started at (-1: none)
+  // A draft model's sampled drafts: the distributions q they were drawn from ([k,
+  // n_vocab], sampled requests only) and the stream they were drawn with.
+  std::vector<float> draft_q;
+  SamplerRng draft_rng;
 };
 
 struct Group {
@@ -90,8 +94,19 @@ struct Engine::Impl {
   std::vector<uint8_t> sample_flags;   // [max_num_seqs] slice i samples a token this step
   LogprobsEntry lp_tmp;                // scratch for one sampled token's logprobs
   EngineStats counters;
-  std::unique_ptr<Proposer> proposer;  // null: no speculation
+  std::shared_ptr<const Model> draft_model;  // --speculative-method draft; outlives the proposer
+  std::unique_ptr<Proposer> proposer;        // null: no speculation
   std::unique_ptr<SpecCostModel> spec_cost;
+  std::vector<DraftItem> draft_items;  // this step's draft requests, and whose they are
+  std::vector<Request*> draft_reqs;
+  int64_t spec_skipped_in_row = 0;
+  std::vector<float> spec_p, spec_w;  // [n_vocab] target distribution and residual of a verification
+  struct Chooser final : DraftChooser {
+    Impl* m = nullptr;
+    int32_t choose(size_t item, int pos, const float* logits) override {
+      return m->choose_draft(item, pos, logits);
+    }
+  } chooser;
 
   SeqId new_slot(int group, int index);
   int new_group();
@@ -103,6 +118,9 @@ struct Engine::Impl {
   // delta for the slot when `extend`); returns the token, or -1 if the sequence finished
   // (its slot may be gone then).
   int32_t sample_into(SeqSlot& slot, const float* row, bool extend = false);
+  // Reports `token` chosen from `row` (lp_tmp already filled when logprobs are wanted);
+  // returns it, or -1 if the sequence finished.
+  int32_t emit_token(SeqSlot& slot, const float* row, int32_t token, bool extend);
   void take_prompt_logprobs(SeqSlot& slot, int first_pos, int n, const float* rows);
   void start_seq(SeqSlot& slot);  // per-sequence speculation state
   void propose_drafts();
@@ -110,6 +128,9 @@ struct Engine::Impl {
   void score_shadow(SeqSlot& slot);
   // Samples a speculating slice's rows in order, keeping draft tokens while they match.
   void verify_draft(SeqSlot& slot, int num_draft, const float* rows);
+  // A draft model's sampled draft: rejection sampling against the recorded q.
+  int32_t verify_sampled(SeqSlot& slot, int j, int32_t drafted, const float* row);
+  int32_t choose_draft(size_t item, int pos, const float* logits);
   void step();
 };
 

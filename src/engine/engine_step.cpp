@@ -93,11 +93,16 @@ void Engine::Impl::finish_seq(SeqId s, FinishReason why) {
 }
 
 int32_t Engine::Impl::sample_into(SeqSlot& slot, const float* row, bool extend) {
+  const SamplingParams& p = groups[slot.group]->params;
+  const int32_t token = sampler->sample(row, p, slot.sampler, p.wants_logprobs() ? &lp_tmp : nullptr);
+  return emit_token(slot, row, token, extend);
+}
+
+int32_t Engine::Impl::emit_token(SeqSlot& slot, const float* row, int32_t token, bool extend) {
   Group& grp = *groups[slot.group];
   const SamplingParams& p = grp.params;
   Request& r = slot.req;
   const bool want_lp = p.wants_logprobs();
-  const int32_t token = sampler->sample(row, p, slot.sampler, want_lp ? &lp_tmp : nullptr);
   slot.sampler.accept(token);
   r.token_ids.push_back(token);
   ++counters.generated_tokens;
@@ -165,8 +170,10 @@ void Engine::Impl::score_shadow(SeqSlot& slot) {
 void Engine::Impl::propose_drafts() {
   if (!proposer) return;
   const SpeculativeConfig& sc = config.speculative;
-  int decodes = 0, drafted = 0;
-  double expected = 0.0;
+  int decodes = 0, wanted = 0;
+  double expected_if_all = 0.0;
+  draft_items.clear();
+  draft_reqs.clear();
   for (Request* r : sched->running()) {
     r->num_draft = 0;
     if (r->num_missing() != 1) continue;
@@ -179,13 +186,31 @@ void Engine::Impl::propose_drafts() {
     const int k = std::min({slot.spec_k, r->params->max_tokens - r->num_output_tokens() - 1,
                             config.max_model_len - r->num_tokens()});
     if (k <= 0) continue;
-    r->num_draft =
-        proposer->propose(r->seq, r->token_ids, std::span<int32_t>(slot.verify).subspan(1, size_t(k)));
-    drafted += r->num_draft;
-    expected += expected_accepted(slot.spec_accept, r->num_draft);
+    draft_items.push_back(
+        {.seq = r->seq, .tokens = r->token_ids, .out = std::span(slot.verify).subspan(1, size_t(k))});
+    draft_reqs.push_back(r);
+    wanted += k;
+    expected_if_all += expected_accepted(slot.spec_accept, k);
   }
-  if (drafted > 0 && sc.adaptive && !spec_cost->worth(decodes, drafted, expected)) {
-    for (Request* r : sched->running()) {
+  if (draft_items.empty()) return;
+  // A draft model costs its forwards before anything is known: decide first (and now and
+  // then draft anyway, so the acceptance estimates stay current).
+  if (proposer->model_based() && sc.adaptive && !spec_cost->worth(decodes, wanted, expected_if_all) &&
+      ++spec_skipped_in_row % 32 != 0) {
+    ++counters.spec_steps_skipped;
+    return;
+  }
+  proposer->propose(draft_items, chooser);
+  int drafted = 0;
+  double expected = 0.0;
+  for (size_t i = 0; i < draft_items.size(); ++i) {
+    draft_reqs[i]->num_draft = draft_items[i].n;
+    drafted += draft_items[i].n;
+    expected += expected_accepted(slots[draft_reqs[i]->seq]->spec_accept, draft_items[i].n);
+  }
+  if (drafted > 0 && sc.adaptive && !proposer->model_based() &&
+      !spec_cost->worth(decodes, drafted, expected)) {
+    for (Request* r : draft_reqs) {
       SeqSlot& slot = *slots[r->seq];
       if (r->num_draft > 0 && slot.shadow_pos < 0) {
         slot.shadow.assign(slot.verify.begin() + 1, slot.verify.begin() + 1 + r->num_draft);
@@ -197,18 +222,56 @@ void Engine::Impl::propose_drafts() {
   }
 }
 
+int32_t Engine::Impl::choose_draft(size_t item, int pos, const float* logits) {
+  Request& r = *draft_reqs[item];
+  SeqSlot& slot = *slots[r.seq];
+  const SamplingParams& p = *r.params;
+  if (p.greedy() || slot.draft_q.empty()) {
+    // Any deterministic guess is verified exactly; the target's own rule (argmax after
+    // bias and penalties) is the likeliest to be confirmed.
+    const float* adj = sampler->adjusted_logits(logits, p, slot.sampler);
+    return int32_t(std::max_element(adj, adj + n_vocab) - adj);
+  }
+  float* q = slot.draft_q.data() + int64_t(pos) * n_vocab;
+  sampler->distribution(logits, p, slot.sampler, q);
+  return sampler->sample_from(q, slot.draft_rng);
+}
+
+int32_t Engine::Impl::verify_sampled(SeqSlot& slot, int j, int32_t x, const float* row) {
+  // Rejection sampling (Leviathan et al. / Chen et al.): keep x ~ q with probability
+  // min(1, p(x) / q(x)); otherwise draw from normalize(max(0, p - q)). The token is then
+  // distributed exactly as p, whatever q was.
+  const SamplingParams& p = *slot.req.params;
+  sampler->distribution(row, p, slot.sampler, spec_p.data());
+  const float* q = slot.draft_q.data() + int64_t(j) * n_vocab;
+  int32_t token = x;
+  if (!(slot.sampler.rng().uniform() * double(q[x]) < double(spec_p[size_t(x)]))) {
+    double total = 0.0;
+    for (int32_t i = 0; i < n_vocab; ++i)
+      total += spec_w[size_t(i)] = std::max(0.0f, spec_p[size_t(i)] - q[i]);
+    // p == q up to rounding leaves no residual mass: p itself is then the right law.
+    token = sampler->sample_from(total > 0.0 ? spec_w.data() : spec_p.data(), slot.sampler.rng());
+  }
+  if (p.wants_logprobs()) compute_logprobs(row, n_vocab, token, p.logprobs, lp_tmp);
+  return emit_token(slot, row, token, j > 0);
+}
+
 void Engine::Impl::verify_draft(SeqSlot& slot, int num_draft, const float* rows) {
   // Row j is the target's distribution after the last token and draft[0, j). Sampling
   // it exactly as a plain decode would (same sampler, same RNG stream, penalties over the
   // tokens kept so far) and keeping draft[j] only when the sample equals it yields the
   // very tokens plain decoding yields: for a deterministic proposer this is rejection
   // sampling with a one-hot q (accept with probability p(x), else draw from p without x).
+  // A draft model's draft for a sampled request carries its q: rejection sampling.
   Request& r = slot.req;
   const int32_t* draft = slot.verify.data() + 1;
+  const bool sampled = proposer->model_based() && !r.params->greedy() && !slot.draft_q.empty();
   int accepted = 0;
   bool finished = false;
   for (int j = 0; j <= num_draft; ++j) {
-    const int32_t t = sample_into(slot, rows + int64_t(j) * n_vocab, /*extend=*/j > 0);
+    const float* row = rows + int64_t(j) * n_vocab;
+    const int32_t t = sampled && j < num_draft ? verify_sampled(slot, j, draft[j], row)
+                                               : sample_into(slot, row, /*extend=*/j > 0);
     if (t < 0) {  // finished (stop, EOS, length): the slot may already be released
       finished = true;
       break;
@@ -230,6 +293,7 @@ void Engine::Impl::step() {
   for (RequestOutput& p : pending) outputs.push_back(std::move(p));
   pending.clear();
 
+  const auto step_start = std::chrono::steady_clock::now();  // drafting counts in a step's cost
   propose_drafts();
   const SchedulerOutput& so = sched->schedule();
   if (so.empty()) return;
@@ -240,7 +304,6 @@ void Engine::Impl::step() {
 
   slices.clear();
   sample_flags.clear();
-  const auto step_start = std::chrono::steady_clock::now();
   bool all_decodes = true;  // the step's time then feeds the speculation cost model
   for (const ScheduledSeq& s : so.seqs) {
     Request& r = *s.req;

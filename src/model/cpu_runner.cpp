@@ -77,7 +77,8 @@ struct CpuRunner::Impl final : LayerBlocks {
   const Model& model;
   const ModelConfig& c;
   RunnerOptions opt;
-  ThreadPool pool;
+  std::shared_ptr<ThreadPool> pool_owner;
+  ThreadPool& pool;
 
   // Activations; T = max_batch_tokens.
   std::unique_ptr<float[]> x;      // [T, dim] residual stream
@@ -115,7 +116,8 @@ CpuRunner::Impl::Impl(const Model& m, const RunnerOptions& o)
     : model(m),
       c(m.config()),
       opt(o),
-      pool(o.n_threads),
+      pool_owner(o.pool ? o.pool : std::make_shared<ThreadPool>(o.n_threads)),
+      pool(*pool_owner),
       attn(AttentionShape{c.n_heads, c.n_kv_heads, c.head_dim}, o.max_seqs, o.max_batch_tokens) {
   RUNNER_CHECK(o.max_batch_tokens > 0 && o.max_seqs > 0, "max_batch_tokens and max_seqs must be positive");
   const int64_t T = o.max_batch_tokens;
@@ -456,6 +458,10 @@ int32_t CpuRunner::n_vocab() const {
 
 const RunnerStats& CpuRunner::stats() const {
   return impl_->stats;
+}
+
+std::shared_ptr<ThreadPool> CpuRunner::pool() const {
+  return impl_->pool_owner;
 }
 
 KvCacheConfig CpuRunner::kv_config(int n_blocks, int block_size, KvDtype dtype) const {

@@ -13,11 +13,15 @@
 namespace kvserve {
 
 class Model;  // loaded weights + hyper-parameters (model/model.h)
+class ThreadPool;
 
 struct RunnerOptions {
   int max_batch_tokens = 512;  // most new tokens in one forward (sizes scratch buffers)
   int max_seqs = 64;           // most sequences in one forward
   int n_threads = 0;           // 0 = all hardware threads
+  // Run on this pool instead of an own one of n_threads: runners used one after the
+  // other (a speculative draft model and its target) must not spin against each other.
+  std::shared_ptr<ThreadPool> pool;
 };
 
 class CpuRunner final : public Runner {
@@ -42,6 +46,7 @@ class CpuRunner final : public Runner {
   void copy_kv_block(int32_t src, int32_t dst) override;
   LogitsView forward(const ForwardBatch& batch) override;
   const RunnerStats& stats() const override;
+  std::shared_ptr<ThreadPool> pool() const;
 
  private:
   struct Impl;

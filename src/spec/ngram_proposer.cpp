@@ -13,7 +13,11 @@ void NgramProposer::start(int32_t seq, int capacity) {
   index_[size_t(seq)].reset(config_.ngram_min, config_.ngram_max, capacity);
 }
 
-int NgramProposer::propose(int32_t seq, std::span<const int32_t> tokens, std::span<int32_t> out) {
+void NgramProposer::propose(std::span<DraftItem> items, DraftChooser&) {
+  for (DraftItem& it : items) it.n = propose_one(it.seq, it.tokens, it.out);
+}
+
+int NgramProposer::propose_one(int32_t seq, std::span<const int32_t> tokens, std::span<int32_t> out) {
   NgramIndex& idx = index_[size_t(seq)];
   idx.update(tokens);
   if (int k = idx.lookup(tokens, out); k > 0) {

@@ -21,7 +21,9 @@ class NgramProposer final : public Proposer {
 
   const char* name() const override { return "ngram"; }
   void start(int32_t seq, int capacity) override;
-  int propose(int32_t seq, std::span<const int32_t> tokens, std::span<int32_t> out) override;
+  void propose(std::span<DraftItem> items, DraftChooser& chooser) override;
+  // One sequence's draft (what propose() does per item); returns its length.
+  int propose_one(int32_t seq, std::span<const int32_t> tokens, std::span<int32_t> out);
   void finish(int32_t seq, std::span<const int32_t> tokens, int num_prompt) override;
 
   // Where the last proposals came from (tests and benchmarks).

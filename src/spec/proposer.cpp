@@ -7,7 +7,8 @@ namespace kvserve {
 std::unique_ptr<Proposer> make_proposer(const SpeculativeConfig& config) {
   switch (config.method) {
     case SpecMethod::Ngram: return std::make_unique<NgramProposer>(config);
-    case SpecMethod::None: break;
+    case SpecMethod::None:
+    case SpecMethod::Draft: break;
   }
   return nullptr;
 }

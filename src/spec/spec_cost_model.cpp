@@ -30,7 +30,8 @@ bool SpecCostModel::worth(int base_tokens, int draft_tokens, double expected_acc
   if (draft_tokens <= 0 || base_tokens <= 0) return false;
   const double t_base = step_time(base_tokens);
   const double t_spec = step_time(base_tokens + draft_tokens);
-  if (t_base == 0.0 || t_spec == 0.0) return true;  // not measured yet: measure
+  if (t_base == 0.0) return false;  // measure the plain step first: it is what drafting must beat
+  if (t_spec == 0.0) return true;   // then the drafting one
   return (double(base_tokens) + expected_accepted) * t_base > double(base_tokens) * t_spec;
 }
 

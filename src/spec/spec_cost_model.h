@@ -5,8 +5,9 @@
 // each step whether B decode tokens plus D draft tokens, of which it expects A to be
 // accepted, produce more tokens per second than the B tokens alone:
 //   (B + A) / t(B + D)  >  B / t(B).
-// Token counts never measured are interpolated between measured ones; outside them the
-// model says yes, so that step measures (one step per new size, once).
+// Token counts never measured are interpolated between measured ones. Outside them: with
+// the plain step size unknown the model says no (so that step measures it), with only
+// the drafting size unknown, yes (one step per new size, once).
 #pragma once
 
 #include <cstdint>

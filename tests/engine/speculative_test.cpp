@@ -6,6 +6,7 @@
 // checks that drafts were really proposed and accepted, and that no block leaked.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <map>
 #include <random>
 
@@ -44,8 +45,9 @@ EngineConfig base_config() {
   return c;
 }
 
-EngineConfig spec_config(EngineConfig c = base_config(), int k = 4) {
-  c.speculative.method = SpecMethod::Ngram;
+EngineConfig spec_config(EngineConfig c = base_config(), int k = 4, const char* draft = nullptr) {
+  c.speculative.method = draft ? SpecMethod::Draft : SpecMethod::Ngram;
+  if (draft) c.speculative.draft_model = test::shared_path(std::string("models/") + draft);
   c.speculative.num_tokens = k;
   c.speculative.adaptive = false;  // draft whenever the lookup finds something
   return c;
@@ -123,9 +125,10 @@ void expect_same(const std::vector<GenerateOutput>& a, const std::vector<Generat
 }
 
 // Speculation really happened: drafts were run and some of them kept.
-void expect_speculated(const EngineStats& s, const char* what) {
+void expect_speculated(const EngineStats& s, const char* what, bool accepts = true) {
   EXPECT_GT(s.spec_drafts, 10) << what;
-  EXPECT_GT(s.spec_accepted_tokens, 10) << what;
+  if (accepts) EXPECT_GT(s.spec_accepted_tokens, 10) << what;
+  EXPECT_EQ(s.spec_draft_blocks_used, 0) << what;  // a draft model's cache released too
   EXPECT_LE(s.spec_accepted_tokens, s.spec_draft_tokens) << what;
   int64_t per_pos = 0;
   for (int64_t v : s.spec_accepted_per_pos) per_pos += v;
@@ -135,6 +138,8 @@ void expect_speculated(const EngineStats& s, const char* what) {
 struct Case {
   const char* model;
   Sampling sampling;
+  const char* draft = nullptr;  // a draft model (same vocabulary), else n-gram lookup
+  bool accepts = true;          // the drafts are good enough that some are kept
 };
 
 class SpeculativeIdentity : public ::testing::TestWithParam<Case> {};
@@ -146,46 +151,46 @@ TEST_P(SpeculativeIdentity, SameTokensBatchedSinglePreemptedChunkedCached) {
   const auto ref = run(*plain, w);
   EXPECT_EQ(plain->stats().spec_drafts, 0);
   {
-    auto e = make(c.model, spec_config());
+    auto e = make(c.model, spec_config(base_config(), 4, c.draft));
     expect_same(run(*e, w), ref, "batched");
-    expect_speculated(e->stats(), "batched");
+    expect_speculated(e->stats(), "batched", c.accepts);
   }
   {
     // One request at a time.
-    EngineConfig cfg = spec_config();
+    EngineConfig cfg = spec_config(base_config(), 4, c.draft);
     cfg.max_num_seqs = 1;
     auto e = make(c.model, cfg);
     expect_same(run(*e, w), ref, "single");
-    expect_speculated(e->stats(), "single");
+    expect_speculated(e->stats(), "single", c.accepts);
   }
   {
     // 12 blocks of 16 tokens: draft slots compete with other sequences, drafts are dropped
     // for lack of memory and sequences are preempted mid-generation.
-    EngineConfig cfg = spec_config();
+    EngineConfig cfg = spec_config(base_config(), 4, c.draft);
     cfg.num_kv_blocks = 12;
     auto e = make(c.model, cfg);
     GenerateStats st;
     expect_same(run(*e, w, &st), ref, "tiny cache");
     EXPECT_GT(st.preemptions, 5);
-    expect_speculated(e->stats(), "tiny cache");
+    expect_speculated(e->stats(), "tiny cache", c.accepts);
   }
   {
-    EngineConfig cfg = spec_config();
+    EngineConfig cfg = spec_config(base_config(), 4, c.draft);
     cfg.enable_prefix_caching = false;
     auto e = make(c.model, cfg);
     expect_same(run(*e, w), ref, "no prefix cache");
   }
   {
     // Small budget and chunks: drafts are cut to what the step has left.
-    EngineConfig cfg = spec_config(base_config(), 6);
+    EngineConfig cfg = spec_config(base_config(), 6, c.draft);
     cfg.max_num_batched_tokens = 24;
     cfg.max_chunk_tokens = 5;
     auto e = make(c.model, cfg);
     expect_same(run(*e, w), ref, "chunked");
-    expect_speculated(e->stats(), "chunked");
+    expect_speculated(e->stats(), "chunked", c.accepts);
   }
   {
-    EngineConfig cfg = spec_config(base_config(), 2);
+    EngineConfig cfg = spec_config(base_config(), 2, c.draft);
     cfg.speculative.adaptive = true;
     auto e = make(c.model, cfg);
     expect_same(run(*e, w), ref, "adaptive");
@@ -194,23 +199,30 @@ TEST_P(SpeculativeIdentity, SameTokensBatchedSinglePreemptedChunkedCached) {
 
 std::string case_name(const ::testing::TestParamInfo<Case>& i) {
   static const char* const kNames[] = {"greedy", "t07", "t10", "topp09", "penalties"};
-  std::string m = i.param.model;
-  m = m.substr(0, m.find('.'));
-  for (char& ch : m)
-    if (!isalnum(uint8_t(ch))) ch = '_';
-  return m + "_" + kNames[int(i.param.sampling)];
+  auto clean = [](std::string m) {
+    m = m.substr(0, m.find('.'));
+    for (char& ch : m)
+      if (!isalnum(uint8_t(ch))) ch = '_';
+    return m;
+  };
+  return clean(i.param.model) + "_" + kNames[int(i.param.sampling)] +
+         (i.param.draft ? "_draft_" + clean(i.param.draft) : std::string());
 }
 
-INSTANTIATE_TEST_SUITE_P(Models, SpeculativeIdentity,
-                         ::testing::Values(Case{"stories260K.gguf", Sampling::Greedy},
-                                           Case{"synth-3m-q4_0.gguf", Sampling::Greedy},
-                                           Case{"synth-3m-f32.gguf", Sampling::Greedy},
-                                           Case{"stories260K.gguf", Sampling::T07},
-                                           Case{"stories260K.gguf", Sampling::T10},
-                                           Case{"stories260K.gguf", Sampling::TopP09},
-                                           Case{"synth-3m-q4_k_m.gguf", Sampling::Greedy},
-                                           Case{"stories260K.gguf", Sampling::Penalties}),
-                         case_name);
+INSTANTIATE_TEST_SUITE_P(
+    Models, SpeculativeIdentity,
+    ::testing::Values(Case{"stories260K.gguf", Sampling::Greedy},
+                      Case{"synth-3m-q4_0.gguf", Sampling::Greedy},
+                      Case{"synth-3m-f32.gguf", Sampling::Greedy}, Case{"stories260K.gguf", Sampling::T07},
+                      Case{"stories260K.gguf", Sampling::T10}, Case{"stories260K.gguf", Sampling::TopP09},
+                      Case{"synth-3m-q4_k_m.gguf", Sampling::Greedy},
+                      Case{"stories260K.gguf", Sampling::Penalties},
+                      // Draft models: a near twin (high acceptance), a
+                      // stranger (mostly rejected), the model itself.
+                      Case{"synth-3m-q8_0.gguf", Sampling::Greedy, "synth-3m-q4_0.gguf"},
+                      Case{"stories260K.gguf", Sampling::Greedy, "synth-3m-q4_0.gguf", false},
+                      Case{"stories260K.gguf", Sampling::Greedy, "stories260K.gguf"}),
+    case_name);
 
 TEST(Speculative, LogprobsStopStringsAndBestOfUnchanged) {
   const std::string model = "stories260K.gguf";
@@ -323,6 +335,117 @@ TEST(Speculative, BadSettingsAreClearErrors) {
               std::string::npos)
         << e.error().message;
   }
+}
+
+// Sampled requests drafted by a model: the tokens are the target's own draws only in
+// law (rejection sampling draws differently), so the check is statistical: the joint
+// distribution of three generated tokens under speculation must match plain decoding's
+// (two-sample chi-square, p > 0.01, fixed seeds). The draft is a stranger to the target
+// (q far from p), so acceptance and the residual draw max(0, p - q) both run often. The
+// same test must reject the draft model's own distribution (it has the power to fail).
+std::map<std::vector<int32_t>, int> histogram(const std::string& model, const EngineConfig& c,
+                                              float temperature, float top_p, int n, uint64_t seed0,
+                                              EngineStats* stats = nullptr) {
+  const Loaded& l = load(model);
+  Workload w;
+  const auto prompt = l.tok->encode("Once upon a time, there was a little", true, true);
+  for (int i = 0; i < n; ++i) {
+    GenerateInput in;
+    in.token_ids = prompt;
+    SamplingParams p;
+    p.temperature = temperature;
+    p.top_p = top_p;
+    p.max_tokens = 3;
+    p.ignore_eos = true;
+    p.seed = seed0 + uint64_t(i);
+    w.inputs.push_back(std::move(in));
+    w.params.push_back(p);
+  }
+  auto e = make(model, c);
+  std::map<std::vector<int32_t>, int> h;
+  for (const auto& o : run(*e, w)) ++h[o.completions.at(0).token_ids];
+  if (stats) *stats = e->stats();
+  return h;
+}
+
+// Two-sample chi-square statistic over categories with at least 10 observations in all
+// (the rest pooled into one), and whether it stays below the p = 0.01 critical value
+// (Wilson-Hilferty approximation).
+bool same_distribution(const std::map<std::vector<int32_t>, int>& a,
+                       const std::map<std::vector<int32_t>, int>& b, double* stat_out, int* df_out) {
+  std::map<std::vector<int32_t>, std::pair<int, int>> both;
+  for (const auto& [k, v] : a) both[k].first += v;
+  for (const auto& [k, v] : b) both[k].second += v;
+  double stat = 0.0;
+  int cats = 0, pa = 0, pb = 0;
+  auto add = [&](int x, int y) {
+    if (x + y == 0) return;
+    stat += double(x - y) * double(x - y) / double(x + y);
+    ++cats;
+  };
+  for (const auto& [k, v] : both) {
+    if (v.first + v.second >= 10) {
+      add(v.first, v.second);
+    } else {
+      pa += v.first;
+      pb += v.second;
+    }
+  }
+  add(pa, pb);
+  const int df = std::max(1, cats - 1);
+  const double z = 2.3263;  // one-sided 1 %
+  const double crit = df * std::pow(1.0 - 2.0 / (9.0 * df) + z * std::sqrt(2.0 / (9.0 * df)), 3.0);
+  *stat_out = stat;
+  *df_out = df;
+  return stat < crit;
+}
+
+TEST(SpeculativeDraft, SampledOutputFollowsTheTargetDistribution) {
+  struct Pair {
+    const char* target;
+    const char* draft;
+    float temperature, top_p;
+  };
+  // A near twin (q close to p: mostly accepted), at temperature 1 and 0.7 with top-p, and
+  // a stranger (q far from p: mostly residual draws).
+  for (const Pair& pr : {Pair{"synth-3m-q8_0.gguf", "synth-3m-q4_0.gguf", 1.0f, 1.0f},
+                         Pair{"synth-3m-q8_0.gguf", "synth-3m-q4_0.gguf", 0.7f, 0.9f},
+                         Pair{"stories260K.gguf", "synth-3m-q4_0.gguf", 1.0f, 1.0f}}) {
+    SCOPED_TRACE(::testing::Message() << pr.target << " drafted by " << pr.draft << ", temperature "
+                                      << pr.temperature << ", top_p " << pr.top_p);
+    constexpr int kN = 2000;
+    const auto plain = histogram(pr.target, base_config(), pr.temperature, pr.top_p, kN, 1);
+    EngineStats st;
+    const auto spec = histogram(pr.target, spec_config(base_config(), 2, pr.draft), pr.temperature, pr.top_p,
+                                kN, 100000, &st);
+    // Both branches of the rule ran: acceptances and residual draws.
+    EXPECT_GT(st.spec_accepted_tokens, 0);
+    EXPECT_GT(st.spec_draft_tokens - st.spec_accepted_tokens, 100);
+    double stat = 0;
+    int df = 0;
+    EXPECT_TRUE(same_distribution(plain, spec, &stat, &df)) << "chi2 " << stat << " df " << df;
+    if (std::string(pr.target) == "stories260K.gguf") {
+      // Power: the draft model's own law is told apart from the target's.
+      const auto q = histogram(pr.draft, base_config(), pr.temperature, pr.top_p, kN, 200000);
+      EXPECT_FALSE(same_distribution(plain, q, &stat, &df)) << "chi2 " << stat << " df " << df;
+    }
+  }
+}
+
+TEST(SpeculativeDraft, AnotherVocabularyOrAMissingFileIsAClearError) {
+  const Loaded& l = load("stories260K.gguf");
+  EngineConfig c = spec_config(base_config(), 4, "llama-2-tiny-random.gguf");
+  auto e = Engine::create(c, l.model, l.tok);
+  ASSERT_FALSE(e.ok());
+  EXPECT_NE(e.error().message.find("vocabulary"), std::string::npos) << e.error().message;
+  c.speculative.draft_model = "/nonexistent/draft.gguf";
+  e = Engine::create(c, l.model, l.tok);
+  ASSERT_FALSE(e.ok());
+  EXPECT_NE(e.error().message.find("loading the draft model"), std::string::npos) << e.error().message;
+  c.speculative.draft_model.clear();
+  e = Engine::create(c, l.model, l.tok);
+  ASSERT_FALSE(e.ok());
+  EXPECT_NE(e.error().message.find("--speculative-model"), std::string::npos) << e.error().message;
 }
 
 }  // namespace

@@ -23,9 +23,20 @@ SpeculativeConfig ngram_config(int shared_entries = 1024) {
   return c;
 }
 
+// Never called: the n-gram proposer needs no model logits.
+struct NoChooser final : DraftChooser {
+  int32_t choose(size_t, int, const float*) override {
+    ADD_FAILURE() << "n-gram proposer asked for a choice";
+    return 0;
+  }
+};
+
 Tokens propose(Proposer& p, int32_t seq, const Tokens& tokens, int k) {
   Tokens out(size_t(k), -1);
-  const int n = p.propose(seq, std::span<const int32_t>(tokens), std::span<int32_t>(out));
+  DraftItem item{.seq = seq, .tokens = tokens, .out = out};
+  NoChooser chooser;
+  p.propose(std::span<DraftItem>(&item, 1), chooser);
+  const int n = item.n;
   EXPECT_GE(n, 0);
   EXPECT_LE(n, k);
   out.resize(size_t(std::max(n, 0)));

@@ -1,4 +1,4 @@
-// SpecCostModel: unmeasured sizes say yes, the throughput comparison in memory-bound,
+// SpecCostModel: unmeasured sizes (plain first, then drafting), the throughput comparison in memory-bound,
 // compute-bound and mixed regimes, interpolation, and expected_accepted().
 #include "spec/spec_cost_model.h"
 
@@ -7,9 +7,15 @@
 namespace kvserve {
 namespace {
 
-TEST(SpecCostModel, NothingMeasuredSaysDraftAndMeasure) {
+TEST(SpecCostModel, MeasuresThePlainStepFirstThenTheDraftingOne) {
   SpecCostModel m(64);
   EXPECT_EQ(m.step_time(4), 0.0);
+  // Plain step size unknown: no (that step measures it).
+  EXPECT_FALSE(m.worth(4, 4, 0.1));
+  EXPECT_FALSE(m.worth(1, 16, 3.0));
+  m.observe(4, 0.010);
+  m.observe(1, 0.008);
+  // Now only the drafting size is unknown: yes, to measure it.
   EXPECT_TRUE(m.worth(4, 4, 0.1));
   EXPECT_TRUE(m.worth(1, 16, 0.0));
   // Nothing to draft, or nothing to decode: never.
