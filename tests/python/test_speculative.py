@@ -68,3 +68,29 @@ def test_spec_metrics(spec_server):
 
 def test_plain_server_has_no_spec_metrics(stories):
     assert not any(k.startswith("kvserve:spec_decode") for k in stories.metrics())
+
+
+@pytest.fixture(scope="module")
+def draft_server():
+    s = Server(STORIES, "--max-num-seqs", "8", "--threads", "1", "--speculative-method", "draft",
+               "--speculative-model", str(STORIES), "--num-speculative-tokens", "3", "--no-speculative-adaptive")
+    yield s
+    s.stop()
+
+
+def test_draft_model_greedy_same_text(draft_server):
+    body = {"max_tokens": 60, "temperature": 0}
+    spec = complete(draft_server, **body)
+    plain = complete(draft_server, speculative=False, **body)
+    assert spec[0]["text"] == plain[0]["text"]
+    assert stream(draft_server, **body) == plain[0]["text"]
+    # The model drafting for itself: every draft token is the target's own choice.
+    accepted = draft_server.metric("kvserve:spec_decode_num_accepted_tokens_total")
+    assert accepted > 0 and accepted == draft_server.metric("kvserve:spec_decode_num_draft_tokens_total")
+
+
+def test_draft_model_with_another_vocabulary_fails_at_start():
+    from conftest import SHARED
+    other = SHARED / "models" / "llama-2-tiny-random.gguf"
+    with pytest.raises(RuntimeError, match="vocabulary"):
+        Server(STORIES, "--speculative-method", "draft", "--speculative-model", str(other), startup_timeout=60)
