@@ -4,8 +4,9 @@
 // what decoding without speculation produces (greedy and seeded sampling alike); only
 // the number of forwards changes.
 //
-// Methods: `ngram` (prompt / output lookup, src/spec/ngram_proposer.h) and `draft` (a
-// smaller model with the same vocabulary, src/spec/draft_model_proposer.h). Greedy and
+// Methods: `ngram` (prompt / output lookup, src/spec/ngram_proposer.h), `draft` (a
+// smaller model with the same vocabulary, src/spec/draft_model_proposer.h) and
+// `layerskip` (the model itself with some layers skipped, drafting like a draft model). Greedy and
 // n-gram-drafted outputs are exactly those of plain decoding; sampled requests drafted by
 // a model follow the target distribution (rejection sampling) with their own draws.
 #pragma once
@@ -17,16 +18,23 @@
 
 namespace kvserve {
 
-enum class SpecMethod : uint8_t { None, Ngram, Draft };
+enum class SpecMethod : uint8_t { None, Ngram, Draft, LayerSkip };
 
 inline const char* spec_method_name(SpecMethod m) {
-  return m == SpecMethod::Ngram ? "ngram" : m == SpecMethod::Draft ? "draft" : "none";
+  switch (m) {
+    case SpecMethod::Ngram: return "ngram";
+    case SpecMethod::Draft: return "draft";
+    case SpecMethod::LayerSkip: return "layerskip";
+    case SpecMethod::None: break;
+  }
+  return "none";
 }
 
 inline std::optional<SpecMethod> parse_spec_method(std::string_view s) {
   if (s == "none") return SpecMethod::None;
   if (s == "ngram") return SpecMethod::Ngram;
   if (s == "draft") return SpecMethod::Draft;
+  if (s == "layerskip") return SpecMethod::LayerSkip;
   return std::nullopt;
 }
 
@@ -34,8 +42,11 @@ struct SpeculativeConfig {
   SpecMethod method = SpecMethod::None;
   int num_tokens = 4;       // draft tokens per step at most (k)
   std::string draft_model;  // GGUF of the draft model (method Draft)
-  int ngram_min = 2;        // shortest suffix the n-gram lookup matches
-  int ngram_max = 4;        // longest suffix it tries first
+  // Layers the self-drafting model skips (method LayerSkip), e.g. "8-15,20"; empty = a
+  // default from the model's depth. Checked against the model at engine creation.
+  std::string skip_layers;
+  int ngram_min = 2;  // shortest suffix the n-gram lookup matches
+  int ngram_max = 4;  // longest suffix it tries first
   // Tokens of finished requests' outputs kept for lookup by later requests (0 = off).
   int shared_cache_entries = 1 << 16;
   // Per-request k adapts to its recent acceptance, and a step drafts only when the
@@ -58,6 +69,8 @@ struct SpeculativeConfig {
       return "--speculative-method draft needs --speculative-model FILE (the draft model's GGUF)";
     if (method != SpecMethod::Draft && !draft_model.empty())
       return "--speculative-model is only used with --speculative-method draft";
+    if (method != SpecMethod::LayerSkip && !skip_layers.empty())
+      return "--speculative-skip-layers is only used with --speculative-method layerskip";
     return {};
   }
 };

@@ -33,11 +33,15 @@ void add_engine_options(CLI::App& app, EngineConfig& cfg, const EngineOptionsSpe
   app.add_option_function<std::string>(
          "--speculative-method", [&sc](const std::string& s) { sc.method = *parse_spec_method(s); },
          "Speculative decoding: ngram (prompt / output lookup), draft (a smaller model, "
-         "--speculative-model) or none")
-      ->check(CLI::IsMember({"none", "ngram", "draft"}))
+         "--speculative-model), layerskip (the model with layers skipped) or none")
+      ->check(CLI::IsMember({"none", "ngram", "draft", "layerskip"}))
       ->default_str(spec_method_name(sc.method));
   app.add_option("--speculative-model", sc.draft_model,
                  "Draft model GGUF for --speculative-method draft (same vocabulary as the model)");
+  app.add_option(
+      "--speculative-skip-layers", sc.skip_layers,
+      "Layers --speculative-method layerskip skips, e.g. 8-15,20 (default: every other layer of the "
+      "middle half)");
   app.add_option("--num-speculative-tokens", sc.num_tokens, "Draft tokens per step at most (k)")
       ->check(CLI::Range(1, SpeculativeConfig::kMaxTokens))
       ->capture_default_str();

@@ -9,6 +9,7 @@
 #include "engine/engine_impl.h"
 #include "model/cpu_runner.h"
 #include "spec/draft_model_proposer.h"
+#include "spec/layer_list.h"
 
 namespace kvserve {
 
@@ -87,6 +88,24 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineConfig& config, std::
     RunnerOptions dro = ro;
     dro.pool = target_runner->pool();  // one after the other on the same threads
     draft_runner = std::make_unique<CpuRunner>(*im->draft_model, dro);
+  } else if (c.speculative.method == SpecMethod::LayerSkip) {
+    // The model drafts for itself with layers left out: same weights, a KV cache of its
+    // own (the skipped layers' slots in it stay unused).
+    std::vector<uint8_t> skip = default_skip_layers(mc.n_layers);
+    if (!c.speculative.skip_layers.empty()) {
+      auto parsed = parse_skip_layers(c.speculative.skip_layers, mc.n_layers);
+      if (!parsed) return parsed.error();
+      skip = std::move(*parsed);
+    }
+    if (std::count(skip.begin(), skip.end(), 1) == 0)
+      return Error{
+          fmt::format("--speculative-method layerskip: the model has {} layers, too few to skip any by "
+                      "default; give --speculative-skip-layers",
+                      mc.n_layers)};
+    RunnerOptions dro = ro;
+    dro.pool = target_runner->pool();
+    dro.skip_layers = std::move(skip);
+    draft_runner = std::make_unique<CpuRunner>(*im->model, dro);
   }
   im->runner = std::move(target_runner);
 
@@ -159,7 +178,10 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineConfig& config, std::
     log_info("engine: speculative decoding: {} (k {}, {}{})", spec_method_name(c.speculative.method),
              c.speculative.num_tokens,
              im->draft_model ? "draft model " + c.speculative.draft_model
-                             : fmt::format("n-gram {}..{}", c.speculative.ngram_min, c.speculative.ngram_max),
+             : c.speculative.method == SpecMethod::LayerSkip
+                 ? "skipping layers " + (c.speculative.skip_layers.empty() ? std::string("(default)")
+                                                                           : c.speculative.skip_layers)
+                 : fmt::format("n-gram {}..{}", c.speculative.ngram_min, c.speculative.ngram_max),
              c.speculative.adaptive ? ", adaptive" : "");
   }
   log_info(

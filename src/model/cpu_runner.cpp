@@ -120,6 +120,8 @@ CpuRunner::Impl::Impl(const Model& m, const RunnerOptions& o)
       pool(*pool_owner),
       attn(AttentionShape{c.n_heads, c.n_kv_heads, c.head_dim}, o.max_seqs, o.max_batch_tokens) {
   RUNNER_CHECK(o.max_batch_tokens > 0 && o.max_seqs > 0, "max_batch_tokens and max_seqs must be positive");
+  RUNNER_CHECK(o.skip_layers.empty() || int(o.skip_layers.size()) == c.n_layers,
+               "skip_layers needs one flag per layer");
   const int64_t T = o.max_batch_tokens;
   x = buffer(T * c.dim);
   xn = buffer(T * c.dim);
@@ -263,7 +265,9 @@ const float* CpuRunner::Impl::forward(const ForwardBatch& batch, KvCacheStorage&
     }
   });
 
-  for (int l = 0; l < c.n_layers; ++l) c.arch->forward_layer(*this, l, model.layer(l));
+  for (int l = 0; l < c.n_layers; ++l)
+    if (opt.skip_layers.empty() || !opt.skip_layers[size_t(l)])
+      c.arch->forward_layer(*this, l, model.layer(l));
 
   // Gather the hidden rows that need logits, then one norm + one matmul over them.
   int64_t n_rows = 0;

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "cache/kv_cache.h"
 #include "model/runner.h"
@@ -22,6 +23,9 @@ struct RunnerOptions {
   // Run on this pool instead of an own one of n_threads: runners used one after the
   // other (a speculative draft model and its target) must not spin against each other.
   std::shared_ptr<ThreadPool> pool;
+  // Layers left out of the forward (self-speculation's draft): [n_layers] flags, or empty.
+  // Their KV slots stay in the layout, unused.
+  std::vector<uint8_t> skip_layers;
 };
 
 class CpuRunner final : public Runner {
