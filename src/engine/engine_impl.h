@@ -42,11 +42,11 @@ struct SeqSlot {
   std::string out_text;
   std::vector<LogprobsEntry> out_logprobs;
   // Speculation: [1 + k] the sequence's last token then its draft (the tokens a
-  // speculating step runs), the draft length it may use next, and its estimated
-  // per-token acceptance.
+  // speculating step runs), the draft length it may use next, and the share of its
+  // draft tokens it keeps.
   std::vector<int32_t> verify;
   int spec_k = 0;
-  double spec_accept = 0.5;
+  double spec_accept = 0.5;  // EMA of the share of its draft tokens kept
   // A draft the cost model dropped, kept to be scored against the tokens that really
   // follow (the output is the same either way): acceptance stays measured while
   // speculation is off, so it can turn back on.

@@ -149,12 +149,15 @@ int32_t Engine::Impl::emit_token(SeqSlot& slot, const float* row, int32_t token,
 }
 
 void Engine::Impl::note_acceptance(SeqSlot& slot, int accepted, int drafted) {
-  // A chain cut at position a says "a hits, one miss"; a full chain, "all hits".
-  const double rate = accepted == drafted ? 1.0 : double(accepted) / double(accepted + 1);
-  slot.spec_accept = 0.7 * slot.spec_accept + 0.3 * rate;
+  // The share of draft tokens kept: acceptance along a chain is strongly correlated (a
+  // copied passage is accepted whole or cut at its end), so the mean share predicts the
+  // tokens a d-token draft yields (share * d) better than a per-token probability would.
+  slot.spec_accept = 0.7 * slot.spec_accept + 0.3 * (double(accepted) / double(drafted));
+  // k grows after a fully kept draft and shrinks by one (not below what was kept) after
+  // a cut one.
   if (config.speculative.adaptive)
     slot.spec_k = accepted == drafted ? std::min(config.speculative.num_tokens, slot.spec_k + 1)
-                                      : std::max(1, accepted + 1);
+                                      : std::max({1, accepted + 1, slot.spec_k - 1});
 }
 
 void Engine::Impl::score_shadow(SeqSlot& slot) {
@@ -190,7 +193,7 @@ void Engine::Impl::propose_drafts() {
         {.seq = r->seq, .tokens = r->token_ids, .out = std::span(slot.verify).subspan(1, size_t(k))});
     draft_reqs.push_back(r);
     wanted += k;
-    expected_if_all += expected_accepted(slot.spec_accept, k);
+    expected_if_all += slot.spec_accept * k;
   }
   if (draft_items.empty()) return;
   // A draft model costs its forwards before anything is known: decide first (and now and
@@ -206,7 +209,7 @@ void Engine::Impl::propose_drafts() {
   for (size_t i = 0; i < draft_items.size(); ++i) {
     draft_reqs[i]->num_draft = draft_items[i].n;
     drafted += draft_items[i].n;
-    expected += expected_accepted(slots[draft_reqs[i]->seq]->spec_accept, draft_items[i].n);
+    expected += slots[draft_reqs[i]->seq]->spec_accept * draft_items[i].n;
   }
   if (drafted > 0 && sc.adaptive && !proposer->model_based() &&
       !spec_cost->worth(decodes, drafted, expected)) {
