@@ -35,13 +35,4 @@ bool SpecCostModel::worth(int base_tokens, int draft_tokens, double expected_acc
   return (double(base_tokens) + expected_accepted) * t_base > double(base_tokens) * t_spec;
 }
 
-double expected_accepted(double a, int d) {
-  double sum = 0.0, p = 1.0;
-  for (int i = 0; i < d; ++i) {
-    p *= a;
-    sum += p;
-  }
-  return sum;
-}
-
 }  // namespace kvserve

@@ -29,8 +29,4 @@ class SpecCostModel {
   std::vector<double> ema_;  // [max_tokens + 1] seconds, 0 = never measured
 };
 
-// Expected accepted tokens of a d-token chain whose tokens are each accepted with
-// probability a (independently, as an estimate): a + a^2 + ... + a^d.
-double expected_accepted(double a, int d);
-
 }  // namespace kvserve

@@ -1,5 +1,5 @@
 // SpecCostModel: unmeasured sizes (plain first, then drafting), the throughput comparison in memory-bound,
-// compute-bound and mixed regimes, interpolation, and expected_accepted().
+// compute-bound and mixed regimes, interpolation.
 #include "spec/spec_cost_model.h"
 
 #include <gtest/gtest.h>
@@ -26,7 +26,7 @@ TEST(SpecCostModel, MeasuresThePlainStepFirstThenTheDraftingOne) {
 TEST(SpecCostModel, MemoryBoundFlatStepTimeMakesDraftingWorthIt) {
   SpecCostModel m(64);
   for (int t = 1; t <= 64; ++t) m.observe(t, 0.020);
-  EXPECT_TRUE(m.worth(4, 4, expected_accepted(0.3, 4)));
+  EXPECT_TRUE(m.worth(4, 4, 1.2));
   EXPECT_TRUE(m.worth(1, 8, 0.05));
   EXPECT_TRUE(m.worth(32, 16, 0.5));
   EXPECT_FALSE(m.worth(4, 4, 0.0));  // nothing accepted: the same tokens, no gain
@@ -35,9 +35,9 @@ TEST(SpecCostModel, MemoryBoundFlatStepTimeMakesDraftingWorthIt) {
 TEST(SpecCostModel, ComputeBoundLinearStepTimeWithLowAcceptanceIsNotWorthIt) {
   SpecCostModel m(64);
   for (int t = 1; t <= 64; ++t) m.observe(t, 0.001 * t);
-  EXPECT_FALSE(m.worth(4, 4, expected_accepted(0.3, 4)));
-  EXPECT_FALSE(m.worth(16, 8, expected_accepted(0.5, 8)));
-  EXPECT_FALSE(m.worth(1, 2, expected_accepted(0.2, 2)));
+  EXPECT_FALSE(m.worth(4, 4, 1.2));
+  EXPECT_FALSE(m.worth(16, 8, 4.0));
+  EXPECT_FALSE(m.worth(1, 2, 0.4));
 }
 
 TEST(SpecCostModel, FixedCostPlusPerTokenCostHasABreakEven) {
@@ -85,21 +85,6 @@ TEST(SpecCostModel, ObserveAveragesAndIgnoresNonsense) {
   EXPECT_EQ(m.step_time(5), 0.0);
   EXPECT_EQ(m.step_time(3), 0.0);
   EXPECT_NEAR(m.step_time(4), 1.2, 1e-12);
-}
-
-TEST(ExpectedAccepted, GeometricSum) {
-  EXPECT_DOUBLE_EQ(expected_accepted(0.5, 3), 0.875);
-  EXPECT_DOUBLE_EQ(expected_accepted(0.5, 1), 0.5);
-  EXPECT_DOUBLE_EQ(expected_accepted(1.0, 5), 5.0);
-  EXPECT_DOUBLE_EQ(expected_accepted(1.0, 16), 16.0);
-  EXPECT_DOUBLE_EQ(expected_accepted(0.0, 4), 0.0);
-  EXPECT_DOUBLE_EQ(expected_accepted(0.7, 0), 0.0);
-  EXPECT_NEAR(expected_accepted(0.8, 4), 0.8 + 0.64 + 0.512 + 0.4096, 1e-12);
-  // Monotone in d, bounded by d.
-  for (int d = 1; d <= 16; ++d) {
-    EXPECT_GT(expected_accepted(0.6, d), expected_accepted(0.6, d - 1));
-    EXPECT_LT(expected_accepted(0.6, d), double(d));
-  }
 }
 
 }  // namespace
