@@ -88,6 +88,8 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineConfig& config, std::
     RunnerOptions dro = ro;
     dro.pool = target_runner->pool();  // one after the other on the same threads
     draft_runner = std::make_unique<CpuRunner>(*im->draft_model, dro);
+    im->draft_cost_ratio =
+        double(im->draft_model->gguf().file_size()) / double(im->model->gguf().file_size());
   } else if (c.speculative.method == SpecMethod::LayerSkip) {
     // The model drafts for itself with layers left out: same weights, a KV cache of its
     // own (the skipped layers' slots in it stay unused).
@@ -104,6 +106,7 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineConfig& config, std::
                       mc.n_layers)};
     RunnerOptions dro = ro;
     dro.pool = target_runner->pool();
+    im->draft_cost_ratio = 1.0 - double(std::count(skip.begin(), skip.end(), 1)) / double(mc.n_layers);
     dro.skip_layers = std::move(skip);
     draft_runner = std::make_unique<CpuRunner>(*im->model, dro);
   }

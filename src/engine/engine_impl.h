@@ -99,7 +99,11 @@ struct Engine::Impl {
   std::unique_ptr<SpecCostModel> spec_cost;
   std::vector<DraftItem> draft_items;  // this step's draft requests, and whose they are
   std::vector<Request*> draft_reqs;
-  int64_t spec_skipped_in_row = 0;
+  int64_t spec_skipped_in_row = 0;  // a draft model's steps refused since it last drafted
+  int64_t spec_probe_after = 32;
+  // A draft model's forward over a batch relative to the target's (weight bytes, or kept
+  // layers for layerskip): the cost model's estimate of drafting.
+  double draft_cost_ratio = 0.0;
   std::vector<float> spec_p, spec_w;  // [n_vocab] target distribution and residual of a verification
   struct Chooser final : DraftChooser {
     Impl* m = nullptr;

@@ -173,7 +173,7 @@ void Engine::Impl::score_shadow(SeqSlot& slot) {
 void Engine::Impl::propose_drafts() {
   if (!proposer) return;
   const SpeculativeConfig& sc = config.speculative;
-  int decodes = 0, wanted = 0;
+  int decodes = 0, wanted = 0, k_max = 0;
   double expected_if_all = 0.0;
   draft_items.clear();
   draft_reqs.clear();
@@ -193,15 +193,28 @@ void Engine::Impl::propose_drafts() {
         {.seq = r->seq, .tokens = r->token_ids, .out = std::span(slot.verify).subspan(1, size_t(k))});
     draft_reqs.push_back(r);
     wanted += k;
+    k_max = std::max(k_max, k);
     expected_if_all += slot.spec_accept * k;
   }
   if (draft_items.empty()) return;
-  // A draft model costs its forwards before anything is known: decide first (and now and
-  // then draft anyway, so the acceptance estimates stay current).
-  if (proposer->model_based() && sc.adaptive && !spec_cost->worth(decodes, wanted, expected_if_all) &&
-      ++spec_skipped_in_row % 32 != 0) {
-    ++counters.spec_steps_skipped;
-    return;
+  // A draft model costs its forwards before anything is known: decide first, counting
+  // k draft forwards at draft_cost_ratio of a plain step each. Now and then it drafts
+  // anyway, so the acceptance estimates stay current: after 32 refused steps, then twice
+  // as many each time the answer stays no (each probe pays the draft's catch-up over the
+  // tokens it missed) - but never when even a fully accepted draft could not pay.
+  if (proposer->model_based() && sc.adaptive) {
+    const double drafting = draft_cost_ratio * k_max * spec_cost->step_time(decodes);
+    if (!spec_cost->worth(decodes, wanted, expected_if_all, drafting)) {
+      const bool could_pay = spec_cost->worth(decodes, wanted, double(wanted), drafting);
+      if (!could_pay || ++spec_skipped_in_row < spec_probe_after) {
+        ++counters.spec_steps_skipped;
+        return;
+      }
+      spec_probe_after = std::min<int64_t>(spec_probe_after * 2, 1 << 14);
+    } else {
+      spec_probe_after = 32;
+    }
+    spec_skipped_in_row = 0;
   }
   proposer->propose(draft_items, chooser);
   int drafted = 0;
@@ -296,8 +309,8 @@ void Engine::Impl::step() {
   for (RequestOutput& p : pending) outputs.push_back(std::move(p));
   pending.clear();
 
-  const auto step_start = std::chrono::steady_clock::now();  // drafting counts in a step's cost
   propose_drafts();
+  const auto step_start = std::chrono::steady_clock::now();  // the target's step (drafting is modelled apart)
   const SchedulerOutput& so = sched->schedule();
   if (so.empty()) return;
 

@@ -26,13 +26,14 @@ double SpecCostModel::step_time(int tokens) const {
   return 0.0;  // beyond what was measured: unknown, so the next such step measures it
 }
 
-bool SpecCostModel::worth(int base_tokens, int draft_tokens, double expected_accepted) const {
+bool SpecCostModel::worth(int base_tokens, int draft_tokens, double expected_accepted,
+                          double extra_seconds) const {
   if (draft_tokens <= 0 || base_tokens <= 0) return false;
   const double t_base = step_time(base_tokens);
   const double t_spec = step_time(base_tokens + draft_tokens);
   if (t_base == 0.0) return false;  // measure the plain step first: it is what drafting must beat
   if (t_spec == 0.0) return true;   // then the drafting one
-  return (double(base_tokens) + expected_accepted) * t_base > double(base_tokens) * t_spec;
+  return (double(base_tokens) + expected_accepted) * t_base > double(base_tokens) * (t_spec + extra_seconds);
 }
 
 }  // namespace kvserve
