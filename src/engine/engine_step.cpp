@@ -203,9 +203,13 @@ void Engine::Impl::propose_drafts() {
   // as many each time the answer stays no (each probe pays the draft's catch-up over the
   // tokens it missed) - but never when even a fully accepted draft could not pay.
   if (proposer->model_based() && sc.adaptive) {
-    const double drafting = draft_cost_ratio * k_max * spec_cost->step_time(decodes);
-    if (!spec_cost->worth(decodes, wanted, expected_if_all, drafting)) {
-      const bool could_pay = spec_cost->worth(decodes, wanted, double(wanted), drafting);
+    const double t_plain = spec_cost->step_time(decodes);
+    const double drafting = draft_cost_ratio * k_max * t_plain;
+    // Hopeless even if verifying cost nothing and every draft token were kept (a draft as
+    // big as the model): never draft, not even to probe.
+    const bool hopeless = t_plain > 0.0 && (decodes + wanted) * t_plain <= decodes * (t_plain + drafting);
+    if (hopeless || !spec_cost->worth(decodes, wanted, expected_if_all, drafting)) {
+      const bool could_pay = !hopeless && spec_cost->worth(decodes, wanted, double(wanted), drafting);
       if (!could_pay || ++spec_skipped_in_row < spec_probe_after) {
         ++counters.spec_steps_skipped;
         return;
