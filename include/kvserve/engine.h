@@ -98,6 +98,7 @@ struct EngineStats {
   // Steps whose drafts the cost model dropped because they would not have paid off.
   int64_t spec_steps_skipped = 0;
   int spec_draft_blocks_used = 0;  // KV blocks a draft model's own cache holds now
+  int64_t spec_draft_forwards = 0;  // forwards a draft model ran
   double spec_acceptance_rate() const {
     return spec_draft_tokens ? double(spec_accepted_tokens) / double(spec_draft_tokens) : 0.0;
   }

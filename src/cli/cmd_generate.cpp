@@ -304,6 +304,8 @@ int run_single(const Opts& o, const std::shared_ptr<const Model>& model,
       const EngineStats es = (*engine)->stats();
       j["speculative"] = {{"method", spec_method_name(cfg.speculative.method)},
                           {"drafts", es.spec_drafts},
+                          {"draft_model_forwards", es.spec_draft_forwards},
+                          {"steps_without_drafting", es.spec_steps_skipped},
                           {"draft_tokens", es.spec_draft_tokens},
                           {"accepted_tokens", es.spec_accepted_tokens},
                           {"acceptance_rate", es.spec_acceptance_rate()},

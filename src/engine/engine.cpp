@@ -354,7 +354,10 @@ EngineStats Engine::stats() const {
   s.kv_fragmentation = b.fragmentation();
   s.kv_usage = b.usage();
   s.attention_split_tiles = m.runner->stats().split_tiles;
-  if (m.proposer) s.spec_draft_blocks_used = m.proposer->kv_blocks_used();
+  if (m.proposer) {
+    s.spec_draft_blocks_used = m.proposer->kv_blocks_used();
+    s.spec_draft_forwards = m.proposer->forwards();
+  }
   return s;
 }
 

@@ -200,8 +200,9 @@ void Engine::Impl::propose_drafts() {
   // A draft model costs its forwards before anything is known: decide first, counting
   // k draft forwards at draft_cost_ratio of a plain step each. Now and then it drafts
   // anyway, so the acceptance estimates stay current: after 32 refused steps, then twice
-  // as many each time the answer stays no (each probe pays the draft's catch-up over the
-  // tokens it missed) - but never when even a fully accepted draft could not pay.
+  // as many each time the answer stays no - but only when a fully accepted draft would
+  // be clearly faster (1.5x), as each probe also pays the draft's catch-up over the
+  // tokens it skipped.
   if (proposer->model_based() && sc.adaptive) {
     const double t_plain = spec_cost->step_time(decodes);
     const double drafting = draft_cost_ratio * k_max * t_plain;
@@ -209,7 +210,10 @@ void Engine::Impl::propose_drafts() {
     // big as the model): never draft, not even to probe.
     const bool hopeless = t_plain > 0.0 && (decodes + wanted) * t_plain <= decodes * (t_plain + drafting);
     if (hopeless || !spec_cost->worth(decodes, wanted, expected_if_all, drafting)) {
-      const bool could_pay = !hopeless && spec_cost->worth(decodes, wanted, double(wanted), drafting);
+      const double t_spec = spec_cost->step_time(decodes + wanted);
+      const bool could_pay =
+          !hopeless && t_plain > 0.0 &&
+          (t_spec == 0.0 || (decodes + wanted) * t_plain > 1.5 * decodes * (t_spec + drafting));
       if (!could_pay || ++spec_skipped_in_row < spec_probe_after) {
         ++counters.spec_steps_skipped;
         return;

@@ -43,7 +43,7 @@ class DraftModelProposer final : public Proposer {
 
   const Runner& runner() const { return *runner_; }
   const BlockManager& blocks() const { return blocks_; }
-  int64_t forwards() const { return forwards_; }
+  int64_t forwards() const override { return forwards_; }
 
  private:
   struct Seq {

@@ -54,6 +54,8 @@ class Proposer {
   virtual void release(int32_t seq) { (void)seq; }
   // KV blocks the proposer's own cache holds now (a draft model's), for accounting.
   virtual int kv_blocks_used() const { return 0; }
+  // Forwards of the proposer's own model so far (a draft model's), for accounting.
+  virtual int64_t forwards() const { return 0; }
 };
 
 // The n-gram proposer for config.method == Ngram, null for None. (A draft model needs its
