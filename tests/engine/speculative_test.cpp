@@ -446,6 +446,34 @@ TEST(SpeculativeDraft, SampledOutputFollowsTheTargetDistribution) {
   }
 }
 
+// Aborts mid-speculation (a draft model's cache holding drafts, forks of n = 2 sharing
+// blocks) release every block of both caches.
+TEST(SpeculativeDraft, AbortMidSpeculationReleasesBothCaches) {
+  for (const char* draft : {"synth-3m-q4_0.gguf", "layerskip", static_cast<const char*>(nullptr)}) {
+    SCOPED_TRACE(draft ? draft : "ngram");
+    auto e = make("stories260K.gguf", spec_config(base_config(), 4, draft));
+    const Loaded& l = load("stories260K.gguf");
+    const auto prompt =
+        l.tok->encode("Once upon a time, there was a little girl. Once upon a time", true, true);
+    for (int i = 0; i < 8; ++i) {
+      SamplingParams p;
+      p.temperature = i % 2 ? 0.8f : 0.0f;
+      p.n = i % 3 == 0 ? 2 : 1;
+      p.seed = uint64_t(i);
+      p.max_tokens = 200;
+      p.ignore_eos = true;
+      ASSERT_TRUE(e->add_request("r" + std::to_string(i), prompt, p).ok());
+    }
+    for (int s = 0; s < 12; ++s) e->step();
+    EXPECT_GT(e->stats().spec_drafts, 0);
+    if (draft) EXPECT_GT(e->stats().spec_draft_blocks_used, 0);
+    for (int i = 0; i < 8; ++i) EXPECT_TRUE(e->abort("r" + std::to_string(i)));
+    while (e->has_unfinished()) e->step();
+    EXPECT_EQ(e->stats().blocks_used, 0);
+    EXPECT_EQ(e->stats().spec_draft_blocks_used, 0);
+  }
+}
+
 TEST(SpeculativeLayerSkip, BadLayerListsAreClearErrors) {
   const Loaded& l = load("stories260K.gguf");  // 5 layers
   for (auto [list, what] :
