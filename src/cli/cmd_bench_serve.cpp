@@ -1,6 +1,8 @@
 // `kvserve bench serve`: starts `kvserve serve` on a loopback port (or uses --base-url),
 // drives it with the HTTP load generator bench/serve_bench.py (streaming requests,
-// TTFT / TPOT / ITL / E2E percentiles, throughput), then stops the server.
+// TTFT / TPOT / ITL / E2E percentiles, throughput), then stops the server. With
+// --speculative-method it runs the workload twice, on a server without speculation and
+// on one with it, and prints the speedup.
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -10,7 +12,9 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <vector>
@@ -34,6 +38,13 @@ struct Opts {
   int max_concurrency = 0;
   int input_len = 128;
   int output_len = 64;
+  std::string prompts_file;  // one prompt per line ("\\n" for newlines); empty = random words
+  std::string endpoint = "completions";
+  bool allow_eos = false;
+  // Passed to the server this starts.
+  std::string spec_method = "none";
+  std::string spec_model;
+  int spec_tokens = 0;  // 0 = the server's default
   std::string script;
   std::string python;
   std::string json;
@@ -56,29 +67,38 @@ int wait_exit(pid_t pid) {
   return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
 }
 
-int run(Opts& o) {
-  const std::filesystem::path src = std::filesystem::path(model_dir()).parent_path();
-  if (o.script.empty()) o.script = (src / "bench" / "serve_bench.py").string();
-  if (o.python.empty()) {
-    const auto venv = src / ".venv" / "bin" / "python";
-    o.python = std::filesystem::exists(venv) ? venv.string() : "python3";
-  }
-  if (!std::filesystem::exists(o.script)) return fail("serve", "no load generator at " + o.script);
-
+// Starts `kvserve serve` (unless o.base_url is set), runs the load generator against it
+// writing its JSON result to `out` (if not empty), stops the server; the generator's exit
+// status.
+int run_once(const Opts& o, bool speculate, const std::string& out) {
   pid_t server = -1;
   std::string url = o.base_url;
   if (url.empty()) {
-    if (o.model.empty()) return fail("serve", "give --model (to start a server) or --base-url");
-    if (o.port == 0) o.port = 20000 + int(std::random_device{}() % 20000);
     std::error_code ec;
     const std::string self = std::filesystem::read_symlink("/proc/self/exe", ec).string();
     if (ec) return fail("serve", "cannot find the kvserve binary");
-    auto pid = spawn({self, "serve", "--model", o.model, "--port", std::to_string(o.port), "--threads",
-                      std::to_string(o.threads), "--max-num-seqs", std::to_string(o.max_num_seqs)});
+    std::vector<std::string> cmd = {self,
+                                    "serve",
+                                    "--model",
+                                    o.model,
+                                    "--port",
+                                    std::to_string(o.port),
+                                    "--threads",
+                                    std::to_string(o.threads),
+                                    "--max-num-seqs",
+                                    std::to_string(o.max_num_seqs)};
+    if (speculate) {
+      cmd.insert(cmd.end(), {"--speculative-method", o.spec_method});
+      if (!o.spec_model.empty()) cmd.insert(cmd.end(), {"--speculative-model", o.spec_model});
+      if (o.spec_tokens > 0)
+        cmd.insert(cmd.end(), {"--num-speculative-tokens", std::to_string(o.spec_tokens)});
+    }
+    auto pid = spawn(cmd);
     if (!pid) return fail("serve", pid.error().message);
     server = *pid;
     url = "http://127.0.0.1:" + std::to_string(o.port);
-    std::fprintf(stderr, "serve: started kvserve serve (pid %d) on %s\n", int(server), url.c_str());
+    std::fprintf(stderr, "serve: started kvserve serve (pid %d) on %s%s\n", int(server), url.c_str(),
+                 speculate ? (", speculative " + o.spec_method).c_str() : "");
   }
   std::vector<std::string> args = {o.python,
                                    o.script,
@@ -91,15 +111,13 @@ int run(Opts& o) {
                                    "--output-len",
                                    std::to_string(o.output_len),
                                    "--max-concurrency",
-                                   std::to_string(o.max_concurrency)};
-  if (o.request_rate > 0) {
-    args.push_back("--request-rate");
-    args.push_back(std::to_string(o.request_rate));
-  }
-  if (!o.json.empty()) {
-    args.push_back("--output");
-    args.push_back(o.json);
-  }
+                                   std::to_string(o.max_concurrency),
+                                   "--endpoint",
+                                   o.endpoint};
+  if (o.request_rate > 0) args.insert(args.end(), {"--request-rate", std::to_string(o.request_rate)});
+  if (!o.prompts_file.empty()) args.insert(args.end(), {"--prompts-file", o.prompts_file});
+  if (o.allow_eos) args.push_back("--allow-eos");
+  if (!out.empty()) args.insert(args.end(), {"--output", out});
   int rc = 1;
   if (auto gen = spawn(args); gen)
     rc = wait_exit(*gen);
@@ -110,6 +128,47 @@ int run(Opts& o) {
     wait_exit(server);
   }
   return rc;
+}
+
+nlohmann::json read_json(const std::string& path) {
+  std::ifstream f(path);
+  return nlohmann::json::parse(f, nullptr, /*allow_exceptions=*/false);
+}
+
+int run(Opts& o) {
+  const std::filesystem::path src = std::filesystem::path(model_dir()).parent_path();
+  if (o.script.empty()) o.script = (src / "bench" / "serve_bench.py").string();
+  if (o.python.empty()) {
+    const auto venv = src / ".venv" / "bin" / "python";
+    o.python = std::filesystem::exists(venv) ? venv.string() : "python3";
+  }
+  if (!std::filesystem::exists(o.script)) return fail("serve", "no load generator at " + o.script);
+  if (o.base_url.empty() && o.model.empty())
+    return fail("serve", "give --model (to start a server) or --base-url");
+  if (o.port == 0) o.port = 20000 + int(std::random_device{}() % 20000);
+  const bool speculate = o.spec_method != "none";
+  if (!speculate) return run_once(o, false, o.json);
+  if (!o.base_url.empty())
+    return fail("serve", "--speculative-method needs a server this starts (not --base-url)");
+
+  // Without, then with speculation; the speedup from the two results.
+  const std::string base_json = (std::filesystem::temp_directory_path() /
+                                 ("kvserve-bench-serve-" + std::to_string(getpid()) + "-base.json"))
+                                    .string();
+  const std::string spec_json =
+      o.json.empty() ? base_json.substr(0, base_json.size() - 9) + "spec.json" : o.json;
+  if (int rc = run_once(o, false, base_json); rc != 0) return rc;
+  if (int rc = run_once(o, true, spec_json); rc != 0) return rc;
+  const nlohmann::json b = read_json(base_json), s = read_json(spec_json);
+  std::filesystem::remove(base_json);
+  if (!b.is_object() || !s.is_object() || !b.contains("output_throughput") ||
+      !s.contains("output_throughput"))
+    return fail("serve", "the load generator wrote no result");
+  const double tb = b["output_throughput"].get<double>(), ts = s["output_throughput"].get<double>();
+  const double pb = b["tpot_ms"]["mean"].get<double>(), ps = s["tpot_ms"]["mean"].get<double>();
+  std::printf("speculative %s: %.2fx output tokens/s (%.1f vs %.1f without), mean TPOT %.2f ms vs %.2f ms\n",
+              o.spec_method.c_str(), tb > 0 ? ts / tb : 0.0, ts, tb, ps, pb);
+  return 0;
 }
 
 }  // namespace
@@ -128,6 +187,19 @@ RunFn setup_serve(CLI::App& app) {
       ->capture_default_str();
   app.add_option("--input-len", o->input_len, "Prompt length in words (~tokens)")->capture_default_str();
   app.add_option("--output-len", o->output_len, "Generated tokens per request")->capture_default_str();
+  app.add_option("--prompts-file", o->prompts_file,
+                 "Prompts, one per line (\\n for a newline), instead of random words");
+  app.add_option("--endpoint", o->endpoint, "completions or chat")
+      ->check(CLI::IsMember({"completions", "chat"}))
+      ->capture_default_str();
+  app.add_flag("--allow-eos", o->allow_eos,
+               "Let EOS end outputs early (default: exactly --output-len tokens)");
+  app.add_option("--speculative-method", o->spec_method,
+                 "Run without, then with this speculation on the server it starts, and print the speedup")
+      ->check(CLI::IsMember({"none", "ngram", "draft", "layerskip"}))
+      ->capture_default_str();
+  app.add_option("--speculative-model", o->spec_model, "Draft model for --speculative-method draft");
+  app.add_option("--num-speculative-tokens", o->spec_tokens, "Draft tokens per step (default: the server's)");
   app.add_option("--script", o->script, "Load generator (default: <source>/bench/serve_bench.py)");
   app.add_option("--python", o->python, "Python interpreter (default: <source>/.venv/bin/python)");
   app.add_option("--json", o->json, "Write the load generator's JSON result here");
