@@ -96,6 +96,39 @@ TEST_F(BenchCli, ThroughputGeneratesExactlyOutputLen) {
   EXPECT_NEAR(double(j["requests_per_s"]), 6 / el, 1e-6 * 6 / el);
 }
 
+// With --speculative-method the same workload runs without speculation first: the JSON
+// carries both rates, their ratio, and the acceptance; identical greedy outputs are
+// checked by the bench itself (it fails otherwise). Texts from --prompts-file.
+TEST_F(BenchCli, ThroughputWithSpeculationReportsTheSpeedup) {
+  const std::string prompts =
+      (fs::temp_directory_path() / ("bench_cli_prompts_" + std::to_string(getpid()) + ".txt")).string();
+  {
+    std::ofstream f(prompts);
+    f << "Once upon a time, there was a little girl. Once upon a time\n---\nThe cat sat on the mat. The "
+         "cat\n";
+  }
+  int rc = 0;
+  auto j = run_json("bench throughput -m " + kvserve::test::shared_path("models/stories260K.gguf") +
+                        " --prompts-file " + prompts +
+                        " --num-prompts 4 -c 2 --output-len 40 -t 1 -q --speculative-method ngram",
+                    &rc);
+  fs::remove(prompts);
+  ASSERT_EQ(rc, 0);
+  ASSERT_TRUE(j.is_object());
+  EXPECT_EQ(j["workload"], prompts);
+  const auto& sp = j["speculative"];
+  ASSERT_TRUE(sp.is_object());
+  EXPECT_EQ(sp["method"], "ngram");
+  EXPECT_GT(double(sp["output_tokens_per_s_without"]), 0);
+  EXPECT_NEAR(double(sp["speedup"]),
+              double(j["output_tokens_per_s"]) / double(sp["output_tokens_per_s_without"]), 1e-9);
+  EXPECT_GT(double(sp["acceptance_rate"]), 0);
+  EXPECT_LT(int(j["steps"]), int(sp["steps_without"]));  // drafts were kept: fewer steps
+  // A method that does not exist is refused.
+  j = run_json("bench throughput -m " + model_ + " -q --speculative-method medusa", &rc);
+  EXPECT_NE(rc, 0);
+}
+
 TEST_F(BenchCli, RooflineMeasuresMachineAndPlacesModel) {
   int rc = 0;
   auto j = run_json("bench roofline --buffer-mib 64 --thread-counts 1 -m " + model_ + " -p 32 -n 8 -t 1 -r 2",
