@@ -9,9 +9,6 @@ namespace kvserve {
 
 Scheduler::Scheduler(const SchedulerConfig& config, BlockManager& blocks) : config_(config), blocks_(blocks) {
   assert(config_.max_num_seqs > 0 && config_.max_num_batched_tokens > 0);
-  // Swap mode needs a KvSwapSpace from the backend (see cache/swap.h); the CPU backend
-  // has none, and recomputing from the prefix cache is cheap there.
-  config_.preemption_mode = PreemptionMode::Recompute;
   out_.seqs.reserve(size_t(config_.max_num_seqs));
   out_.preempted.reserve(size_t(config_.max_num_seqs));
   running_.reserve(size_t(config_.max_num_seqs) * 2);

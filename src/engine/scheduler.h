@@ -23,7 +23,6 @@
 #include <vector>
 
 #include "cache/block_manager.h"
-#include "cache/swap.h"
 #include "core/result.h"
 #include "engine/request.h"
 
@@ -35,7 +34,6 @@ struct SchedulerConfig {
   int max_model_len = 2048;          // prompt + output tokens of one sequence
   bool enable_chunked_prefill = true;
   int max_chunk_tokens = 0;  // cap on one request's tokens per step (0 = the budget)
-  PreemptionMode preemption_mode = PreemptionMode::Recompute;
 };
 
 struct ScheduledSeq {
