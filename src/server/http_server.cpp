@@ -309,8 +309,15 @@ struct HttpServer::Impl {
     ResponseMeta meta{make_response_id(kind), unix_now(), ar.model};
     auto gen =
         std::make_shared<Generation>(backend, metrics, ar, std::move(prompts), std::move(meta), arrival);
-    if (Status st = gen->start(); !st) return send_error(res, make_error(400, st.error().message));
+    if (Status st = gen->start(); !st) {
+      // Shutdown began after the check above: the engine refused for that, not for the request.
+      if (draining.load())
+        return send_error(
+            res, make_error(503, "The server is shutting down.", "server_error", "shutting_down"), 5);
+      return send_error(res, make_error(400, st.error().message));
+    }
     track(gen);
+    if (draining.load()) gen->abort();  // shutdown's sweep of in-flight requests may have missed it
 
     const auto idle = std::chrono::milliseconds(std::max(10, opts.keepalive_ms));
     if (!ar.stream) {
