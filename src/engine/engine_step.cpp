@@ -320,6 +320,10 @@ void Engine::Impl::step() {
   propose_drafts();
   const auto step_start = std::chrono::steady_clock::now();  // the target's step (drafting is modelled apart)
   const SchedulerOutput& so = sched->schedule();
+  // A preempted sequence's draft-model cache goes too: memory is short, and it catches up
+  // from its verified tokens when the sequence runs again.
+  if (proposer)
+    for (const Request* p : so.preempted) proposer->release(p->seq);
   if (so.empty()) return;
 
   // Copy-on-write copies must land before the forward writes into the new blocks.
