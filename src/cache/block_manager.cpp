@@ -132,10 +132,57 @@ void BlockManager::free(SeqId seq) {
   SeqState& st = seqs_[seq];
   // Last block first: it then sits ahead of its parents in the eviction order, so a
   // partially evicted chain keeps its usable beginning.
+  release_lanes(st, 0);
   for (auto it = st.table.rbegin(); it != st.table.rend(); ++it) pool_.decref(*it);
   st.table.clear();
   st.hashes.clear();
   st.num_tokens = 0;
+}
+
+bool BlockManager::allocate_lanes(SeqId seq, int num_computed, int n_extra) {
+  SeqState& st = state(seq);
+  assert(st.lanes.empty() && n_extra >= 0);
+  const int width = int(st.table.size()), first = num_computed / block_size();
+  assert(first < width);
+  if ((width - first) * n_extra > pool_.num_free()) return false;
+  st.lane_first = first;
+  for (int w = 0; w < n_extra; ++w)
+    for (int b = 0; b < width; ++b) {
+      if (b < first) {
+        st.lanes.push_back(st.table[size_t(b)]);  // shared verified blocks: not referenced again
+        continue;
+      }
+      const int32_t fresh = pool_.allocate();
+      if (b == first && num_computed % block_size() != 0) copies_.push_back({st.table[size_t(b)], fresh});
+      st.lanes.push_back(fresh);
+    }
+  return true;
+}
+
+std::span<const int32_t> BlockManager::lane_tables(SeqId seq) const {
+  if (seq >= SeqId(seqs_.size())) return {};
+  return seqs_[seq].lanes;
+}
+
+void BlockManager::release_lanes(SeqState& st, int keep) {
+  const size_t width = st.table.size();
+  for (size_t w = 0; width && w < st.lanes.size() / width; ++w)
+    if (int(w) + 1 != keep)
+      for (size_t b = size_t(st.lane_first); b < width; ++b) pool_.decref(st.lanes[w * width + b]);
+  st.lanes.clear();
+}
+
+void BlockManager::adopt_lane(SeqId seq, int lane) {
+  SeqState& st = state(seq);
+  const size_t width = st.table.size();
+  if (lane > 0) {
+    assert(size_t(lane) * width <= st.lanes.size());
+    for (size_t b = size_t(st.lane_first); b < width; ++b) {
+      pool_.decref(st.table[b]);
+      st.table[b] = st.lanes[size_t(lane - 1) * width + b];
+    }
+  }
+  release_lanes(st, lane);
 }
 
 void BlockManager::trim(SeqId seq, int num_tokens) {
@@ -177,6 +224,9 @@ bool BlockManager::check_invariants() const {
   for (const SeqState& st : seqs_) {
     if (st.hashes.size() > st.table.size()) return false;
     for (int32_t b : st.table) ++refs[b];
+    const size_t width = st.table.size();
+    for (size_t i = 0; width && i < st.lanes.size(); ++i)
+      if (i % width >= size_t(st.lane_first)) ++refs[st.lanes[i]];
   }
   for (int32_t b = 0; b < pool_.n_blocks(); ++b)
     if (refs[b] != pool_.ref_count(b)) return false;

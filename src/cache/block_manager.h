@@ -104,6 +104,18 @@ class BlockManager {
   // only verified tokens, so they are never past num_tokens.
   void trim(SeqId seq, int num_tokens);
 
+  // Token trees (speculative verification): gives `seq` n_extra more lanes, each a
+  // private copy of its block table from the block holding position num_computed on
+  // (that block's verified slots copied in: a queued BlockCopy), as wide as its table
+  // now is. Called right after allocate_slots() covered the tree's deepest position.
+  // Returns false and changes nothing if the free blocks do not cover them.
+  bool allocate_lanes(SeqId seq, int num_computed, int n_extra);
+  // The lanes' tables, [n_extra][block_table(seq).size()] (empty without lanes).
+  std::span<const int32_t> lane_tables(SeqId seq) const;
+  // Keeps lane `lane` (0: the sequence's own blocks): its private blocks replace the
+  // sequence's from the first lane block on; every other lane's go back to the pool.
+  void adopt_lane(SeqId seq, int lane);
+
   std::span<const int32_t> block_table(SeqId seq) const;
   bool holds_blocks(SeqId seq) const { return seq < SeqId(seqs_.size()) && !seqs_[seq].table.empty(); }
 
@@ -121,7 +133,10 @@ class BlockManager {
     std::vector<int32_t> table;
     std::vector<uint64_t> hashes;  // chained hash of each full, computed block (prefix of table)
     int num_tokens = 0;            // positions covered by allocate_slots
+    std::vector<int32_t> lanes;    // allocate_lanes(): [n_extra][table.size()]
+    int lane_first = 0;            // the lanes' first private block
   };
+  void release_lanes(SeqState& st, int keep);  // keep: a lane index (1..) or 0 for none
   SeqState& state(SeqId seq);
 
   BlockManagerConfig config_;

@@ -6,6 +6,7 @@
 #include "model/cpu_runner.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -49,6 +50,7 @@ struct CpuRunner::Impl final : LayerBlocks {
   Impl(const Model& m, const RunnerOptions& o);
   const float* forward(const ForwardBatch& batch, KvCacheStorage& kv);
   void validate(const ForwardBatch& batch, const KvCacheStorage& kv) const;
+  void validate_tree(const SeqSlice& s, const KvCacheConfig& kc) const;
   void plan_step(const ForwardBatch& batch);
 
   // LayerBlocks, over this step's batch and cache.
@@ -118,7 +120,9 @@ CpuRunner::Impl::Impl(const Model& m, const RunnerOptions& o)
       opt(o),
       pool_owner(o.pool ? o.pool : std::make_shared<ThreadPool>(o.n_threads)),
       pool(*pool_owner),
-      attn(AttentionShape{c.n_heads, c.n_kv_heads, c.head_dim}, o.max_seqs, o.max_batch_tokens) {
+      // A token tree's lanes are attended as sequences of their own: up to one per token.
+      attn(AttentionShape{c.n_heads, c.n_kv_heads, c.head_dim}, o.max_seqs + o.max_batch_tokens,
+           o.max_batch_tokens) {
   RUNNER_CHECK(o.max_batch_tokens > 0 && o.max_seqs > 0, "max_batch_tokens and max_seqs must be positive");
   RUNNER_CHECK(o.skip_layers.empty() || int(o.skip_layers.size()) == c.n_layers,
                "skip_layers needs one flag per layer");
@@ -151,7 +155,7 @@ CpuRunner::Impl::Impl(const Model& m, const RunnerOptions& o)
   logits = buffer(T * int64_t(c.n_vocab));
   tok_pos.resize(size_t(T));
   seq_begin.resize(size_t(o.max_seqs) + 1);
-  attn_seqs.reserve(size_t(o.max_seqs));
+  attn_seqs.reserve(size_t(o.max_seqs) + size_t(T));
 }
 
 void CpuRunner::Impl::validate(const ForwardBatch& batch, const KvCacheStorage& kv) const {
@@ -167,7 +171,10 @@ void CpuRunner::Impl::validate(const ForwardBatch& batch, const KvCacheStorage& 
     RUNNER_CHECK(!s.tokens.empty() || s.logits == LogitsMode::None,
                  "logits requested for a slice with no tokens");
     total += int64_t(s.tokens.size());
-    const int64_t end = s.n_past + int64_t(s.tokens.size());
+    // A tree's nodes end at its deepest position, not after all its tokens.
+    int64_t end = s.n_past + int64_t(s.tokens.size());
+    if (s.tree && s.tree->depth.size() == s.tokens.size())
+      end = s.n_past + 1 + *std::max_element(s.tree->depth.begin(), s.tree->depth.end());
     RUNNER_CHECK(int64_t(s.block_table.size()) * kc.block_size >= end,
                  "block table of %zu blocks does not cover %lld positions", s.block_table.size(),
                  (long long)end);
@@ -176,9 +183,43 @@ void CpuRunner::Impl::validate(const ForwardBatch& batch, const KvCacheStorage& 
       RUNNER_CHECK(s.block_table[size_t(b)] >= 0 && s.block_table[size_t(b)] < kc.n_blocks,
                    "block id %d out of range [0, %d)", s.block_table[size_t(b)], kc.n_blocks);
     for (int32_t t : s.tokens) RUNNER_CHECK(t >= 0 && t < c.n_vocab, "token id %d out of range", t);
+    if (s.tree) validate_tree(s, kc);
   }
   RUNNER_CHECK(total <= opt.max_batch_tokens, "%lld tokens > max_batch_tokens %d", (long long)total,
                opt.max_batch_tokens);
+}
+
+void CpuRunner::Impl::validate_tree(const SeqSlice& s, const KvCacheConfig& kc) const {
+  const TokenTree& t = *s.tree;
+  const size_t n = s.tokens.size(), width = s.block_table.size();
+  RUNNER_CHECK(s.logits == LogitsMode::All, "a token tree needs the logits of every node");
+  RUNNER_CHECK(t.n_lanes >= 1 && t.n_lanes <= 64, "%d lanes (1 to 64)", t.n_lanes);
+  RUNNER_CHECK(t.depth.size() == n && t.lanes.size() == n, "tree arrays do not match the %zu tokens", n);
+  RUNNER_CHECK(t.lane_tables.size() == size_t(t.n_lanes - 1) * width, "lane tables of %zu ids for %d lanes",
+               t.lane_tables.size(), t.n_lanes);
+  const uint64_t all = t.n_lanes == 64 ? ~0ULL : (1ULL << t.n_lanes) - 1;
+  RUNNER_CHECK(n > 0 && t.depth[0] == 0 && t.lanes[0] == all, "the root must be at depth 0 in every lane");
+  int32_t max_depth = 0;
+  for (size_t i = 1; i < n; ++i) {
+    RUNNER_CHECK(t.depth[i] >= 1 && t.depth[i] <= t.depth[i - 1] + 1, "node %zu: depth %d not in preorder", i,
+                 t.depth[i]);
+    RUNNER_CHECK(t.lanes[i] != 0 && (t.lanes[i] & ~all) == 0, "node %zu: lanes outside the tree", i);
+    max_depth = std::max(max_depth, t.depth[i]);
+  }
+  RUNNER_CHECK(int64_t(width) * kc.block_size >= s.n_past + max_depth + 1,
+               "block tables do not cover the tree");
+  const int64_t used_blocks = (s.n_past + max_depth + kc.block_size) / kc.block_size;
+  for (int w = 1; w < t.n_lanes; ++w)
+    for (int64_t b = 0; b < used_blocks; ++b) {
+      const int32_t id = t.lane_tables[size_t(w - 1) * width + size_t(b)];
+      RUNNER_CHECK(id >= 0 && id < kc.n_blocks, "lane %d: block id %d out of range", w, id);
+    }
+}
+
+// Lane w's block table of a tree slice (lane 0: the slice's own).
+static const int32_t* lane_table(const SeqSlice& s, int lane) {
+  return lane == 0 ? s.block_table.data()
+                   : s.tree->lane_tables.data() + size_t(lane - 1) * s.block_table.size();
 }
 
 void CpuRunner::Impl::attention(int layer, const LayerWeights& L) {
@@ -195,14 +236,18 @@ void CpuRunner::Impl::attention(int layer, const LayerWeights& L) {
     const SeqSlice& seq = batch.seqs[s];
     for (int32_t r = seq_begin[s]; r < seq_begin[s + 1]; ++r) {
       const int32_t pos = tok_pos[size_t(r)];
-      const int32_t block = seq.block_table[size_t(pos / kc.block_size)];
       const int slot = pos % kc.block_size;
-      char* kb = static_cast<char*>(kv.k_block(layer, block));
-      char* vb = static_cast<char*>(kv.v_block(layer, block));
-      for (int h = 0; h < c.n_kv_heads; ++h)
-        kv_store_token(kb + h * head_stride * esize, vb + h * head_stride * esize, kc.dtype, kc.block_size,
-                       hd, slot, k.get() + int64_t(r) * c.kv_dim() + h * hd,
-                       v.get() + int64_t(r) * c.kv_dim() + h * hd);
+      // A tree node goes into every lane whose path holds it; other tokens into their one table.
+      uint64_t lanes = seq.tree ? seq.tree->lanes[size_t(r - seq_begin[s])] : 1;
+      for (; lanes; lanes &= lanes - 1) {
+        const int32_t block = lane_table(seq, std::countr_zero(lanes))[pos / kc.block_size];
+        char* kb = static_cast<char*>(kv.k_block(layer, block));
+        char* vb = static_cast<char*>(kv.v_block(layer, block));
+        for (int h = 0; h < c.n_kv_heads; ++h)
+          kv_store_token(kb + h * head_stride * esize, vb + h * head_stride * esize, kc.dtype, kc.block_size,
+                         hd, slot, k.get() + int64_t(r) * c.kv_dim() + h * hd,
+                         v.get() + int64_t(r) * c.kv_dim() + h * hd);
+      }
     }
   }
 
@@ -229,8 +274,24 @@ void CpuRunner::Impl::plan_step(const ForwardBatch& batch) {
     const SeqSlice& seq = batch.seqs[s];
     seq_begin[s] = T;
     const int32_t n = int32_t(seq.tokens.size());
-    for (int32_t i = 0; i < n; ++i) tok_pos[size_t(T + i)] = seq.n_past + i;
-    attn_seqs.push_back(AttentionSeq{seq.block_table.data(), seq.n_past, n, T});
+    if (!seq.tree) {
+      for (int32_t i = 0; i < n; ++i) tok_pos[size_t(T + i)] = seq.n_past + i;
+      attn_seqs.push_back(AttentionSeq{seq.block_table.data(), seq.n_past, n, T});
+    } else {
+      // In preorder, the nodes a lane is the first (lowest) to hold are consecutive rows at
+      // consecutive depths: one chain each, attended through that lane's table.
+      const TokenTree& t = *seq.tree;
+      for (int32_t i = 0; i < n; ++i) {
+        tok_pos[size_t(T + i)] = seq.n_past + t.depth[size_t(i)];
+        const int lane = std::countr_zero(t.lanes[size_t(i)]);
+        AttentionSeq* last = i > 0 ? &attn_seqs.back() : nullptr;
+        if (last && last->block_table == lane_table(seq, lane) &&
+            t.depth[size_t(i)] == t.depth[size_t(i - 1)] + 1)
+          ++last->n_new;
+        else
+          attn_seqs.push_back(AttentionSeq{lane_table(seq, lane), seq.n_past + t.depth[size_t(i)], 1, T + i});
+      }
+    }
     T += n;
   }
   seq_begin[batch.seqs.size()] = T;

@@ -249,6 +249,63 @@ TEST(BlockManager, TrimFreesWhollyUnusedTailBlocksAndKeepsThePartialOne) {
   EXPECT_TRUE(bm.check_invariants());
 }
 
+TEST(BlockManager, TreeLanesCopyTheVerifiedSlotsAndTheAdoptedLaneReplacesTheTail) {
+  BlockManager bm(cfg(16));
+  ASSERT_TRUE(bm.allocate_slots(0, 0, 6));  // verified positions 0..5: blocks A B
+  bm.clear_pending_copies();
+  // A tree of depth 3 from position 6: positions 6..9, so the table covers 3 blocks.
+  ASSERT_TRUE(bm.allocate_slots(0, 6, 4));
+  const std::vector<int32_t> own(bm.block_table(0).begin(), bm.block_table(0).end());
+  ASSERT_EQ(own.size(), 3u);
+  EXPECT_EQ(bm.num_free_blocks(), 13);
+  // Three more lanes: each shares block 0 and has its own blocks 1 and 2, block 1 a copy.
+  ASSERT_TRUE(bm.allocate_lanes(0, 6, 3));
+  EXPECT_EQ(bm.num_free_blocks(), 7);
+  const std::vector<int32_t> lanes(bm.lane_tables(0).begin(), bm.lane_tables(0).end());
+  ASSERT_EQ(lanes.size(), 9u);
+  ASSERT_EQ(bm.pending_copies().size(), 3u);
+  for (int w = 0; w < 3; ++w) {
+    EXPECT_EQ(lanes[size_t(w * 3)], own[0]);
+    EXPECT_EQ(bm.pending_copies()[size_t(w)].src, own[1]);
+    EXPECT_EQ(bm.pending_copies()[size_t(w)].dst, lanes[size_t(w * 3 + 1)]);
+    EXPECT_NE(lanes[size_t(w * 3 + 2)], own[2]);
+  }
+  EXPECT_TRUE(bm.check_invariants());
+  bm.clear_pending_copies();
+  // Not enough blocks for 4 more lanes' 2 blocks each on top (7 free): nothing changes.
+  BlockManager small(cfg(6));
+  ASSERT_TRUE(small.allocate_slots(0, 0, 10));  // 3 blocks
+  EXPECT_FALSE(small.allocate_lanes(0, 6, 2));  // needs 4, 3 free
+  EXPECT_EQ(small.num_free_blocks(), 3);
+  EXPECT_TRUE(small.lane_tables(0).empty());
+  EXPECT_TRUE(small.pending_copies().empty());
+
+  // Lane 2 (the second extra lane) wins: its blocks become the sequence's from block 1.
+  bm.adopt_lane(0, 2);
+  EXPECT_EQ(bm.block_table(0)[0], own[0]);
+  EXPECT_EQ(bm.block_table(0)[1], lanes[4]);
+  EXPECT_EQ(bm.block_table(0)[2], lanes[5]);
+  EXPECT_TRUE(bm.lane_tables(0).empty());
+  EXPECT_EQ(bm.num_free_blocks(), 13);
+  EXPECT_TRUE(bm.pool().is_free(own[1]));
+  EXPECT_TRUE(bm.check_invariants());
+  // Two tokens kept (positions 6, 7): the block past them goes.
+  bm.trim(0, 8);
+  EXPECT_EQ(bm.num_free_blocks(), 14);
+
+  // Block-aligned start: no copies; lane 0 kept; freeing also releases lanes.
+  ASSERT_TRUE(bm.allocate_slots(0, 8, 2));
+  ASSERT_TRUE(bm.allocate_lanes(0, 8, 2));
+  EXPECT_TRUE(bm.pending_copies().empty());
+  EXPECT_EQ(bm.num_free_blocks(), 11);
+  bm.adopt_lane(0, 0);
+  EXPECT_EQ(bm.num_free_blocks(), 13);
+  ASSERT_TRUE(bm.allocate_lanes(0, 8, 1));
+  bm.free(0);
+  EXPECT_EQ(bm.num_free_blocks(), 16);
+  EXPECT_TRUE(bm.check_invariants());
+}
+
 TEST(BlockManager, TrimKeepsCachedFullBlocks) {
   BlockManager bm(cfg(16));
   auto toks = iota_tokens(16);
