@@ -97,8 +97,12 @@ struct EngineStats {
   std::vector<int64_t> spec_accepted_per_pos;  // [num_speculative_tokens]
   // Steps whose drafts the cost model dropped because they would not have paid off.
   int64_t spec_steps_skipped = 0;
-  int spec_draft_blocks_used = 0;  // KV blocks a draft model's own cache holds now
+  int spec_draft_blocks_used = 0;   // KV blocks a draft model's own cache holds now
   int64_t spec_draft_forwards = 0;  // forwards a draft model ran
+  // Token trees (--speculative-tree): drafts verified as trees (part of spec_drafts), and
+  // those whose kept path was not the first (the proposer's likeliest) one.
+  int64_t spec_tree_drafts = 0;
+  int64_t spec_tree_other_path = 0;
   double spec_acceptance_rate() const {
     return spec_draft_tokens ? double(spec_accepted_tokens) / double(spec_draft_tokens) : 0.0;
   }

@@ -15,6 +15,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace kvserve {
 
@@ -49,11 +50,25 @@ struct SpeculativeConfig {
   int ngram_max = 4;  // longest suffix it tries first
   // Tokens of finished requests' outputs kept for lookup by later requests (0 = off).
   int shared_cache_entries = 1 << 16;
+  // Token trees (--speculative-tree): tree[d] is the most children a node at depth d
+  // may have (d = 0: the last verified token); deeper levels, up to num_tokens, branch
+  // once. Empty: chains. The target verifies every node in one forward and keeps the
+  // longest path it confirms.
+  std::vector<int> tree;
   // Per-request k adapts to its recent acceptance, and a step drafts only when the
   // measured step-time cost model says the extra tokens pay for themselves.
   bool adaptive = true;
 
   static constexpr int kMaxTokens = 16;
+  static constexpr int kMaxTreeBranching = 8;
+  static constexpr int kMaxTreeLeaves = 64;  // lanes of one tree
+  static constexpr int kMaxTreeNodes = 256;
+  // Draft nodes of the full tree (chains: num_tokens).
+  int max_draft_nodes() const {
+    int nodes = 0, level = 1;
+    for (int d = 0; d < num_tokens; ++d) nodes += level *= d < int(tree.size()) ? tree[size_t(d)] : 1;
+    return nodes;
+  }
   bool enabled() const { return method != SpecMethod::None; }
   // Empty when the settings are usable; otherwise what is wrong, naming the flag.
   std::string validate() const {
@@ -65,6 +80,23 @@ struct SpeculativeConfig {
       return "--ngram-min/--ngram-max must satisfy 1 <= min <= max <= 16, got " + std::to_string(ngram_min) +
              " and " + std::to_string(ngram_max);
     if (shared_cache_entries < 0) return "the shared n-gram cache size must not be negative";
+    if (!tree.empty()) {
+      if (int(tree.size()) > num_tokens)
+        return "--speculative-tree has " + std::to_string(tree.size()) +
+               " levels, deeper than --num-speculative-tokens " + std::to_string(num_tokens);
+      long long leaves = 1, nodes = 0;
+      for (int d = 0; d < num_tokens; ++d) {
+        const int b = d < int(tree.size()) ? tree[size_t(d)] : 1;
+        if (b < 1 || b > kMaxTreeBranching)
+          return "--speculative-tree: each level branches 1 to " + std::to_string(kMaxTreeBranching) +
+                 " times, got " + std::to_string(b);
+        leaves *= b;
+        nodes += leaves;
+        if (leaves > kMaxTreeLeaves || nodes > kMaxTreeNodes)
+          return "--speculative-tree: the full tree has more than " + std::to_string(kMaxTreeLeaves) +
+                 " paths or " + std::to_string(kMaxTreeNodes) + " nodes";
+      }
+    }
     if (method == SpecMethod::Draft && draft_model.empty())
       return "--speculative-method draft needs --speculative-model FILE (the draft model's GGUF)";
     if (method != SpecMethod::Draft && !draft_model.empty())

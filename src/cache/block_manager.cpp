@@ -178,8 +178,16 @@ void BlockManager::adopt_lane(SeqId seq, int lane) {
   if (lane > 0) {
     assert(size_t(lane) * width <= st.lanes.size());
     for (size_t b = size_t(st.lane_first); b < width; ++b) {
-      pool_.decref(st.table[b]);
-      st.table[b] = st.lanes[size_t(lane - 1) * width + b];
+      int32_t& kept = st.lanes[size_t(lane - 1) * width + b];
+      // The first block is already in the prefix cache when the tree's root filled it:
+      // every lane holds the same verified tokens there, so the cached one stays.
+      if (pool_.is_hashed(st.table[b])) {
+        assert(b == size_t(st.lane_first));
+        pool_.decref(kept);
+      } else {
+        pool_.decref(st.table[b]);
+        st.table[b] = kept;
+      }
     }
   }
   release_lanes(st, lane);

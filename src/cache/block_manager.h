@@ -113,7 +113,8 @@ class BlockManager {
   // The lanes' tables, [n_extra][block_table(seq).size()] (empty without lanes).
   std::span<const int32_t> lane_tables(SeqId seq) const;
   // Keeps lane `lane` (0: the sequence's own blocks): its private blocks replace the
-  // sequence's from the first lane block on; every other lane's go back to the pool.
+  // sequence's from the first lane block on (but a first block already in the prefix
+  // cache, which every lane holds alike, stays); every other lane's go back to the pool.
   void adopt_lane(SeqId seq, int lane);
 
   std::span<const int32_t> block_table(SeqId seq) const;

@@ -1,5 +1,9 @@
 #include "cli/engine_options.h"
 
+#include <algorithm>
+#include <charconv>
+#include <string>
+
 #include "kvserve/kv_dtype.h"
 #include "kvserve/speculative.h"
 
@@ -42,6 +46,27 @@ void add_engine_options(CLI::App& app, EngineConfig& cfg, const EngineOptionsSpe
       "--speculative-skip-layers", sc.skip_layers,
       "Layers --speculative-method layerskip skips, e.g. 8-15,20 (default: every other layer of the "
       "middle half)");
+  app.add_option_function<std::string>(
+      "--speculative-tree",
+      [&sc](const std::string& s) {
+        sc.tree.clear();
+        size_t at = 0;
+        while (at <= s.size()) {
+          const size_t comma = std::min(s.find(',', at), s.size());
+          const std::string part = s.substr(at, comma - at);
+          int b = 0;
+          auto [end, ec] = std::from_chars(part.data(), part.data() + part.size(), b);
+          if (part.empty() || ec != std::errc() || end != part.data() + part.size())
+            throw CLI::ValidationError(
+                "--speculative-tree",
+                "expected branching per depth as integers, e.g. 3,2,1; got '" + s + "'");
+          sc.tree.push_back(b);
+          at = comma + 1;
+        }
+      },
+      "Verify a token tree: the most children a node at each depth may have, e.g. 3,2 (three candidates "
+      "for the next token, two for each after them; deeper levels up to --num-speculative-tokens branch "
+      "once)");
   app.add_option("--num-speculative-tokens", sc.num_tokens, "Draft tokens per step at most (k)")
       ->check(CLI::Range(1, SpeculativeConfig::kMaxTokens))
       ->capture_default_str();

@@ -69,6 +69,12 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineConfig& config, std::
   if (c.block_size <= 0 || c.max_num_seqs <= 0 || c.max_num_batched_tokens <= 0)
     return Error{"block_size, max_num_seqs and max_num_batched_tokens must be positive"};
   if (std::string e = c.speculative.validate(); !e.empty()) return Error{e};
+  if (c.speculative.enabled() && !c.speculative.tree.empty() &&
+      1 + c.speculative.max_draft_nodes() > c.max_num_batched_tokens)
+    return Error{fmt::format(
+        "--speculative-tree: a full tree is {} tokens with its root, more than the step's token budget "
+        "(--max-num-batched-tokens {}); use a smaller tree or a larger budget",
+        1 + c.speculative.max_draft_nodes(), c.max_num_batched_tokens)};
   const ModelConfig& mc = model->config();
   if (c.max_model_len <= 0) c.max_model_len = mc.n_ctx_train > 0 ? mc.n_ctx_train : 2048;
   im->model = std::move(model);
@@ -169,6 +175,7 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineConfig& config, std::
       o.max_batch_tokens = c.max_num_batched_tokens;
       o.max_seqs = c.max_num_seqs;
       o.max_draft = c.speculative.num_tokens;
+      o.tree = c.speculative.tree;
       im->proposer = std::make_unique<DraftModelProposer>(std::move(draft_runner), o);
       im->spec_p.resize(size_t(im->n_vocab));
       im->spec_w.resize(size_t(im->n_vocab));
@@ -178,8 +185,10 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineConfig& config, std::
     im->chooser.m = im.get();
     im->spec_cost = std::make_unique<SpecCostModel>(c.max_num_batched_tokens);
     im->counters.spec_accepted_per_pos.assign(size_t(c.speculative.num_tokens), 0);
-    log_info("engine: speculative decoding: {} (k {}, {}{})", spec_method_name(c.speculative.method),
-             c.speculative.num_tokens,
+    std::string tree;
+    for (int b : c.speculative.tree) tree += (tree.empty() ? ", tree " : ",") + std::to_string(b);
+    log_info("engine: speculative decoding: {} (k {}{}, {}{})", spec_method_name(c.speculative.method),
+             c.speculative.num_tokens, tree,
              im->draft_model ? "draft model " + c.speculative.draft_model
              : c.speculative.method == SpecMethod::LayerSkip
                  ? "skipping layers " + (c.speculative.skip_layers.empty() ? std::string("(default)")
@@ -198,11 +207,18 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineConfig& config, std::
 void Engine::Impl::start_seq(SeqSlot& slot) {
   if (!proposer) return;
   const SpeculativeConfig& sc = config.speculative;
-  slot.verify.assign(size_t(sc.num_tokens) + 1, 0);
+  slot.verify.assign(size_t(sc.max_draft_nodes()) + 1, 0);
+  if (!sc.tree.empty()) {
+    slot.tree_parent.assign(slot.verify.size(), -1);
+    slot.tree_depth.assign(slot.verify.size(), 0);
+    slot.tree_lanes.assign(slot.verify.size(), 0);
+    slot.draft_parent.assign(slot.verify.size() - 1, -1);
+  }
   slot.shadow.reserve(size_t(sc.num_tokens));
   slot.shadow_pos = -1;
   const SamplingParams& p = *slot.req.params;
-  if (proposer->model_based() && !p.greedy()) {
+  // A tree's draft is the draft model's best tokens, not a sample: no q to record.
+  if (proposer->model_based() && !p.greedy() && sc.tree.empty()) {
     slot.draft_q.assign(size_t(sc.num_tokens) * size_t(n_vocab), 0.0f);
     if (p.seed) {
       slot.draft_rng.seed(*p.seed, 0x5EC0000u + uint64_t(slot.index));  // apart from the sampler's streams

@@ -45,6 +45,12 @@ struct SeqSlot {
   // speculating step runs), the draft length it may use next, and the share of its
   // draft tokens it keeps.
   std::vector<int32_t> verify;
+  // Tree mode: [1 + nodes] each node's parent (-1 for the root, verify[0]), depth and
+  // lanes (model/forward_batch.h's TokenTree), the proposer's parents ([nodes]) and
+  // the tree its step runs.
+  std::vector<int32_t> tree_parent, tree_depth, draft_parent;
+  std::vector<uint64_t> tree_lanes;
+  TokenTree tree;
   int spec_k = 0;
   double spec_accept = 0.5;  // EMA of the share of its draft tokens kept
   // A draft the cost model dropped, kept to be scored against the tokens that really
@@ -110,6 +116,9 @@ struct Engine::Impl {
     int32_t choose(size_t item, int pos, const float* logits) override {
       return m->choose_draft(item, pos, logits);
     }
+    void top(size_t item, int pos, const float* logits, std::span<int32_t> out) override {
+      m->top_draft(item, pos, logits, out);
+    }
   } chooser;
 
   SeqId new_slot(int group, int index);
@@ -135,6 +144,11 @@ struct Engine::Impl {
   // A draft model's sampled draft: rejection sampling against the recorded q.
   int32_t verify_sampled(SeqSlot& slot, int j, int32_t drafted, const float* row);
   int32_t choose_draft(size_t item, int pos, const float* logits);
+  void top_draft(size_t item, int pos, const float* logits, std::span<int32_t> out);
+  // A tree draft's depth, lanes and first chain (Request::draft_*), from its parents.
+  void shape_tree(SeqSlot& slot, int nodes);
+  // Samples a tree slice's rows down the path the target confirms, keeping that lane.
+  void verify_tree(SeqSlot& slot, int num_nodes, const float* rows);
   void step();
 };
 

@@ -2,10 +2,12 @@
 // then sample / detokenize / stop-check every sequence that reached the end of its
 // tokens and report the deltas.
 #include <algorithm>
+#include <bit>
 #include <numeric>
 
 #include "engine/engine_impl.h"
 #include "engine/logprobs.h"
+#include "spec/draft_tree.h"
 
 namespace kvserve {
 
@@ -177,8 +179,10 @@ void Engine::Impl::propose_drafts() {
   double expected_if_all = 0.0;
   draft_items.clear();
   draft_reqs.clear();
+  const bool tree_mode = !sc.tree.empty();
   for (Request* r : sched->running()) {
-    r->num_draft = 0;
+    r->num_draft = r->draft_depth = r->draft_chain = 0;
+    r->draft_lanes = 1;
     if (r->num_missing() != 1) continue;
     ++decodes;
     SeqSlot& slot = *slots[r->seq];
@@ -189,10 +193,16 @@ void Engine::Impl::propose_drafts() {
     const int k = std::min({slot.spec_k, r->params->max_tokens - r->num_output_tokens() - 1,
                             config.max_model_len - r->num_tokens()});
     if (k <= 0) continue;
-    draft_items.push_back(
-        {.seq = r->seq, .tokens = r->token_ids, .out = std::span(slot.verify).subspan(1, size_t(k))});
+    DraftItem& item = draft_items.emplace_back();
+    item.seq = r->seq;
+    item.tokens = r->token_ids;
+    item.out = tree_mode ? std::span(slot.verify).subspan(1) : std::span(slot.verify).subspan(1, size_t(k));
+    if (tree_mode) {
+      item.parent = slot.draft_parent;
+      item.depth = k;
+    }
     draft_reqs.push_back(r);
-    wanted += k;
+    wanted += tree_mode ? int(tree_nodes(sc.tree, k)) : k;
     k_max = std::max(k_max, k);
     expected_if_all += slot.spec_accept * k;
   }
@@ -228,19 +238,27 @@ void Engine::Impl::propose_drafts() {
   int drafted = 0;
   double expected = 0.0;
   for (size_t i = 0; i < draft_items.size(); ++i) {
-    draft_reqs[i]->num_draft = draft_items[i].n;
-    drafted += draft_items[i].n;
-    expected += slots[draft_reqs[i]->seq]->spec_accept * draft_items[i].n;
+    Request& r = *draft_reqs[i];
+    r.num_draft = draft_items[i].n;
+    if (tree_mode && r.num_draft > 0) {
+      shape_tree(*slots[r.seq], r.num_draft);
+    } else {
+      r.draft_depth = r.draft_chain = r.num_draft;
+    }
+    drafted += r.num_draft;
+    // A tree yields at most one path: its depth bounds what it can give.
+    expected += slots[r.seq]->spec_accept * r.draft_depth;
   }
   if (drafted > 0 && sc.adaptive && !proposer->model_based() &&
       !spec_cost->worth(decodes, drafted, expected)) {
     for (Request* r : draft_reqs) {
       SeqSlot& slot = *slots[r->seq];
-      if (r->num_draft > 0 && slot.shadow_pos < 0) {
-        slot.shadow.assign(slot.verify.begin() + 1, slot.verify.begin() + 1 + r->num_draft);
+      if (r->draft_chain > 0 && slot.shadow_pos < 0) {
+        slot.shadow.assign(slot.verify.begin() + 1, slot.verify.begin() + 1 + r->draft_chain);
         slot.shadow_pos = r->num_tokens();
       }
-      r->num_draft = 0;
+      r->num_draft = r->draft_depth = r->draft_chain = 0;
+      r->draft_lanes = 1;
     }
     ++counters.spec_steps_skipped;
   }
@@ -259,6 +277,79 @@ int32_t Engine::Impl::choose_draft(size_t item, int pos, const float* logits) {
   float* q = slot.draft_q.data() + int64_t(pos) * n_vocab;
   sampler->distribution(logits, p, slot.sampler, q);
   return sampler->sample_from(q, slot.draft_rng);
+}
+
+void Engine::Impl::top_draft(size_t item, int pos, const float* logits, std::span<int32_t> out) {
+  (void)pos;
+  Request& r = *draft_reqs[item];
+  SeqSlot& slot = *slots[r.seq];
+  const float* adj = sampler->adjusted_logits(logits, *r.params, slot.sampler);
+  // One pass keeping the best out.size() (at most kMaxTreeBranching) sorted; ties: the
+  // lower id first.
+  const size_t b = out.size();
+  size_t have = 0;
+  for (int32_t v = 0; v < n_vocab; ++v) {
+    if (have == b && !(adj[v] > adj[out[b - 1]])) continue;
+    size_t at = have < b ? have++ : b - 1;
+    while (at > 0 && adj[v] > adj[out[at - 1]]) {
+      out[at] = out[at - 1];
+      --at;
+    }
+    out[at] = v;
+  }
+}
+
+void Engine::Impl::shape_tree(SeqSlot& slot, int nodes) {
+  Request& r = slot.req;
+  slot.tree_parent[0] = -1;
+  for (int i = 0; i < nodes; ++i) slot.tree_parent[size_t(i) + 1] = slot.draft_parent[size_t(i)] + 1;
+  const size_t n = size_t(nodes) + 1;
+  r.draft_lanes = tree_lanes(std::span(slot.tree_parent).first(n), slot.tree_depth, slot.tree_lanes);
+  r.draft_depth = *std::max_element(slot.tree_depth.begin(), slot.tree_depth.begin() + std::ptrdiff_t(n));
+  r.draft_chain = 0;
+  while (r.draft_chain < nodes && slot.tree_parent[size_t(r.draft_chain) + 1] == r.draft_chain)
+    ++r.draft_chain;
+}
+
+void Engine::Impl::verify_tree(SeqSlot& slot, int num_nodes, const float* rows) {
+  // Each node's row is the target's distribution after its path, as verifying that path
+  // alone would give it (same bits). Sampling it as plain decoding would and moving to
+  // the child holding the sample keeps exactly the tokens plain decoding yields: the
+  // tree's nodes are deterministic guesses, so this is lossless, and no rule can keep
+  // more (a sampled token outside the children cannot be kept by any).
+  Request& r = slot.req;
+  const int n = num_nodes + 1;
+  int node = 0, accepted = 0, lane = 0;
+  bool finished = false;
+  for (;;) {
+    const int32_t t = sample_into(slot, rows + int64_t(node) * n_vocab, /*extend=*/accepted > 0);
+    if (t < 0) {  // finished: the slot may already be released
+      finished = true;
+      break;
+    }
+    int child = -1;  // node's subtree follows it in preorder
+    for (int c = node + 1; c < n && slot.tree_depth[size_t(c)] > slot.tree_depth[size_t(node)]; ++c)
+      if (slot.tree_parent[size_t(c)] == node && slot.verify[size_t(c)] == t) {
+        child = c;
+        break;
+      }
+    if (child < 0) break;
+    node = child;
+    lane = std::countr_zero(slot.tree_lanes[size_t(node)]);  // read now: a finish may free the slot
+    ++accepted;
+  }
+  ++counters.spec_drafts;
+  ++counters.spec_tree_drafts;
+  counters.spec_draft_tokens += num_nodes;
+  counters.spec_accepted_tokens += accepted;
+  for (int j = 0; j < accepted; ++j) ++counters.spec_accepted_per_pos[size_t(j)];
+  // The kept path's K/V is in the lowest lane under its last node: the sequence takes that
+  // lane's blocks (a finished one has released them all).
+  if (lane > 0) ++counters.spec_tree_other_path;
+  if (finished) return;
+  blocks->adopt_lane(r.seq, lane);
+  sched->commit_draft(&r, accepted);
+  note_acceptance(slot, accepted, r.draft_depth);
 }
 
 int32_t Engine::Impl::verify_sampled(SeqSlot& slot, int j, int32_t x, const float* row) {
@@ -346,6 +437,13 @@ void Engine::Impl::step() {
     if (s.num_draft > 0) {
       slot.verify[0] = r.token_ids.back();  // the draft follows the last verified token
       sl.tokens = std::span<const int32_t>(slot.verify).first(size_t(s.num_new_tokens));
+      if (s.tree) {
+        slot.tree.depth = std::span<const int32_t>(slot.tree_depth).first(size_t(s.num_new_tokens));
+        slot.tree.lanes = std::span<const uint64_t>(slot.tree_lanes).first(size_t(s.num_new_tokens));
+        slot.tree.lane_tables = blocks->lane_tables(r.seq);
+        slot.tree.n_lanes = r.draft_lanes;
+        sl.tree = &slot.tree;
+      }
     } else {
       sl.tokens = std::span<const int32_t>(r.token_ids)
                       .subspan(size_t(r.num_computed_tokens), size_t(s.num_new_tokens));
@@ -375,7 +473,9 @@ void Engine::Impl::step() {
   for (size_t i = 0; i < slices.size(); ++i) {
     const SeqSlice& sl = slices[i];
     const int64_t rows = logits_rows(sl);
-    if (so.seqs[i].num_draft > 0) {
+    if (so.seqs[i].tree) {
+      verify_tree(*slots[so.seqs[i].req->seq], so.seqs[i].num_draft, row);
+    } else if (so.seqs[i].num_draft > 0) {
       verify_draft(*slots[so.seqs[i].req->seq], so.seqs[i].num_draft, row);
     } else if (rows > 0) {
       SeqSlot& slot = *slots[so.seqs[i].req->seq];

@@ -34,6 +34,13 @@ struct Request {
   // Speculative tokens proposed for the next step (decodes only). They are not in
   // token_ids: the engine keeps them in its step buffer until the target confirms them.
   int num_draft = 0;
+  // A tree draft (--speculative-tree): its num_draft nodes reach draft_depth levels over
+  // draft_lanes root-to-leaf paths; the first draft_chain nodes are the first path, a
+  // chain the scheduler runs alone when the whole tree does not fit. A chain draft has
+  // one lane and draft_depth == draft_chain == num_draft.
+  int draft_depth = 0;
+  int draft_lanes = 1;
+  int draft_chain = 0;
 
   int num_tokens() const { return int(token_ids.size()); }
   int num_output_tokens() const { return num_tokens() - num_prompt_tokens; }

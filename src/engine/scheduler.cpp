@@ -103,21 +103,33 @@ void Scheduler::schedule_running(bool decodes) {
     if (int(out_.seqs.size()) >= config_.max_num_seqs) return;
     int n = chunk(r->num_missing() + (decodes ? r->num_draft : 0));
     if (!config_.enable_chunked_prefill && n < r->num_missing()) continue;
+    const bool has_tree = decodes && r->num_draft > 0 && r->draft_lanes > 1;
+    bool tree = has_tree && n == 1 + r->num_draft;
+    if (has_tree && !tree) n = std::min(n, 1 + r->draft_chain);  // the first path alone
     int draft = decodes ? n - 1 : 0;
-    // Drafts are optional: without the memory for them, run the plain decode.
-    if (draft > 0 && !blocks_.allocate_slots(r->seq, r->num_computed_tokens, n)) {
-      n = 1;
+    // A tree's nodes sit at positions up to its depth; a chain's one after another.
+    int positions = tree ? 1 + r->draft_depth : n;
+    // Drafts are optional: without the memory for them, run the plain decode (or a tree's
+    // first path without its other lanes).
+    if (draft > 0 && !blocks_.allocate_slots(r->seq, r->num_computed_tokens, positions)) {
+      n = positions = 1;
       draft = 0;
+      tree = false;
+    } else if (tree && !blocks_.allocate_lanes(r->seq, r->num_computed_tokens, r->draft_lanes - 1)) {
+      n = positions = 1 + r->draft_chain;
+      draft = n - 1;
+      tree = false;
+      blocks_.trim(r->seq, r->num_computed_tokens + n);
     }
     bool fits = false;
-    while (!(fits = blocks_.allocate_slots(r->seq, r->num_computed_tokens, n))) {
+    while (!(fits = blocks_.allocate_slots(r->seq, r->num_computed_tokens, positions))) {
       Request* victim = running_.back();  // least important
       preempt(victim);
       if (victim == r) break;
     }
     if (!fits) return;  // r itself was the least important: nothing after it can run either
     scheduled_[r->seq] = 1;
-    out_.seqs.push_back({r, n, draft});
+    out_.seqs.push_back({r, n, draft, tree});
     out_.num_batched_tokens += n;
     budget_ -= n;
   }

@@ -42,6 +42,10 @@ struct ScheduledSeq {
   // them are speculative (a decode's draft, at most req->num_draft).
   int num_new_tokens = 0;
   int num_draft = 0;
+  // The draft is the request's whole tree (Request::draft_lanes > 1): its lanes hold
+  // blocks (BlockManager::allocate_lanes) until the engine keeps one. A tree that does
+  // not fit runs its first path alone, as a chain.
+  bool tree = false;
   // The step reaches the end of the request's tokens: the next token is sampled.
   bool samples() const { return req->num_computed_tokens + num_new_tokens - num_draft == req->num_tokens(); }
 };

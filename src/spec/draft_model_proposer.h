@@ -8,6 +8,10 @@
 // target: per sequence it remembers the tokens whose K/V it holds, and at each step keeps
 // only the longest prefix of them that is still verified (accepted draft tokens stay,
 // rejected ones are rolled back and their blocks released).
+//
+// In tree mode the draft still runs one chain (its best token at each depth, so its own
+// cache never holds more than one path); the runner-up tokens at each depth become
+// leaves beside the chain, and the target's verification may take one of them instead.
 #pragma once
 
 #include <memory>
@@ -15,6 +19,7 @@
 
 #include "cache/block_manager.h"
 #include "model/forward_batch.h"
+#include "spec/draft_tree.h"
 #include "spec/proposer.h"
 
 namespace kvserve {
@@ -25,6 +30,9 @@ struct DraftModelOptions {
   int max_batch_tokens = 512;  // the runner's step limits
   int max_seqs = 64;
   int max_draft = 4;  // k at most
+  // Tree mode (SpeculativeConfig::tree): the draft extends its best token at each depth
+  // and offers the next best tokens there as leaves beside it (branching[d] - 1 of them).
+  std::vector<int> tree;
 };
 
 class DraftModelProposer final : public Proposer {
@@ -61,6 +69,12 @@ class DraftModelProposer final : public Proposer {
   std::vector<SeqSlice> slices_;
   std::vector<int32_t> slice_item_;
   std::vector<uint8_t> active_;
+  // Tree mode: per item and depth, the runner-up tokens (kMaxTreeBranching - 1 each).
+  std::vector<int32_t> alt_;
+  std::vector<int32_t> top_, chain_;
+  DraftTreeBuilder tree_;
+  void choose(DraftItem& it, size_t item, int pos, const float* logits, DraftChooser& chooser);
+  void build_tree(DraftItem& it, size_t item);
   int64_t forwards_ = 0;
 };
 

@@ -22,6 +22,13 @@ class NgramIndex {
   // `out`; returns the number of tokens written (0: no match). Call after update().
   int lookup(std::span<const int32_t> tokens, std::span<int32_t> out) const;
 
+  // Every earlier occurrence of the sequence's suffixes, for a tree of continuations: the
+  // positions e that followed them (continuation tokens[e..]), the longest suffix first
+  // and within it the latest first, each position once. Returns how many were written.
+  int occurrences(std::span<const int32_t> tokens, std::span<int32_t> ends) const;
+  // The continuation at `end` (as lookup() writes it) into out; returns its length.
+  static int continuation(std::span<const int32_t> tokens, int32_t end, std::span<int32_t> out);
+
   int indexed() const { return indexed_; }
 
  private:
@@ -30,12 +37,16 @@ class NgramIndex {
     int32_t pos = 0;   // continuation position e (tokens[e - n, e) is the n-gram)
   };
   static uint64_t hash(std::span<const int32_t> gram);
-  void insert(uint64_t h, int32_t pos);
+  void insert(uint64_t h, int n, int32_t pos);
   int32_t find(uint64_t h) const;  // -1 if absent
 
   int n_min_ = 2, n_max_ = 4;
   int indexed_ = 0;
   std::vector<Slot> slots_;  // power of two, load <= 1/2
+  // [n - n_min][e]: the occurrence of the same n-gram before e (-1: none), a chain from
+  // the latest (in slots_) back to the first.
+  std::vector<int32_t> prev_;
+  int capacity_ = 0;
 };
 
 }  // namespace kvserve

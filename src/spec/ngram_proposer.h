@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "kvserve/speculative.h"
+#include "spec/draft_tree.h"
 #include "spec/ngram_index.h"
 #include "spec/ngram_shared_cache.h"
 #include "spec/proposer.h"
@@ -24,6 +25,9 @@ class NgramProposer final : public Proposer {
   void propose(std::span<DraftItem> items, DraftChooser& chooser) override;
   // One sequence's draft (what propose() does per item); returns its length.
   int propose_one(int32_t seq, std::span<const int32_t> tokens, std::span<int32_t> out);
+  // One sequence's tree (tree mode): the continuations of every earlier occurrence of its
+  // suffix merged, the longest match and latest occurrence first; returns its nodes.
+  int propose_tree(DraftItem& item);
   void finish(int32_t seq, std::span<const int32_t> tokens, int num_prompt) override;
 
   // Where the last proposals came from (tests and benchmarks).
@@ -34,6 +38,8 @@ class NgramProposer final : public Proposer {
   SpeculativeConfig config_;
   std::vector<NgramIndex> index_;  // by sequence slot
   std::unique_ptr<NgramSharedCache> shared_;
+  DraftTreeBuilder tree_;
+  std::vector<int32_t> ends_, path_, others_;  // propose_tree's occurrences, a continuation, runners-up
   int64_t own_hits_ = 0, shared_hits_ = 0;
 };
 

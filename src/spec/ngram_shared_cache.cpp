@@ -40,27 +40,37 @@ void NgramSharedCache::add(std::span<const int32_t> tokens, int from) {
   }
 }
 
-int32_t NgramSharedCache::best(uint64_t key) const {
+int NgramSharedCache::ranked(uint64_t key, int32_t* out) const {
   const Bucket& b = buckets_[size_t(key >> 7) & (buckets_.size() - 1)];
-  if (b.key != key) return -1;
-  int way = -1;
+  std::fill_n(out, kWays, -1);
+  if (b.key != key) return 0;
+  std::array<int, kWays> ways{};
+  int n = 0;
   for (int w = 0; w < kWays; ++w)
-    if (b.token[w] >= 0 && (way < 0 || b.count[w] > b.count[way])) way = w;
-  return way < 0 ? -1 : b.token[way];
+    if (b.token[w] >= 0) ways[size_t(n++)] = w;
+  // Stable: equal counts keep way order (the earlier-seen continuation first).
+  std::stable_sort(ways.begin(), ways.begin() + n, [&](int x, int y) { return b.count[x] > b.count[y]; });
+  for (int i = 0; i < n; ++i) out[i] = b.token[ways[size_t(i)]];
+  return n;
 }
 
-int NgramSharedCache::lookup(std::span<const int32_t> context, std::span<int32_t> out) const {
+int NgramSharedCache::lookup(std::span<const int32_t> context, std::span<int32_t> out,
+                             std::span<int32_t> others) const {
   // A window of the last n_max context tokens followed by what was proposed so far.
   std::array<int32_t, 16 + 16> win{};
   const int ctx = std::min<int>(int(context.size()), n_max_);
   const int cap = int(win.size()) - ctx;
   std::copy(context.end() - ctx, context.end(), win.begin());
   int len = ctx, k = 0;
+  std::array<int32_t, kWays> rank{};
   while (k < int(out.size()) && k < cap) {
-    int32_t next = -1;
-    for (int n = std::min(n_max_, len); n >= n_min_ && next < 0; --n)
-      next = best(hash(std::span<const int32_t>(win.data() + (len - n), size_t(n))));
-    if (next < 0) break;
+    int found = 0;
+    for (int n = std::min(n_max_, len); n >= n_min_ && found == 0; --n)
+      found = ranked(hash(std::span<const int32_t>(win.data() + (len - n), size_t(n))), rank.data());
+    if (found == 0) break;
+    const int32_t next = rank[0];
+    if (!others.empty())
+      std::copy(rank.begin() + 1, rank.end(), others.begin() + std::ptrdiff_t(k) * kOthers);
     out[size_t(k++)] = next;
     win[size_t(len++)] = next;
   }

@@ -20,8 +20,14 @@ class Runner;
 struct DraftItem {
   int32_t seq = -1;
   std::span<const int32_t> tokens;  // verified tokens
-  std::span<int32_t> out;           // room for up to k draft tokens
+  std::span<int32_t> out;           // room for up to k draft tokens (a tree: its nodes)
   int n = 0;                        // written by the proposer
+  // Tree mode (--speculative-tree; empty: a chain): room for each node's parent, an
+  // earlier index in out or -1 for the last verified token. Nodes come in preorder,
+  // first child first, the proposer's likeliest path being the first (spec/draft_tree.h),
+  // at most `depth` levels deep.
+  std::span<int32_t> parent;
+  int depth = 0;
 };
 
 // How a model-based proposer turns its logits into draft tokens: the engine's choice,
@@ -32,6 +38,9 @@ class DraftChooser {
   virtual ~DraftChooser() = default;
   // Token `pos` of items[item]'s draft from the draft model's logits row ([n_vocab]).
   virtual int32_t choose(size_t item, int pos, const float* logits) = 0;
+  // Tree mode: the request's best out.size() tokens by its own rule (the target's, after
+  // bias and penalties), best first; the first is the draft's choice at `pos`.
+  virtual void top(size_t item, int pos, const float* logits, std::span<int32_t> out) = 0;
 };
 
 class Proposer {

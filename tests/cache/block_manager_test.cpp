@@ -306,6 +306,26 @@ TEST(BlockManager, TreeLanesCopyTheVerifiedSlotsAndTheAdoptedLaneReplacesTheTail
   EXPECT_TRUE(bm.check_invariants());
 }
 
+TEST(BlockManager, AdoptedLaneKeepsTheCachedBlockTheRootFilled) {
+  BlockManager bm(cfg(16));
+  const std::vector<int32_t> tokens = iota_tokens(8);
+  ASSERT_TRUE(bm.allocate_slots(0, 0, 7));  // positions 0..6 verified
+  // The tree's root at position 7 fills block 1; nodes at 8, 9 go to block 2.
+  ASSERT_TRUE(bm.allocate_slots(0, 7, 3));
+  ASSERT_TRUE(bm.allocate_lanes(0, 7, 1));
+  const int32_t cached = bm.block_table(0)[1], lane_first = bm.lane_tables(0)[1],
+                lane_next = bm.lane_tables(0)[2];
+  bm.cache_blocks(0, tokens, 8);  // the step committed the root: block 1 is full and cached
+  ASSERT_TRUE(bm.pool().is_hashed(cached));
+  bm.adopt_lane(0, 1);
+  EXPECT_EQ(bm.block_table(0)[1], cached);     // still the cached one
+  EXPECT_EQ(bm.block_table(0)[2], lane_next);  // the lane's beyond it
+  EXPECT_TRUE(bm.pool().is_free(lane_first));
+  EXPECT_TRUE(bm.check_invariants());
+  bm.free(0);
+  EXPECT_EQ(bm.num_free_blocks(), 16);
+}
+
 TEST(BlockManager, TrimKeepsCachedFullBlocks) {
   BlockManager bm(cfg(16));
   auto toks = iota_tokens(16);

@@ -47,7 +47,9 @@ EngineConfig base_config() {
 
 // The proposer: a draft model file, "layerskip" or "layerskip:<layers>" (self-speculation),
 // else (null) n-gram lookup.
-EngineConfig spec_config(EngineConfig c = base_config(), int k = 4, const char* draft = nullptr) {
+EngineConfig spec_config(EngineConfig c = base_config(), int k = 4, const char* draft = nullptr,
+                         std::vector<int> tree = {}) {
+  c.speculative.tree = std::move(tree);
   const std::string d = draft ? draft : "";
   if (d.rfind("layerskip", 0) == 0) {
     c.speculative.method = SpecMethod::LayerSkip;
@@ -150,6 +152,7 @@ struct Case {
   Sampling sampling;
   const char* draft = nullptr;  // a draft model (same vocabulary), else n-gram lookup
   bool accepts = true;          // the drafts are good enough that some are kept
+  std::vector<int> tree = {};   // --speculative-tree (empty: chains)
 };
 
 class SpeculativeIdentity : public ::testing::TestWithParam<Case> {};
@@ -161,13 +164,17 @@ TEST_P(SpeculativeIdentity, SameTokensBatchedSinglePreemptedChunkedCached) {
   const auto ref = run(*plain, w);
   EXPECT_EQ(plain->stats().spec_drafts, 0);
   {
-    auto e = make(c.model, spec_config(base_config(), 4, c.draft));
+    auto e = make(c.model, spec_config(base_config(), 4, c.draft, c.tree));
     expect_same(run(*e, w), ref, "batched");
     expect_speculated(e->stats(), "batched", c.accepts);
+    if (!c.tree.empty()) {  // trees really ran, and other paths than the first were kept
+      EXPECT_GT(e->stats().spec_tree_drafts, 10);
+      if (c.accepts) EXPECT_GT(e->stats().spec_tree_other_path, 0);
+    }
   }
   {
     // One request at a time.
-    EngineConfig cfg = spec_config(base_config(), 4, c.draft);
+    EngineConfig cfg = spec_config(base_config(), 4, c.draft, c.tree);
     cfg.max_num_seqs = 1;
     auto e = make(c.model, cfg);
     expect_same(run(*e, w), ref, "single");
@@ -176,7 +183,7 @@ TEST_P(SpeculativeIdentity, SameTokensBatchedSinglePreemptedChunkedCached) {
   {
     // 12 blocks of 16 tokens: draft slots compete with other sequences, drafts are dropped
     // for lack of memory and sequences are preempted mid-generation.
-    EngineConfig cfg = spec_config(base_config(), 4, c.draft);
+    EngineConfig cfg = spec_config(base_config(), 4, c.draft, c.tree);
     cfg.num_kv_blocks = 12;
     auto e = make(c.model, cfg);
     GenerateStats st;
@@ -185,22 +192,24 @@ TEST_P(SpeculativeIdentity, SameTokensBatchedSinglePreemptedChunkedCached) {
     expect_speculated(e->stats(), "tiny cache", c.accepts);
   }
   {
-    EngineConfig cfg = spec_config(base_config(), 4, c.draft);
+    EngineConfig cfg = spec_config(base_config(), 4, c.draft, c.tree);
     cfg.enable_prefix_caching = false;
     auto e = make(c.model, cfg);
     expect_same(run(*e, w), ref, "no prefix cache");
   }
   {
     // Small budget and chunks: drafts are cut to what the step has left.
-    EngineConfig cfg = spec_config(base_config(), 6, c.draft);
-    cfg.max_num_batched_tokens = 24;
+    EngineConfig cfg = spec_config(base_config(), 6, c.draft, c.tree);
+    // (A tree must fit the budget whole: it then runs only when the step has room, else
+    // its first path runs as a chain.)
+    cfg.max_num_batched_tokens = c.tree.empty() ? 24 : 48;
     cfg.max_chunk_tokens = 5;
     auto e = make(c.model, cfg);
     expect_same(run(*e, w), ref, "chunked");
     expect_speculated(e->stats(), "chunked", c.accepts);
   }
   {
-    EngineConfig cfg = spec_config(base_config(), 2, c.draft);
+    EngineConfig cfg = spec_config(base_config(), std::max(2, int(c.tree.size())), c.draft, c.tree);
     cfg.speculative.adaptive = true;
     auto e = make(c.model, cfg);
     expect_same(run(*e, w), ref, "adaptive");
@@ -215,8 +224,10 @@ std::string case_name(const ::testing::TestParamInfo<Case>& i) {
       if (!isalnum(uint8_t(ch))) ch = '_';
     return m;
   };
+  std::string tree;
+  for (int b : i.param.tree) tree += (tree.empty() ? "_tree" : "x") + std::to_string(b);
   return clean(i.param.model) + "_" + kNames[int(i.param.sampling)] +
-         (i.param.draft ? "_draft_" + clean(i.param.draft) : std::string());
+         (i.param.draft ? "_draft_" + clean(i.param.draft) : std::string()) + tree;
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -234,7 +245,13 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"stories260K.gguf", Sampling::Greedy, "stories260K.gguf"},
                       // Self-speculation: default and explicit skipped layers.
                       Case{"stories260K.gguf", Sampling::Greedy, "layerskip"},
-                      Case{"synth-3m-q4_0.gguf", Sampling::Greedy, "layerskip:1"}),
+                      Case{"synth-3m-q4_0.gguf", Sampling::Greedy, "layerskip:1"},
+                      // Token trees: n-gram continuations, a draft model's runners-up.
+                      Case{"stories260K.gguf", Sampling::Greedy, nullptr, true, {3, 2}},
+                      Case{"synth-3m-q4_0.gguf", Sampling::Greedy, nullptr, true, {4}},
+                      Case{"stories260K.gguf", Sampling::T07, nullptr, true, {2, 2, 2}},
+                      Case{"synth-3m-q8_0.gguf", Sampling::Greedy, "synth-3m-q4_0.gguf", true, {3, 2}},
+                      Case{"stories260K.gguf", Sampling::TopP09, "layerskip", true, {2, 2}}),
     case_name);
 
 TEST(Speculative, LogprobsStopStringsAndBestOfUnchanged) {
@@ -443,6 +460,37 @@ TEST(SpeculativeDraft, SampledOutputFollowsTheTargetDistribution) {
       const auto q = histogram(pr.draft, base_config(), pr.temperature, pr.top_p, kN, 200000);
       EXPECT_FALSE(same_distribution(plain, q, &stat, &df)) << "chi2 " << stat << " df " << df;
     }
+  }
+}
+
+// Token trees under sampling: a tree's nodes are deterministic guesses and the target is
+// sampled as plain decoding would, so the law of the output is the target's. Checked as
+// above with other seeds than the reference run's, for n-gram trees (their branches come
+// from the continuations earlier requests produced) and a draft model's runners-up.
+TEST(SpeculativeTree, SampledOutputFollowsTheTargetDistribution) {
+  struct Pair {
+    const char* target;
+    const char* draft;  // null: n-gram
+    float temperature, top_p;
+  };
+  for (const Pair& pr :
+       {Pair{"stories260K.gguf", nullptr, 1.0f, 1.0f}, Pair{"stories260K.gguf", nullptr, 1.2f, 0.9f},
+        Pair{"synth-3m-q8_0.gguf", "synth-3m-q4_0.gguf", 1.0f, 1.0f},
+        Pair{"synth-3m-q8_0.gguf", "synth-3m-q4_0.gguf", 0.7f, 0.9f}}) {
+    SCOPED_TRACE(::testing::Message() << pr.target << " drafted by " << (pr.draft ? pr.draft : "ngram")
+                                      << ", temperature " << pr.temperature << ", top_p " << pr.top_p);
+    constexpr int kN = 2000;
+    const auto plain = histogram(pr.target, base_config(), pr.temperature, pr.top_p, kN, 1);
+    EngineStats st;
+    const auto spec = histogram(pr.target, spec_config(base_config(), 2, pr.draft, {3, 2}), pr.temperature,
+                                pr.top_p, kN, 100000, &st);
+    EXPECT_GT(st.spec_tree_drafts, 100);
+    EXPECT_GT(st.spec_tree_other_path, 20);  // branches beside the first path were kept
+    EXPECT_GT(st.spec_accepted_tokens, 20);
+    EXPECT_GT(st.spec_draft_tokens - st.spec_accepted_tokens, 20);
+    double stat = 0;
+    int df = 0;
+    EXPECT_TRUE(same_distribution(plain, spec, &stat, &df)) << "chi2 " << stat << " df " << df;
   }
 }
 

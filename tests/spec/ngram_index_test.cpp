@@ -186,3 +186,62 @@ TEST(NgramIndexProperty, MatchesBruteForceInChunks) {
 
 }  // namespace
 }  // namespace kvserve
+
+namespace kvserve {
+namespace {
+
+// The brute-force occurrences: for n from min(n_max, size - 1) down to n_min, every e <
+// size (latest first) whose preceding n tokens equal the last n, each e once.
+std::vector<int32_t> reference_occurrences(const std::vector<int32_t>& t, int n_min, int n_max) {
+  const int size = int(t.size());
+  std::vector<int32_t> ends;
+  for (int n = std::min(n_max, size - 1); n >= n_min; --n)
+    for (int e = size - 1; e >= n; --e) {
+      bool eq = true;
+      for (int i = 0; i < n && eq; ++i) eq = t[size_t(e - n + i)] == t[size_t(size - n + i)];
+      if (eq && std::find(ends.begin(), ends.end(), e) == ends.end()) ends.push_back(e);
+    }
+  return ends;
+}
+
+TEST(NgramIndex, OccurrencesListEveryEarlierMatchLongestThenLatestFirst) {
+  NgramIndex idx;
+  // The suffix "6 7 8" occurred before 5 (end 6) and before 3 (end 11); "7 8" also
+  // before 9 (end 2).
+  const std::vector<int32_t> t = {7, 8, 9, 6, 7, 8, 5, 4, 6, 7, 8, 3, 6, 7, 8};
+  idx.reset(2, 3, 64);
+  idx.update(t);
+  std::vector<int32_t> ends(8);
+  const int n = idx.occurrences(t, ends);
+  ends.resize(size_t(n));
+  EXPECT_EQ(ends, (std::vector<int32_t>{11, 6, 2}));
+  EXPECT_EQ(ends, reference_occurrences(t, 2, 3));
+  // A bounded output keeps the first ones.
+  std::vector<int32_t> two(2);
+  EXPECT_EQ(idx.occurrences(t, two), 2);
+  EXPECT_EQ(two, (std::vector<int32_t>{11, 6}));
+}
+
+TEST(NgramIndexProperty, OccurrencesMatchBruteForce) {
+  std::mt19937_64 rng(5);
+  for (int trial = 0; trial < 300; ++trial) {
+    const int n_min = 1 + int(rng() % 2), n_max = n_min + int(rng() % 3);
+    std::vector<int32_t> t;
+    NgramIndex idx;
+    idx.reset(n_min, n_max, 80);
+    const int len = 2 + int(rng() % 70), vocab = 2 + int(rng() % 5);
+    for (int i = 0; i < len; ++i) {
+      t.push_back(int32_t(rng() % uint64_t(vocab)));
+      if (rng() % 3 == 0 || i + 1 == len) {
+        idx.update(t);
+        std::vector<int32_t> ends(256);
+        ends.resize(size_t(idx.occurrences(t, ends)));
+        ASSERT_EQ(ends, reference_occurrences(t, n_min, n_max))
+            << "trial " << trial << " length " << t.size();
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace kvserve

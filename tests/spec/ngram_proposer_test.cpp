@@ -29,11 +29,17 @@ struct NoChooser final : DraftChooser {
     ADD_FAILURE() << "n-gram proposer asked for a choice";
     return 0;
   }
+  void top(size_t, int, const float*, std::span<int32_t>) override {
+    ADD_FAILURE() << "n-gram proposer asked for a choice";
+  }
 };
 
 Tokens propose(Proposer& p, int32_t seq, const Tokens& tokens, int k) {
   Tokens out(size_t(k), -1);
-  DraftItem item{.seq = seq, .tokens = tokens, .out = out};
+  DraftItem item;
+  item.seq = seq;
+  item.tokens = tokens;
+  item.out = out;
   NoChooser chooser;
   p.propose(std::span<DraftItem>(&item, 1), chooser);
   const int n = item.n;
