@@ -103,6 +103,7 @@ struct EngineStats {
   // those whose kept path was not the first (the proposer's likeliest) one.
   int64_t spec_tree_drafts = 0;
   int64_t spec_tree_other_path = 0;
+  int64_t spec_trees_cut = 0;  // steps whose trees the cost model cut to their first paths
   double spec_acceptance_rate() const {
     return spec_draft_tokens ? double(spec_accepted_tokens) / double(spec_draft_tokens) : 0.0;
   }

@@ -44,6 +44,7 @@ struct Opts {
   // Passed to the server this starts.
   std::string spec_method = "none";
   std::string spec_model;
+  std::string spec_tree;
   int spec_tokens = 0;  // 0 = the server's default
   std::string script;
   std::string python;
@@ -90,6 +91,7 @@ int run_once(const Opts& o, bool speculate, const std::string& out) {
     if (speculate) {
       cmd.insert(cmd.end(), {"--speculative-method", o.spec_method});
       if (!o.spec_model.empty()) cmd.insert(cmd.end(), {"--speculative-model", o.spec_model});
+      if (!o.spec_tree.empty()) cmd.insert(cmd.end(), {"--speculative-tree", o.spec_tree});
       if (o.spec_tokens > 0)
         cmd.insert(cmd.end(), {"--num-speculative-tokens", std::to_string(o.spec_tokens)});
     }
@@ -199,6 +201,7 @@ RunFn setup_serve(CLI::App& app) {
       ->check(CLI::IsMember({"none", "ngram", "draft", "layerskip"}))
       ->capture_default_str();
   app.add_option("--speculative-model", o->spec_model, "Draft model for --speculative-method draft");
+  app.add_option("--speculative-tree", o->spec_tree, "Token tree for the speculating server, e.g. 3,2");
   app.add_option("--num-speculative-tokens", o->spec_tokens, "Draft tokens per step (default: the server's)");
   app.add_option("--script", o->script, "Load generator (default: <source>/bench/serve_bench.py)");
   app.add_option("--python", o->python, "Python interpreter (default: <source>/.venv/bin/python)");

@@ -147,6 +147,8 @@ struct Engine::Impl {
   void top_draft(size_t item, int pos, const float* logits, std::span<int32_t> out);
   // A tree draft's depth, lanes and first chain (Request::draft_*), from its parents.
   void shape_tree(SeqSlot& slot, int nodes);
+  // Keeps only each tree's first path when those chains pay and the trees did not.
+  bool cut_trees_to_chains(int decodes);
   // Samples a tree slice's rows down the path the target confirms, keeping that lane.
   void verify_tree(SeqSlot& slot, int num_nodes, const float* rows);
   void step();

@@ -251,6 +251,9 @@ void Engine::Impl::propose_drafts() {
   }
   if (drafted > 0 && sc.adaptive && !proposer->model_based() &&
       !spec_cost->worth(decodes, drafted, expected)) {
+    // Trees that do not pay (their extra nodes cost as much as they add, as on a
+    // compute-bound CPU) may still as their first paths: a chain per request.
+    if (tree_mode && cut_trees_to_chains(decodes)) return;
     for (Request* r : draft_reqs) {
       SeqSlot& slot = *slots[r->seq];
       if (r->draft_chain > 0 && slot.shadow_pos < 0) {
@@ -262,6 +265,22 @@ void Engine::Impl::propose_drafts() {
     }
     ++counters.spec_steps_skipped;
   }
+}
+
+bool Engine::Impl::cut_trees_to_chains(int decodes) {
+  int chained = 0;
+  double expected = 0.0;
+  for (const Request* r : draft_reqs) {
+    chained += r->draft_chain;
+    expected += slots[r->seq]->spec_accept * r->draft_chain;
+  }
+  if (chained == 0 || !spec_cost->worth(decodes, chained, expected)) return false;
+  for (Request* r : draft_reqs) {
+    r->num_draft = r->draft_depth = r->draft_chain;
+    r->draft_lanes = 1;
+  }
+  ++counters.spec_trees_cut;
+  return true;
 }
 
 int32_t Engine::Impl::choose_draft(size_t item, int pos, const float* logits) {

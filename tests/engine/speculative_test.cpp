@@ -367,6 +367,30 @@ TEST(Speculative, BadSettingsAreClearErrors) {
   }
 }
 
+TEST(Speculative, BadTreesAreClearErrors) {
+  const Loaded& l = load("stories260K.gguf");
+  struct Bad {
+    int k;
+    std::vector<int> tree;
+    int budget;
+    const char* message;
+  };
+  for (const Bad& b :
+       {Bad{4, {0, 2}, 512, "branches 1 to 8"}, Bad{4, {9}, 512, "branches 1 to 8"},
+        Bad{2, {2, 2, 2}, 512, "deeper than --num-speculative-tokens"}, Bad{8, {4, 4, 4, 2}, 512, "64 paths"},
+        Bad{4, {3, 2}, 16, "more than the step's token budget"}}) {
+    EngineConfig c = spec_config(base_config(), b.k, nullptr, b.tree);
+    c.max_num_batched_tokens = b.budget;
+    auto e = Engine::create(c, l.model, l.tok);
+    ASSERT_FALSE(e.ok()) << b.message;
+    EXPECT_NE(e.error().message.find(b.message), std::string::npos) << e.error().message;
+  }
+  // A tree that just fits the budget is fine: 3 + 6 + 6 + 6 nodes and the root.
+  EngineConfig c = spec_config(base_config(), 4, nullptr, {3, 2});
+  c.max_num_batched_tokens = 22;
+  EXPECT_TRUE(Engine::create(c, l.model, l.tok).ok());
+}
+
 // Sampled requests drafted by a model: the tokens are the target's own draws only in
 // law (rejection sampling draws differently), so the check is statistical: the joint
 // distribution of three generated tokens under speculation must match plain decoding's

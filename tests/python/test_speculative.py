@@ -94,3 +94,32 @@ def test_draft_model_with_another_vocabulary_fails_at_start():
     other = SHARED / "models" / "llama-2-tiny-random.gguf"
     with pytest.raises(RuntimeError, match="vocabulary"):
         Server(STORIES, "--speculative-method", "draft", "--speculative-model", str(other), startup_timeout=60)
+
+
+@pytest.fixture(scope="module")
+def tree_server():
+    s = Server(STORIES, "--max-num-seqs", "8", "--threads", "1", "--speculative-method", "ngram",
+               "--num-speculative-tokens", "4", "--speculative-tree", "3,2", "--no-speculative-adaptive")
+    yield s
+    s.stop()
+
+
+@pytest.mark.parametrize("sampling", [{"temperature": 0}, {"temperature": 1.0, "seed": 11}])
+def test_token_tree_same_text(tree_server, sampling):
+    body = {"max_tokens": 80, "ignore_eos": True, **sampling}
+    # Earlier answers feed the shared n-gram cache, whose runners-up make the branches.
+    for seed in range(4):
+        complete(tree_server, max_tokens=40, temperature=1.0, seed=100 + seed)
+    before = tree_server.metric("kvserve:spec_decode_num_accepted_tokens_total")
+    spec = complete(tree_server, **body)
+    plain = complete(tree_server, speculative=False, **body)
+    assert spec[0]["text"] == plain[0]["text"]
+    assert stream(tree_server, **body) == plain[0]["text"]
+    assert tree_server.metric("kvserve:spec_decode_num_accepted_tokens_total") > before
+
+
+@pytest.mark.parametrize("tree, message", [("0,2", "branches 1 to 8"), ("3,x", "branching per depth"),
+                                           ("2,2,2,2,2", "deeper than --num-speculative-tokens")])
+def test_bad_token_tree_fails_at_start(tree, message):
+    with pytest.raises(RuntimeError, match=message):
+        Server(STORIES, "--speculative-method", "ngram", "--speculative-tree", tree, startup_timeout=60)
