@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/result.h"
+#include "kvserve/speculative.h"
 
 namespace kvserve::bench {
 
@@ -31,6 +32,10 @@ struct LatencyOptions {
   bool tg_after_prompt = false;        // decode after the prompt instead of from an empty context
   uint64_t seed = 0;
   bool quiet = false;
+  // With a method: one request through the engine, with and without speculation
+  // (run_spec_latency); the prompt is --prompt-file's text, else the random ids.
+  SpeculativeConfig speculative;
+  std::string prompt_file;
 };
 
 // Mean and sample standard deviation over repeats.
@@ -52,6 +57,18 @@ struct LatencyResult {
 // Runs the latency benchmark (warm-up first). Progress goes to stderr unless quiet.
 // before_run(r), if given, is called before measured run r (0-based), outside the timing.
 Result<LatencyResult> run_latency(const LatencyOptions& o, const std::function<void(int)>& before_run = {});
+
+// One greedy request (EOS ignored) through the engine, decoding gen_tokens, timed with and
+// without o.speculative (alternating, warm-up first): TTFT, decode tokens/s and TPOT of
+// each, and the speedup. Fails if speculation changed the output.
+struct SpecLatencyResult {
+  Stat gen_tps, gen_tps_plain;
+  Stat tpot_ms, tpot_ms_plain;
+  double acceptance = 0.0, mean_accepted_length = 0.0;
+  int64_t steps = 0, steps_plain = 0;  // decode steps of one run
+  nlohmann::json to_json() const;
+};
+Result<SpecLatencyResult> run_spec_latency(const LatencyOptions& o);
 
 Stat mean_stdev(const std::vector<double>& xs);
 // Writes `j` to `path` ("-" = stdout); false (with a message) on failure.

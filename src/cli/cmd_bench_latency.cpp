@@ -11,6 +11,7 @@
 
 #include "cache/kv_cache.h"
 #include "cli/cmd_bench.h"
+#include "cli/engine_options.h"
 #include "model/cpu_runner.h"
 #include "model/model.h"
 
@@ -165,14 +166,36 @@ RunFn setup_latency(CLI::App& app) {
   app.add_option("--seed", o->l.seed, "Seed of the random prompt")->capture_default_str();
   app.add_option("--json", o->json, "Write the result as JSON to this file ('-' = stdout)");
   app.add_flag("-q,--quiet", o->l.quiet, "No progress on stderr");
+  cli::add_speculative_options(app, o->l.speculative);
+  app.add_option("--prompt-file", o->l.prompt_file,
+                 "With --speculative-method: the prompt's text (default: --prompt-tokens random ids)");
   return [o]() -> int {
+    if (std::string e = o->l.speculative.validate(); !e.empty()) return fail("latency", e);
+    if (!o->l.prompt_file.empty() && !o->l.speculative.enabled())
+      return fail("latency", "--prompt-file is only used with --speculative-method");
     auto r = run_latency(o->l);
     if (!r) return fail("latency", r.error().message);
     std::printf("pp%-4d %9.1f ± %.1f tokens/s   TTFT %8.2f ms\n", o->l.prompt_tokens, r->prompt_tps.mean,
                 r->prompt_tps.stdev, r->ttft_ms.mean);
     std::printf("tg%-4d %9.1f ± %.1f tokens/s   TPOT %8.3f ms\n", o->l.gen_tokens, r->gen_tps.mean,
                 r->gen_tps.stdev, r->tpot_ms.mean);
-    return write_json(o->json, r->to_json(o->l)) ? 0 : 1;
+    nlohmann::json j = r->to_json(o->l);
+    if (o->l.speculative.enabled()) {
+      if (!o->l.quiet) std::fprintf(stderr, "latency: one request, without and with speculation\n");
+      auto sr = run_spec_latency(o->l);
+      if (!sr) return fail("latency", sr.error().message);
+      std::printf(
+          "speculative %s: tg %.1f vs %.1f tokens/s without (%.2fx), TPOT %.3f vs %.3f ms, acceptance "
+          "%.1f%%, "
+          "mean accepted length %.2f, %lld vs %lld decode steps\n",
+          spec_method_name(o->l.speculative.method), sr->gen_tps.mean, sr->gen_tps_plain.mean,
+          sr->gen_tps_plain.mean > 0 ? sr->gen_tps.mean / sr->gen_tps_plain.mean : 0.0, sr->tpot_ms.mean,
+          sr->tpot_ms_plain.mean, 100.0 * sr->acceptance, sr->mean_accepted_length, (long long)sr->steps,
+          (long long)sr->steps_plain);
+      j["speculative"] = sr->to_json();
+      j["speculative"]["method"] = spec_method_name(o->l.speculative.method);
+    }
+    return write_json(o->json, j) ? 0 : 1;
   };
 }
 

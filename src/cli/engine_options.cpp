@@ -33,7 +33,10 @@ void add_engine_options(CLI::App& app, EngineConfig& cfg, const EngineOptionsSpe
                std::string("Enable / disable automatic prefix caching (default: ") +
                    (cfg.enable_prefix_caching ? "on" : "off") + ")");
 
-  SpeculativeConfig& sc = cfg.speculative;
+  add_speculative_options(app, cfg.speculative);
+}
+
+void add_speculative_options(CLI::App& app, SpeculativeConfig& sc) {
   app.add_option_function<std::string>(
          "--speculative-method", [&sc](const std::string& s) { sc.method = *parse_spec_method(s); },
          "Speculative decoding: ngram (prompt / output lookup), draft (a smaller model, "

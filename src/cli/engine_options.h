@@ -22,8 +22,11 @@ struct EngineOptionsSpec {
 };
 
 // Adds --threads, the step budgets, the KV-cache size / block size / dtype,
-// --max-model-len and --[no-]prefix-caching, writing straight into `cfg` (which must
+// --max-model-len, --[no-]prefix-caching and the speculative flags, writing straight into `cfg` (which must
 // outlive parsing). --kv-cache-dtype accepts only f16 / f32.
 void add_engine_options(CLI::App& app, EngineConfig& cfg, const EngineOptionsSpec& spec = {});
+// The speculative-decoding flags alone (add_engine_options() includes them), for commands
+// that build their engines themselves (`bench latency`).
+void add_speculative_options(CLI::App& app, SpeculativeConfig& sc);
 
 }  // namespace kvserve::cli

@@ -81,6 +81,31 @@ TEST_F(BenchCli, LatencyRejectsBadArguments) {
   EXPECT_NE(rc, 0);
 }
 
+// With --speculative-method, latency also runs one request through the engine without and
+// with speculation (the bench fails if the greedy outputs differ) and reports both rates.
+TEST_F(BenchCli, LatencyWithSpeculationReportsTheSpeedup) {
+  int rc = 0;
+  auto j = run_json("bench latency -m " + kvserve::test::shared_path("models/stories260K.gguf") +
+                        " -p 32 -n 48 -t 1 -r 2 -q --speculative-method ngram --speculative-tree 2",
+                    &rc);
+  ASSERT_EQ(rc, 0);
+  ASSERT_TRUE(j.is_object());
+  const auto& sp = j["speculative"];
+  ASSERT_TRUE(sp.is_object());
+  EXPECT_EQ(sp["method"], "ngram");
+  const double with = sp["gen_tokens_per_s"]["mean"], without = sp["gen_tokens_per_s_without"]["mean"];
+  EXPECT_GT(without, 0);
+  EXPECT_NEAR(double(sp["speedup"]), with / without, 1e-9 * with / without);
+  EXPECT_GT(double(sp["acceptance_rate"]), 0);
+  EXPECT_LT(int(sp["decode_steps"]), int(sp["decode_steps_without"]));  // drafts were kept
+  EXPECT_EQ(int(sp["decode_steps_without"]), 47);                       // one token per plain step
+  // Speculative flags are checked like the engine's; --prompt-file needs a method.
+  j = run_json("bench latency -m " + model_ + " -q --speculative-method ngram --speculative-tree 0", &rc);
+  EXPECT_NE(rc, 0);
+  j = run_json("bench latency -m " + model_ + " -q --prompt-file /dev/null", &rc);
+  EXPECT_NE(rc, 0);
+}
+
 TEST_F(BenchCli, ThroughputGeneratesExactlyOutputLen) {
   int rc = 0;
   auto j = run_json(
