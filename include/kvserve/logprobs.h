@@ -1,5 +1,5 @@
 // Per-token log-probabilities as the engine reports them (RequestOutput, GenerateOutput).
-// The functions that compute them are internal (src/engine/logprobs.h).
+// The functions that compute them are internal (src/sample/logprobs.h).
 #pragma once
 
 #include <cstdint>

@@ -1,5 +1,5 @@
 // Per-request sampling parameters (the OpenAI / vLLM set) and their validation.
-// Owned by a request; read by the sampler (src/engine/sampler.h), the stop matcher
+// Owned by a request; read by the sampler (src/sample/sampler.h), the stop matcher
 // (src/engine/stop_matcher.h) and the server's request parsing.
 #pragma once
 

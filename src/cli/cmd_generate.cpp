@@ -12,10 +12,10 @@
 
 #include "cli/command.h"
 #include "cli/engine_options.h"
-#include "engine/logprobs.h"
 #include "kvserve/engine.h"
 #include "kvserve/sampling_params.h"
 #include "model/model.h"
+#include "sample/logprobs.h"
 #include "tokenizer/tokenizer.h"
 
 namespace {

@@ -6,7 +6,7 @@
 #include <numeric>
 
 #include "engine/engine_impl.h"
-#include "engine/logprobs.h"
+#include "sample/logprobs.h"
 #include "spec/draft_tree.h"
 
 namespace kvserve {

@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "core/result.h"
-#include "engine/logprobs.h"
 #include "kvserve/sampling_params.h"
+#include "sample/logprobs.h"
 
 namespace kvserve {
 class Tokenizer;

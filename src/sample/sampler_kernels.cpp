@@ -1,6 +1,6 @@
-#include "engine/sampler_kernels.h"
+#include "sample/sampler_kernels.h"
 
-#include "engine/sampler_kernels_impl.h"
+#include "sample/sampler_kernels_impl.h"
 
 namespace kvserve {
 

@@ -1,11 +1,11 @@
-#include "engine/logprobs.h"
+#include "sample/logprobs.h"
 
 #include <algorithm>
 #include <cassert>
 #include <cmath>
 
-#include "engine/sampler_kernels.h"
-#include "engine/sampler_math.h"
+#include "sample/sampler_kernels.h"
+#include "sample/sampler_math.h"
 
 namespace kvserve {
 

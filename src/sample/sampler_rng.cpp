@@ -1,4 +1,4 @@
-#include "engine/sampler_rng.h"
+#include "sample/sampler_rng.h"
 
 #include <atomic>
 #include <random>

@@ -7,8 +7,8 @@
 #include <span>
 #include <vector>
 
-#include "engine/sampler_rng.h"
 #include "kvserve/sampling_params.h"
+#include "sample/sampler_rng.h"
 
 namespace kvserve {
 

@@ -15,10 +15,10 @@
 #include <span>
 #include <vector>
 
-#include "engine/logprobs.h"
-#include "engine/sampler_kernels.h"
-#include "engine/sampler_state.h"
 #include "kvserve/sampling_params.h"
+#include "sample/logprobs.h"
+#include "sample/sampler_kernels.h"
+#include "sample/sampler_state.h"
 
 namespace kvserve {
 

@@ -1,4 +1,4 @@
-#include "engine/logprobs.h"
+#include "sample/logprobs.h"
 
 #include <gtest/gtest.h>
 
@@ -8,7 +8,7 @@
 #include <numeric>
 #include <random>
 
-#include "engine/sampler_math.h"
+#include "sample/sampler_math.h"
 
 namespace kvserve {
 namespace {

@@ -1,4 +1,4 @@
-#include "engine/sampler_state.h"
+#include "sample/sampler_state.h"
 
 #include <algorithm>
 #include <cassert>

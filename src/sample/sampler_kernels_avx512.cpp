@@ -1,5 +1,5 @@
 // The sampler's row kernels with 64-byte vectors; this file is compiled with AVX512 flags.
-#include "engine/sampler_kernels_impl.h"
+#include "sample/sampler_kernels_impl.h"
 
 namespace kvserve {
 

@@ -6,8 +6,8 @@
 #include <cstdint>
 #include <cstring>
 
-#include "engine/sampler_kernels.h"
-#include "engine/sampler_math.h"
+#include "sample/sampler_kernels.h"
+#include "sample/sampler_math.h"
 
 namespace kvserve::sampler_kernels_impl {
 namespace {

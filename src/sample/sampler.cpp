@@ -1,10 +1,10 @@
-#include "engine/sampler.h"
+#include "sample/sampler.h"
 
 #include <algorithm>
 #include <cassert>
 #include <cmath>
 
-#include "engine/sampler_math.h"
+#include "sample/sampler_math.h"
 
 namespace kvserve {
 

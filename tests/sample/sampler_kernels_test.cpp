@@ -1,6 +1,6 @@
 // Every ISA's row kernels against plain scalar loops, on rows whose lengths exercise the
 // vector bodies, the block boundaries and the scalar tails.
-#include "engine/sampler_kernels.h"
+#include "sample/sampler_kernels.h"
 
 #include <gtest/gtest.h>
 

@@ -6,7 +6,7 @@
 #include <new>
 #include <random>
 
-#include "engine/sampler.h"
+#include "sample/sampler.h"
 
 namespace {
 std::atomic<int64_t> g_allocations{0};
