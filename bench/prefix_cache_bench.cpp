@@ -9,7 +9,8 @@
 // the step that produced its first token.
 //
 //   prefix_cache_bench --model m.gguf [--num-requests 32] [--prefix-len 512] [--suffix-len 16]
-//                      [--output-len 16] [--json out.json|-]
+//                      [--output-len 16] [--json out.json|-] [engine flags: --help]
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -21,6 +22,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "cli/engine_options.h"
 #include "core/paths.h"
 #include "kvserve/engine.h"
 #include "tokenizer/tokenizer.h"
@@ -36,72 +38,13 @@ struct Args {
   int prefix_len = 512;
   int suffix_len = 16;
   int output_len = 16;
-  int max_num_seqs = 64;
-  int max_batched_tokens = 512;
-  int block_size = 16;
-  int64_t kv_cache_memory = 0;
-  int threads = 0;
+  // The engine flags every command shares (cli/engine_options.h); prefix caching and
+  // max_model_len are set per run.
+  EngineConfig engine;
   uint64_t seed = 0;
   std::string json;  // path, or "-" for stdout
   bool quiet = false;
 };
-
-void usage() {
-  std::fprintf(
-      stderr,
-      "usage: prefix_cache_bench [--model PATH] [--num-requests N] [--prefix-len N] [--suffix-len N]\n"
-      "  [--output-len N] [--max-num-seqs N] [--max-batched-tokens N] [--block-size N]\n"
-      "  [--kv-cache-memory BYTES] [--threads N] [--seed N] [--json PATH|-] [--quiet]\n"
-      "Default model: the downloaded SmolLM2 if present, else ../shared/models/synth-3m-q8_0.gguf\n");
-}
-
-bool parse(int argc, char** argv, Args& a) {
-  for (int i = 1; i < argc; ++i) {
-    std::string k = argv[i];
-    auto val = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
-    auto num = [&](auto& out) {
-      const char* v = val();
-      if (!v) return false;
-      out = decltype(out + 0)(std::strtoll(v, nullptr, 10));
-      return true;
-    };
-    bool ok = true;
-    if (k == "--model") {
-      const char* v = val();
-      ok = v;
-      if (v) a.model = v;
-    } else if (k == "--num-requests")
-      ok = num(a.num_requests);
-    else if (k == "--prefix-len")
-      ok = num(a.prefix_len);
-    else if (k == "--suffix-len")
-      ok = num(a.suffix_len);
-    else if (k == "--output-len")
-      ok = num(a.output_len);
-    else if (k == "--max-num-seqs")
-      ok = num(a.max_num_seqs);
-    else if (k == "--max-batched-tokens")
-      ok = num(a.max_batched_tokens);
-    else if (k == "--block-size")
-      ok = num(a.block_size);
-    else if (k == "--kv-cache-memory")
-      ok = num(a.kv_cache_memory);
-    else if (k == "--threads")
-      ok = num(a.threads);
-    else if (k == "--seed")
-      ok = num(a.seed);
-    else if (k == "--json") {
-      const char* v = val();
-      ok = v;
-      if (v) a.json = v;
-    } else if (k == "--quiet")
-      a.quiet = true;
-    else
-      ok = false;
-    if (!ok) return false;
-  }
-  return a.num_requests > 0 && a.prefix_len > 0 && a.suffix_len > 0 && a.output_len > 0;
-}
 
 double percentile(std::vector<double> v, double q) {
   // Nearest-rank on the sorted sample: p99 of 32 values is the largest one.
@@ -124,13 +67,8 @@ struct RunResult {
 RunResult run(const Args& a, bool caching, const std::vector<int32_t>& prefix,
               const std::vector<std::vector<int32_t>>& prompts) {
   RunResult res;
-  EngineConfig c;
+  EngineConfig c = a.engine;
   c.model_path = a.model;
-  c.max_num_seqs = a.max_num_seqs;
-  c.max_num_batched_tokens = a.max_batched_tokens;
-  c.block_size = a.block_size;
-  c.kv_cache_memory = a.kv_cache_memory;
-  c.n_threads = a.threads;
   c.enable_prefix_caching = caching;
   c.max_model_len = a.prefix_len + a.suffix_len + a.output_len;
   auto engine = Engine::create(c);
@@ -217,8 +155,35 @@ nlohmann::json summary(const RunResult& r) {
 
 int main(int argc, char** argv) {
   Args a;
-  if (!parse(argc, argv, a)) {
-    usage();
+  a.engine.max_num_seqs = 64;
+  a.engine.max_num_batched_tokens = 512;
+  CLI::App app{"Time to first token with prefix caching on vs off (a shared system prompt)"};
+  app.add_option(
+      "-m,--model", a.model,
+      "GGUF model (default: the downloaded SmolLM2 if present, else ../shared/models/synth-3m-q8_0.gguf)");
+  app.add_option("--num-requests", a.num_requests, "Requests sharing the prefix")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--prefix-len", a.prefix_len, "Shared prompt tokens")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--suffix-len", a.suffix_len, "Own prompt tokens per request")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--output-len", a.output_len, "Tokens generated per request")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--seed", a.seed, "Seed of the random prompts")->capture_default_str();
+  app.add_option("--json", a.json, "Write the result as JSON to this file ('-' = stdout)");
+  app.add_flag("-q,--quiet", a.quiet, "No progress on stderr");
+  cli::add_engine_options(app, a.engine,
+                          {.kv_cache_memory_default = "a share of free memory",
+                           .max_model_len_default = "--prefix-len + --suffix-len + --output-len"});
+  CLI11_PARSE(app, argc, argv);
+  if (a.engine.enable_prefix_caching == false || a.engine.speculative.enabled() ||
+      a.engine.max_model_len > 0) {
+    std::fprintf(
+        stderr, "error: prefix caching (both runs), --max-model-len and speculation are set by this bench\n");
     return 2;
   }
   if (a.model.empty()) {
@@ -233,7 +198,7 @@ int main(int argc, char** argv) {
     EngineConfig c;
     c.model_path = a.model;
     c.num_kv_blocks = 4;
-    c.max_model_len = a.block_size * 4;
+    c.max_model_len = a.engine.block_size * 4;
     auto e = Engine::create(c);
     if (!e) {
       std::fprintf(stderr, "error: %s\n", e.error().message.c_str());
@@ -267,9 +232,9 @@ int main(int argc, char** argv) {
       {"prefix_len", a.prefix_len},
       {"suffix_len", a.suffix_len},
       {"output_len", a.output_len},
-      {"max_num_seqs", a.max_num_seqs},
-      {"max_num_batched_tokens", a.max_batched_tokens},
-      {"block_size", a.block_size},
+      {"max_num_seqs", a.engine.max_num_seqs},
+      {"max_num_batched_tokens", a.engine.max_num_batched_tokens},
+      {"block_size", a.engine.block_size},
       {"caching_on", jon},
       {"caching_off", joff},
       {"ttft_mean_speedup", ratio_mean},
