@@ -19,6 +19,10 @@ class GgufBuilder {
     put_str(meta_, v);
     ++n_kv_;
   }
+  void kv_bool(const std::string& key, bool v) {
+    const uint8_t b = v;
+    kv(key, 7, &b, 1);
+  }
   // shape in ggml order (innermost first); data row-major over the reversed shape.
   void tensor_f32(const std::string& name, const std::vector<int64_t>& shape,
                   const std::vector<float>& data) {
