@@ -1,5 +1,5 @@
 // Engine set-up (model, KV-cache sizing), admission and abort. The step loop is in
-// engine_step.cpp.
+// engine_step.cpp, speculation in engine_spec.cpp, output processing in engine_output.cpp.
 #include <fmt/format.h>
 
 #include <algorithm>

@@ -1,7 +1,7 @@
-// Engine internals shared by engine.cpp (set-up, admission, abort) and engine_step.cpp
-// (the step loop). A request group is what the user asked for (one id, n completions);
-// each completion is a sequence slot holding the scheduler's Request plus the per-
-// sequence sampling / detokenizing / stop state beside it.
+// Engine internals shared by engine.cpp (set-up, admission, abort), engine_step.cpp (the
+// step loop), engine_spec.cpp (speculation) and engine_output.cpp (output processing). A request group is
+// what the user asked for (one id, n completions); each completion is a sequence slot holding the scheduler's
+// Request plus the per- sequence sampling / detokenizing / stop state beside it.
 #pragma once
 
 #include <memory>

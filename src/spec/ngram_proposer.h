@@ -2,7 +2,7 @@
 // earlier in the same sequence (prompt lookup: code edits, summaries and answers that
 // quote their input), else what followed it in recent requests' outputs (the shared
 // cache). Deterministic, so the engine's verification keeps the target distribution by
-// sampling the target at each position and comparing (engine_step.cpp).
+// sampling the target at each position and comparing (engine_spec.cpp).
 #pragma once
 
 #include <memory>

@@ -1,7 +1,7 @@
 // The proposer seam of speculative decoding: given decoding sequences' verified tokens
 // (prompt + output so far), guess the tokens that follow. The engine asks for every
 // running sequence in decode before the scheduler runs, schedules 1 + (guesses) tokens
-// for each, and keeps the guesses the target model confirms (engine_step.cpp). A
+// for each, and keeps the guesses the target model confirms (engine_spec.cpp). A
 // proposer never sees unverified tokens in `tokens`: drafts live only in the engine's
 // step buffers.
 #pragma once
@@ -32,7 +32,7 @@ struct DraftItem {
 
 // How a model-based proposer turns its logits into draft tokens: the engine's choice,
 // made with the request's sampling parameters; for a sampled request it records the
-// distribution q it drew from, which verification needs (engine_step.cpp).
+// distribution q it drew from, which verification needs (engine_spec.cpp).
 class DraftChooser {
  public:
   virtual ~DraftChooser() = default;
