@@ -4,6 +4,7 @@
 // exactly as it reads the chain's.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -35,18 +36,19 @@ void check_model(const std::string& file, int n_threads, bool batched, int promp
   auto model = Model::load(test::shared_path("models/" + file));
   ASSERT_TRUE(model) << model.error().message;
   RunnerOptions opt;
-  opt.max_batch_tokens = 64;
+  opt.max_batch_tokens = std::max(64, prompt_len);
   opt.max_seqs = 4;
   opt.n_threads = n_threads;
   CpuRunner cpu(**model, opt);
   const int V = cpu.n_vocab();
-  KvCacheStorage kv(cpu.kv_config(64, kBlock));
   const Tree t;
   std::vector<int32_t> prompt;
   for (int i = 0; i < prompt_len; ++i) prompt.push_back(int32_t(1 + (i * 37) % (V - 1)));
   const int P = prompt_len, max_depth = 3;
   const int width = (P + max_depth + kBlock) / kBlock;  // blocks covering [0, P + max_depth]
   const int first = P / kBlock;                         // the block the tree starts in
+  // Six tables (four paths, the tree's, another sequence's) and three lanes' tails.
+  KvCacheStorage kv(cpu.kv_config(9 * width, kBlock));
 
   // Reference: each path as a chain on its own copy of the prompt's cache.
   std::vector<std::vector<float>> ref(t.paths.size());
@@ -106,7 +108,9 @@ void check_model(const std::string& file, int n_threads, bool batched, int promp
   s.logits = LogitsMode::All;
   s.tree = &tree;
   batch.push_back(s);
+  const int64_t splits_before = cpu.stats().split_tiles;
   const float* out = cpu.forward(ForwardBatch{batch}, kv) + (batched ? int64_t(other_tokens.size()) * V : 0);
+  if (P > 512 && n_threads > 1) EXPECT_GT(cpu.stats().split_tiles, splits_before) << "split-K did not run";
   for (size_t w = 0; w < t.paths.size(); ++w)
     for (size_t d = 0; d < t.paths[w].size(); ++d) {
       const int node = t.paths[w][d];
@@ -140,6 +144,12 @@ TEST(TokenTree, EveryNodeEqualsItsPathAsAChainBlockAlignedPrompt) {
 
 TEST(TokenTree, BatchedOnThreadsSynthQ4_0) {
   check_model("synth-3m-q4_0.gguf", 2, true, 11);
+}
+
+// Past one attention segment (512 keys) on two threads the lanes' rows are split by key
+// segment (split-K) like any decode: still the bits of each path alone.
+TEST(TokenTree, LongContextSplitKSynthQ4_0) {
+  check_model("synth-3m-q4_0.gguf", 2, false, 700);
 }
 
 TEST(TokenTree, BatchedOnThreadsSynthQ4KM) {
