@@ -32,6 +32,8 @@ struct ServeOpts {
   std::string chat_template;
   std::string served_model_name;
   kvserve::EngineConfig engine;  // filled by add_engine_options()
+  kvserve::cli::Mode mode = kvserve::cli::Mode::Balanced;
+  bool print_config = false;
   int max_waiting = 512;
 };
 
@@ -78,6 +80,13 @@ int run_serve(const ServeOpts& o) {
     std::fprintf(stderr, "kvserve serve: %s\n", engine.error().message.c_str());
     return 1;
   }
+  // The configuration as resolved (mode preset, flags, sizes chosen at creation).
+  const nlohmann::json resolved = cli::engine_config_json((*engine)->config(), o.mode);
+  if (o.print_config) {
+    std::printf("%s\n", resolved.dump(2).c_str());
+    return 0;
+  }
+  log_info("serve: {}", resolved.dump());
   server::EngineBackend backend(std::move(*engine));
 
   server::ServerOptions so;
@@ -85,6 +94,7 @@ int run_serve(const ServeOpts& o) {
   so.port = o.port;
   so.api_key = o.api_key;
   so.max_waiting = o.max_waiting;
+  so.config = resolved;
   so.model_names = {o.served_model_name.empty() ? std::filesystem::path(o.model).stem().string()
                                                 : o.served_model_name};
   const std::string bos = shared_tok->bos_id() >= 0 ? shared_tok->token_text(shared_tok->bos_id()) : "";
@@ -141,8 +151,14 @@ const kvserve::cli::Registrar reg{
       app.add_option("--served-model-name", o->served_model_name,
                      "Model name in the API (default: file stem)");
       kvserve::cli::add_engine_options(app, o->engine);
+      kvserve::cli::add_mode_option(app, o->mode);
+      app.add_flag("--print-config", o->print_config,
+                   "Print the resolved configuration (mode preset, flags, KV-cache size) as JSON and exit");
       app.add_option("--max-waiting", o->max_waiting, "Queued requests at which new ones get 429");
-      return [o] { return run_serve(*o); };
+      return [o, &app] {
+        kvserve::cli::apply_mode(app, o->mode, o->engine);
+        return run_serve(*o);
+      };
     }};
 
 }  // namespace

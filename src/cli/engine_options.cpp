@@ -26,6 +26,10 @@ void add_engine_options(CLI::App& app, EngineConfig& cfg, const EngineOptionsSpe
          "KV-cache element type: f16 or f32")
       ->check(CLI::IsMember({"f16", "f32"}))
       ->default_str(kv_dtype_name(cfg.kv_cache_dtype));
+  app.add_option("--max-chunk-tokens", cfg.max_chunk_tokens,
+                 "Most prompt tokens of one request per step (0 = the whole step budget)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   app.add_option("--max-model-len", cfg.max_model_len,
                  "Context length (default: " + spec.max_model_len_default + ")");
   // Both spellings everywhere; which one is the default differs (bench throughput: off).
@@ -86,6 +90,65 @@ void add_speculative_options(CLI::App& app, SpeculativeConfig& sc) {
   app.add_flag("--speculative-adaptive,!--no-speculative-adaptive", sc.adaptive,
                "Adapt k per request and skip drafting in steps where the measured step-time cost model says "
                "it would not pay (default: on)");
+}
+
+const char* mode_name(Mode m) {
+  switch (m) {
+    case Mode::Latency: return "latency";
+    case Mode::Throughput: return "throughput";
+    case Mode::Balanced: break;
+  }
+  return "balanced";
+}
+
+void add_mode_option(CLI::App& app, Mode& mode) {
+  app.add_option_function<std::string>(
+         "--mode",
+         [&mode](const std::string& s) {
+           mode = s == "latency" ? Mode::Latency : s == "throughput" ? Mode::Throughput : Mode::Balanced;
+         },
+         "What to optimise for: latency (few sequences, short prefill chunks, speculation), balanced, or "
+         "throughput (many sequences); flags given explicitly override the preset")
+      ->check(CLI::IsMember({"latency", "balanced", "throughput"}))
+      ->default_str("balanced");
+}
+
+void apply_mode(const CLI::App& app, Mode mode, EngineConfig& cfg) {
+  struct Preset {
+    int max_num_seqs, max_num_batched_tokens, max_chunk_tokens;
+    SpecMethod speculation;
+  };
+  const Preset p = mode == Mode::Latency      ? Preset{16, 256, 128, SpecMethod::Ngram}
+                   : mode == Mode::Throughput ? Preset{256, 512, 0, SpecMethod::None}
+                                              : Preset{64, 512, 0, SpecMethod::None};
+  auto given = [&app](const char* flag) { return app.count(flag) > 0; };
+  if (!given("--max-num-seqs")) cfg.max_num_seqs = p.max_num_seqs;
+  if (!given("--max-num-batched-tokens")) cfg.max_num_batched_tokens = p.max_num_batched_tokens;
+  if (!given("--max-chunk-tokens")) cfg.max_chunk_tokens = p.max_chunk_tokens;
+  if (!given("--speculative-method") && !given("--speculative-model")) cfg.speculative.method = p.speculation;
+}
+
+nlohmann::json engine_config_json(const EngineConfig& c, Mode mode) {
+  const SpeculativeConfig& sc = c.speculative;
+  nlohmann::json spec = {{"method", spec_method_name(sc.method)}};
+  if (sc.enabled()) {
+    spec["num_speculative_tokens"] = sc.num_tokens;
+    spec["adaptive"] = sc.adaptive;
+    if (!sc.tree.empty()) spec["tree"] = sc.tree;
+    if (!sc.draft_model.empty()) spec["draft_model"] = sc.draft_model;
+  }
+  return {{"mode", mode_name(mode)},
+          {"max_num_seqs", c.max_num_seqs},
+          {"max_num_batched_tokens", c.max_num_batched_tokens},
+          {"max_chunk_tokens", c.max_chunk_tokens},
+          {"enable_chunked_prefill", c.enable_chunked_prefill},
+          {"max_model_len", c.max_model_len},
+          {"block_size", c.block_size},
+          {"num_kv_blocks", c.num_kv_blocks},
+          {"kv_cache_dtype", kv_dtype_name(c.kv_cache_dtype)},
+          {"enable_prefix_caching", c.enable_prefix_caching},
+          {"n_threads", c.n_threads},
+          {"speculative", spec}};
 }
 
 }  // namespace kvserve::cli

@@ -4,6 +4,8 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "kvserve/engine.h"
@@ -28,5 +30,23 @@ void add_engine_options(CLI::App& app, EngineConfig& cfg, const EngineOptionsSpe
 // The speculative-decoding flags alone (add_engine_options() includes them), for commands
 // that build their engines themselves (`bench latency`).
 void add_speculative_options(CLI::App& app, SpeculativeConfig& sc);
+
+// What a server optimises for (--mode): a preset of the settings that trade latency
+// against throughput. Each preset value applies only where its flag was not given.
+//   latency:    16 sequences, 256-token steps, prompts in chunks of at most 128 tokens per
+//               step (a running request's next token never waits behind a long prompt for
+//               more than that), n-gram speculation (adaptive);
+//   balanced:   64 sequences, 512-token steps, whole-budget chunks, no speculation (the
+//               defaults of the flags themselves);
+//   throughput: 256 sequences, 512-token steps, whole-budget chunks, no speculation.
+enum class Mode : uint8_t { Latency, Balanced, Throughput };
+const char* mode_name(Mode m);
+// Adds --mode (latency | balanced | throughput, default balanced).
+void add_mode_option(CLI::App& app, Mode& mode);
+// After parsing: the preset's value for every setting whose flag `app` did not see.
+void apply_mode(const CLI::App& app, Mode mode, EngineConfig& cfg);
+// The settings that shape serving, as logged at start-up, printed by --print-config and
+// shown in /v1/models.
+nlohmann::json engine_config_json(const EngineConfig& cfg, Mode mode);
 
 }  // namespace kvserve::cli

@@ -215,7 +215,7 @@ struct HttpServer::Impl {
       res.set_content(metrics.render(), "text/plain; version=0.0.4; charset=utf-8");
     });
     svr.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
-      res.set_content(models_body(opts.model_names, unix_now(), backend.max_model_len()), kJson);
+      res.set_content(models_body(opts.model_names, unix_now(), backend.max_model_len(), opts.config), kJson);
     });
     // vLLM's /tokenize and /detokenize, for clients that count or build token prompts.
     svr.Post("/tokenize", [this](const httplib::Request& req, httplib::Response& res) {

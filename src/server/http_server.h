@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,7 @@ struct ServerOptions {
   int max_n = 16;
   int max_logprobs = 20;
   int keepalive_ms = 1000;  // idle stream: an SSE comment this often, which also detects a gone client
+  nlohmann::json config;    // the resolved engine settings, shown in /v1/models as "kvserve_config"
 };
 
 class HttpServer {

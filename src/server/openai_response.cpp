@@ -205,7 +205,8 @@ std::string usage_chunk(const ResponseMeta& meta, ApiKind kind, const Usage& usa
                   {"usage", usage_json(usage)}});
 }
 
-std::string models_body(const std::vector<std::string>& names, int64_t created, int max_model_len) {
+std::string models_body(const std::vector<std::string>& names, int64_t created, int max_model_len,
+                        const nlohmann::json& config) {
   json data = json::array();
   for (const std::string& n : names)
     data.push_back(json{{"id", n},
@@ -215,6 +216,8 @@ std::string models_body(const std::vector<std::string>& names, int64_t created, 
                         {"root", n},
                         {"parent", nullptr},
                         {"max_model_len", max_model_len}});
+  if (!config.is_null())
+    for (json& m : data) m["kvserve_config"] = config;
   return dump(json{{"object", "list"}, {"data", std::move(data)}});
 }
 

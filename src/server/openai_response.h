@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -47,6 +48,7 @@ std::string chat_chunk(const ResponseMeta& meta, int index, bool role_only, std:
 std::string usage_chunk(const ResponseMeta& meta, ApiKind kind, const Usage& usage);
 inline constexpr std::string_view kSseDone = "data: [DONE]\n\n";
 
-std::string models_body(const std::vector<std::string>& names, int64_t created, int max_model_len);
+std::string models_body(const std::vector<std::string>& names, int64_t created, int max_model_len,
+                        const nlohmann::json& config = nullptr);
 
 }  // namespace kvserve::server

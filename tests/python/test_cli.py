@@ -109,3 +109,22 @@ def test_info_shows_gemma3_sliding_window_layout():
     assert info["rope_freq_base_local"] == 10000 and info["attention_scale"] == pytest.approx(1 / 16)
     text = run("info", "-m", str(GEMMA3)).stdout
     assert "sliding window of 512 keys on 15 of 18 layers" in text
+
+
+@pytest.mark.parametrize("mode, seqs, budget, chunk, spec", [("latency", 16, 256, 128, "ngram"),
+                                                             ("balanced", 64, 512, 0, "none"),
+                                                             ("throughput", 256, 512, 0, "none")])
+def test_serve_mode_presets(mode, seqs, budget, chunk, spec):
+    cfg = json.loads(run("serve", "-m", str(STORIES), "--mode", mode, "--print-config").stdout)
+    assert (cfg["mode"], cfg["max_num_seqs"], cfg["max_num_batched_tokens"], cfg["max_chunk_tokens"],
+            cfg["speculative"]["method"]) == (mode, seqs, budget, chunk, spec)
+    assert cfg["num_kv_blocks"] > 0 and cfg["max_model_len"] > 0  # sizes chosen at creation
+
+
+def test_serve_explicit_flags_override_the_mode():
+    cfg = json.loads(run("serve", "-m", str(STORIES), "--mode", "latency", "--max-num-seqs", "5",
+                         "--max-chunk-tokens", "0", "--speculative-method", "none", "--print-config").stdout)
+    assert (cfg["max_num_seqs"], cfg["max_num_batched_tokens"], cfg["max_chunk_tokens"],
+            cfg["speculative"]["method"]) == (5, 256, 0, "none")
+    bad = run("serve", "-m", str(STORIES), "--mode", "fastest", check=False)
+    assert bad.returncode != 0 and "--mode" in bad.stderr

@@ -19,6 +19,7 @@ def test_health_and_models(stories):
     r = requests.get(stories.url + "/health", timeout=5)
     assert r.status_code == 200
     models = requests.get(stories.url + "/v1/models", timeout=5).json()
+    assert models["data"][0]["kvserve_config"]["mode"] == "balanced"  # the resolved settings
     assert models["object"] == "list"
     assert [m["id"] for m in models["data"]] == [stories.model]
     assert models["data"][0]["max_model_len"] == 512
