@@ -45,7 +45,10 @@ struct Opts {
   std::string spec_method = "none";
   std::string spec_model;
   std::string spec_tree;
-  int spec_tokens = 0;  // 0 = the server's default
+  int spec_tokens = 0;              // 0 = the server's default
+  std::string mode;                 // the server's --mode (empty: not passed)
+  std::string modes;                // compare: one run per mode, e.g. latency,balanced,throughput
+  bool max_num_seqs_given = false;  // with a mode, --max-num-seqs is passed only if given
   std::string script;
   std::string python;
   std::string json;
@@ -78,16 +81,13 @@ int run_once(const Opts& o, bool speculate, const std::string& out) {
     std::error_code ec;
     const std::string self = std::filesystem::read_symlink("/proc/self/exe", ec).string();
     if (ec) return fail("serve", "cannot find the kvserve binary");
-    std::vector<std::string> cmd = {self,
-                                    "serve",
-                                    "--model",
-                                    o.model,
-                                    "--port",
-                                    std::to_string(o.port),
-                                    "--threads",
-                                    std::to_string(o.threads),
-                                    "--max-num-seqs",
-                                    std::to_string(o.max_num_seqs)};
+    std::vector<std::string> cmd = {self,        "serve",
+                                    "--model",   o.model,
+                                    "--port",    std::to_string(o.port),
+                                    "--threads", std::to_string(o.threads)};
+    if (o.mode.empty() || o.max_num_seqs_given)
+      cmd.insert(cmd.end(), {"--max-num-seqs", std::to_string(o.max_num_seqs)});
+    if (!o.mode.empty()) cmd.insert(cmd.end(), {"--mode", o.mode});
     if (speculate) {
       cmd.insert(cmd.end(), {"--speculative-method", o.spec_method});
       if (!o.spec_model.empty()) cmd.insert(cmd.end(), {"--speculative-model", o.spec_model});
@@ -137,6 +137,51 @@ nlohmann::json read_json(const std::string& path) {
   return nlohmann::json::parse(f, nullptr, /*allow_exceptions=*/false);
 }
 
+// One run per mode against a server started with it, the same load each time: what
+// each preset gives (throughput against TTFT and TPOT).
+int run_modes(Opts& o) {
+  if (!o.base_url.empty()) return fail("serve", "--modes needs servers this starts (not --base-url)");
+  if (o.spec_method != "none" || !o.mode.empty())
+    return fail("serve", "--modes sets each server's mode: drop --mode and --speculative-method");
+  std::vector<std::string> modes;
+  for (size_t at = 0; at <= o.modes.size();) {
+    const size_t comma = std::min(o.modes.find(',', at), o.modes.size());
+    modes.push_back(o.modes.substr(at, comma - at));
+    at = comma + 1;
+  }
+  nlohmann::json all = nlohmann::json::object();
+  std::vector<std::string> lines;
+  for (const std::string& m : modes) {
+    if (m != "latency" && m != "balanced" && m != "throughput")
+      return fail("serve", "--modes: unknown mode '" + m + "' (latency, balanced, throughput)");
+    o.mode = m;
+    const std::string path = (std::filesystem::temp_directory_path() /
+                              ("kvserve-bench-serve-" + std::to_string(getpid()) + "-" + m + ".json"))
+                                 .string();
+    if (int rc = run_once(o, false, path); rc != 0) return rc;
+    const nlohmann::json r = read_json(path);
+    std::filesystem::remove(path);
+    if (!r.is_object() || !r.contains("output_throughput"))
+      return fail("serve", "the load generator wrote no result");
+    char line[256];
+    std::snprintf(line, sizeof line, "%-10s %10.1f %12.1f %12.1f %12.2f %12.2f", m.c_str(),
+                  r["output_throughput"].get<double>(), r["ttft_ms"]["p50"].get<double>(),
+                  r["ttft_ms"]["p99"].get<double>(), r["tpot_ms"]["p50"].get<double>(),
+                  r["tpot_ms"]["p99"].get<double>());
+    lines.push_back(line);
+    all[m] = r;
+  }
+  o.mode.clear();
+  std::printf("%-10s %10s %12s %12s %12s %12s\n", "mode", "out tok/s", "TTFT p50 ms", "TTFT p99 ms",
+              "TPOT p50 ms", "TPOT p99 ms");
+  for (const std::string& l : lines) std::printf("%s\n", l.c_str());
+  if (!o.json.empty()) {
+    std::ofstream f(o.json);
+    f << all.dump(2) << "\n";
+  }
+  return 0;
+}
+
 int run(Opts& o) {
   const std::filesystem::path src = std::filesystem::path(model_dir()).parent_path();
   if (o.script.empty()) o.script = (src / "bench" / "serve_bench.py").string();
@@ -149,6 +194,7 @@ int run(Opts& o) {
     return fail("serve", "give --model (to start a server) or --base-url");
   if (o.port == 0) o.port = 20000 + int(std::random_device{}() % 20000);
   const bool speculate = o.spec_method != "none";
+  if (!o.modes.empty()) return run_modes(o);
   if (!speculate) return run_once(o, false, o.json);
   if (!o.base_url.empty())
     return fail("serve", "--speculative-method needs a server this starts (not --base-url)");
@@ -180,7 +226,15 @@ RunFn setup_serve(CLI::App& app) {
   app.add_option("-m,--model", o->model, "GGUF model file for the server this starts");
   app.add_option("--base-url", o->base_url, "Drive a running server instead (http://host:port)");
   app.add_option("-t,--threads", o->threads, "Server compute threads")->capture_default_str();
-  app.add_option("--max-num-seqs", o->max_num_seqs, "Server sequences per step")->capture_default_str();
+  app.add_option("--max-num-seqs", o->max_num_seqs,
+                 "Server sequences per step (with --mode/--modes: only if given; the preset's otherwise)")
+      ->capture_default_str()
+      ->each([o](const std::string&) { o->max_num_seqs_given = true; });
+  app.add_option("--mode", o->mode, "The server's --mode (latency, balanced, throughput)")
+      ->check(CLI::IsMember({"latency", "balanced", "throughput"}));
+  app.add_option(
+      "--modes", o->modes,
+      "Compare modes, e.g. latency,balanced,throughput: one server per mode, the same load, a table");
   app.add_option("--port", o->port, "Server port (default: a random high port)");
   app.add_option("--num-prompts", o->num_prompts, "Requests")->capture_default_str();
   app.add_option("--request-rate", o->request_rate, "Requests/s, Poisson arrivals (0 = all at once)")
