@@ -145,7 +145,7 @@ int run(Opts& o) {
   std::vector<GenerateInput> inputs;
   if (grounded) {
     for (int i = 0; i < o.num_prompts; ++i)
-      inputs.push_back({.token_ids = l.tok->encode(texts[size_t(i) % texts.size()], true, true)});
+      inputs.emplace_back().token_ids = l.tok->encode(texts[size_t(i) % texts.size()], true, true);
   } else {
     inputs = random_prompts(o.num_prompts, o.input_len, l.model->config().n_vocab, l.tok->bos_id(), rng);
   }

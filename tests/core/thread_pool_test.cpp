@@ -118,7 +118,9 @@ TEST(ThreadPool, ParallelRangesCoverRangeExactlyOnceOnTheGrain) {
             ASSERT_GE(tid, 0);
             ASSERT_LT(tid, n_threads);
             ASSERT_EQ(b % grain, 0) << b;
-            if (e != n) ASSERT_EQ(e % grain, 0) << e;
+            if (e != n) {
+              ASSERT_EQ(e % grain, 0) << e;
+            }
             for (int64_t i = b; i < e; ++i) hits[size_t(i)].fetch_add(1);
           });
           for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[size_t(i)].load(), 1) << "n " << n << " i " << i;

@@ -85,8 +85,8 @@ TEST(AsyncEngine, ConcurrentSubmittersGetTheOfflineResults) {
   std::vector<std::thread> threads;
   for (size_t i = 0; i < prompts.size(); ++i)
     threads.emplace_back([&, i] {
-      auto st = ae.add_request("r" + std::to_string(i), prompts[i], greedy(20 + int(prompts[i].size())),
-                               sinks[i].callback());
+      auto st = ae.add_request(std::string("r").append(std::to_string(i)), prompts[i],
+                               greedy(20 + int(prompts[i].size())), sinks[i].callback());
       EXPECT_TRUE(st.ok());
     });
   for (auto& t : threads) t.join();
@@ -139,8 +139,9 @@ TEST(AsyncEngine, ShutdownFinishesEveryCaller) {
   {
     AsyncEngine ae(make_engine());
     for (size_t i = 0; i < sinks.size(); ++i)
-      ASSERT_TRUE(
-          ae.add_request("s" + std::to_string(i), "Once upon a time", greedy(400), sinks[i].callback()).ok());
+      ASSERT_TRUE(ae.add_request(std::string("s").append(std::to_string(i)), "Once upon a time", greedy(400),
+                                 sinks[i].callback())
+                      .ok());
   }
   for (auto& s : sinks) {
     EXPECT_TRUE(s.done);

@@ -510,7 +510,9 @@ TEST(Engine, FirstScheduledIsWhenTheRequestFirstGotAStep) {
       EXPECT_GE(o.first_scheduled, before);
       EXPECT_LE(o.first_scheduled, std::chrono::steady_clock::now());
       auto [it, fresh] = first.emplace(o.request_id, o.first_scheduled);
-      if (!fresh) EXPECT_EQ(it->second, o.first_scheduled);
+      if (!fresh) {
+        EXPECT_EQ(it->second, o.first_scheduled);
+      }
       if (o.request_id == "a" && o.finished) a_done = std::chrono::steady_clock::now();
     }
   }

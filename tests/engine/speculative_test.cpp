@@ -139,7 +139,9 @@ void expect_same(const std::vector<GenerateOutput>& a, const std::vector<Generat
 // Speculation really happened: drafts were run and some of them kept.
 void expect_speculated(const EngineStats& s, const char* what, bool accepts = true) {
   EXPECT_GT(s.spec_drafts, 10) << what;
-  if (accepts) EXPECT_GT(s.spec_accepted_tokens, 10) << what;
+  if (accepts) {
+    EXPECT_GT(s.spec_accepted_tokens, 10) << what;
+  }
   EXPECT_EQ(s.spec_draft_blocks_used, 0) << what;  // a draft model's cache released too
   EXPECT_LE(s.spec_accepted_tokens, s.spec_draft_tokens) << what;
   int64_t per_pos = 0;
@@ -169,7 +171,9 @@ TEST_P(SpeculativeIdentity, SameTokensBatchedSinglePreemptedChunkedCached) {
     expect_speculated(e->stats(), "batched", c.accepts);
     if (!c.tree.empty()) {  // trees really ran, and other paths than the first were kept
       EXPECT_GT(e->stats().spec_tree_drafts, 10);
-      if (c.accepts) EXPECT_GT(e->stats().spec_tree_other_path, 0);
+      if (c.accepts) {
+        EXPECT_GT(e->stats().spec_tree_other_path, 0);
+      }
     }
   }
   {
@@ -538,7 +542,9 @@ TEST(SpeculativeDraft, AbortMidSpeculationReleasesBothCaches) {
     }
     for (int s = 0; s < 12; ++s) e->step();
     EXPECT_GT(e->stats().spec_drafts, 0);
-    if (draft) EXPECT_GT(e->stats().spec_draft_blocks_used, 0);
+    if (draft) {
+      EXPECT_GT(e->stats().spec_draft_blocks_used, 0);
+    }
     for (int i = 0; i < 8; ++i) EXPECT_TRUE(e->abort("r" + std::to_string(i)));
     while (e->has_unfinished()) e->step();
     EXPECT_EQ(e->stats().blocks_used, 0);

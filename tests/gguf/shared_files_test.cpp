@@ -33,7 +33,9 @@ void expect_well_formed(const GgufFile& f, bool expect_tensors) {
   ASSERT_TRUE(tokens.has_value());
   EXPECT_GT(tokens->size(), 100u);
   EXPECT_TRUE(f.get_string("tokenizer.ggml.model").has_value());
-  if (expect_tensors) EXPECT_FALSE(f.tensors().empty());
+  if (expect_tensors) {
+    EXPECT_FALSE(f.tensors().empty());
+  }
   for (const GgufTensor& t : f.tensors()) {
     EXPECT_EQ(t.nbytes, ggml_row_bytes(t.type, t.ne(0)) * size_t(t.n_elements / t.ne(0))) << t.name;
     EXPECT_NE(t.data, nullptr) << t.name;

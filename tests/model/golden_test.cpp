@@ -28,7 +28,9 @@ void compare_steps(const test::GoldenPrompt& g, int V, double tol, RowFn rows, d
     const float* row = rows(i);
     const double lse = logsumexp(row, V);
     const auto& top = g.steps[i].top;
-    if (top[0].second - top[1].second > tol) EXPECT_EQ(test::argmax(row, V), top[0].first) << "step " << i;
+    if (top[0].second - top[1].second > tol) {
+      EXPECT_EQ(test::argmax(row, V), top[0].first) << "step " << i;
+    }
     for (const auto& [tok, logit] : top) {
       const double ours = row[tok] - lse, theirs = logit - g.steps[i].logsumexp;
       worst = std::max(worst, std::abs(ours - theirs));

@@ -125,7 +125,9 @@ void run_case(const Case& c, uint32_t seed) {
       ASSERT_NEAR(out[i], ref[i], 2e-5 * (1.0 + std::abs(ref[i])))
           << (variant % 2 ? "dispatched" : "scalar") << (grouped ? " grouped" : "") << " at " << i;
     if (variant == 1) first = out;
-    if (variant == 3) ASSERT_EQ(out, first) << "grouping changed the dispatched kernel's results";
+    if (variant == 3) {
+      ASSERT_EQ(out, first) << "grouping changed the dispatched kernel's results";
+    }
   }
 }
 

@@ -110,7 +110,9 @@ void check_model(const std::string& file, int n_threads, bool batched, int promp
   batch.push_back(s);
   const int64_t splits_before = cpu.stats().split_tiles;
   const float* out = cpu.forward(ForwardBatch{batch}, kv) + (batched ? int64_t(other_tokens.size()) * V : 0);
-  if (P > 512 && n_threads > 1) EXPECT_GT(cpu.stats().split_tiles, splits_before) << "split-K did not run";
+  if (P > 512 && n_threads > 1) {
+    EXPECT_GT(cpu.stats().split_tiles, splits_before) << "split-K did not run";
+  }
   for (size_t w = 0; w < t.paths.size(); ++w)
     for (size_t d = 0; d < t.paths[w].size(); ++d) {
       const int node = t.paths[w][d];

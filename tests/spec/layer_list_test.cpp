@@ -49,8 +49,12 @@ TEST(SkipLayers, DefaultSkipsEveryOtherLayerOfTheMiddleHalf) {
   for (int n = 1; n <= 64; ++n) {
     const auto f = default_skip_layers(n);
     ASSERT_EQ(int(f.size()), n);
-    if (n > 0) EXPECT_EQ(f.front(), 0) << n;  // the first and last layers always run
-    if (n > 1) EXPECT_EQ(f.back(), 0) << n;
+    if (n > 0) {  // the first and last layers always run
+      EXPECT_EQ(f.front(), 0) << n;
+    }
+    if (n > 1) {
+      EXPECT_EQ(f.back(), 0) << n;
+    }
   }
 }
 

@@ -21,7 +21,9 @@ TEST(SpeculativeConfig, DefaultsAreValid) {
   EXPECT_EQ(error_of([](SpeculativeConfig&) {}), "");
   EXPECT_EQ(SpeculativeConfig{}.validate(), "");
   EXPECT_FALSE(SpeculativeConfig{}.enabled());
-  EXPECT_TRUE(SpeculativeConfig{.method = SpecMethod::Ngram}.enabled());
+  SpeculativeConfig ngram;
+  ngram.method = SpecMethod::Ngram;
+  EXPECT_TRUE(ngram.enabled());
 }
 
 TEST(SpeculativeConfig, NumTokensOutOfRange) {
