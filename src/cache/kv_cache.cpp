@@ -14,12 +14,13 @@ KvCacheStorage::KvCacheStorage(const KvCacheConfig& config) : config_(config) {
 }
 
 size_t KvCacheStorage::bytes_per_block(const KvCacheConfig& c) {
-  return 2 * size_t(c.n_layers) * size_t(c.n_kv_heads) * size_t(c.block_size) * size_t(c.head_dim) *
-         kv_dtype_size(c.dtype);
+  return 2 * size_t(c.n_layers) * size_t(c.n_kv_heads) *
+         size_t(kv_head_elems(c.dtype, c.block_size, c.head_dim)) * kv_dtype_size(c.dtype);
 }
 
 size_t KvCacheStorage::block_elems() const {
-  return size_t(config_.n_kv_heads) * size_t(config_.block_size) * size_t(config_.head_dim);
+  return size_t(config_.n_kv_heads) *
+         size_t(kv_head_elems(config_.dtype, config_.block_size, config_.head_dim));
 }
 
 void* KvCacheStorage::k_block(int layer, int block) {

@@ -8,6 +8,8 @@
 //   K: [head_dim][block_size]  transposed, so the block's keys of one dim are contiguous
 //                              (16 keys = one AVX-512 vector; no transposes in decode)
 //   V: [block_size][head_dim]  one token's value row contiguous
+// int8 / fp8 (scaled): each head's K and V are followed by block_size f32 scales, one per
+// slot (kv_head_elems in kvserve/kv_dtype.h).
 #pragma once
 
 #include <cstddef>
@@ -34,8 +36,8 @@ class KvCacheStorage {
   const KvCacheConfig& config() const { return config_; }
   // Bytes of K+V for one block across all layers (for sizing the pool from a budget).
   static size_t bytes_per_block(const KvCacheConfig& config);
-  // Elements of K (or V) per block per layer: n_kv_heads * block_size * head_dim; KV head h
-  // of a block starts h * block_size * head_dim elements in.
+  // Elements of K (or V) per block per layer: n_kv_heads * kv_head_elems; KV head h of a
+  // block starts h * kv_head_elems elements in.
   size_t block_elems() const;
 
   // K (or V) of one block in one layer, elements of config().dtype (layout above).

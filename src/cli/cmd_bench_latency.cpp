@@ -158,8 +158,10 @@ RunFn setup_latency(CLI::App& app) {
   app.add_option("-n,--gen-tokens", o->l.gen_tokens, "Tokens to decode")->capture_default_str();
   app.add_option("-t,--threads", o->l.threads, "Threads (0 = all hardware threads)")->capture_default_str();
   app.add_option("-r,--repeats", o->l.repeats, "Measured runs after the warm-up")->capture_default_str();
-  app.add_option("--kv-cache-dtype", o->l.kv_cache_dtype, "KV-cache element type: f16 or f32")
-      ->check(CLI::IsMember({"f16", "f32"}))
+  app.add_option("--kv-cache-dtype", o->l.kv_cache_dtype,
+                 "KV-cache element type: f32, f16, bf16, int8 or fp8 (E4M3); int8 / fp8 with a scale per "
+                 "token and KV head")
+      ->check(CLI::IsMember({"f32", "f16", "bf16", "int8", "fp8"}))
       ->capture_default_str();
   app.add_flag("--tg-after-prompt", o->l.tg_after_prompt,
                "Decode after the prompt (default: from an empty cache, as llama-bench tg)");

@@ -9,6 +9,7 @@
 #include "cli/command.h"
 #include "gguf/gguf_file.h"
 #include "gguf/model_info.h"
+#include "kvserve/kv_dtype.h"
 #include "model/arch/arch.h"
 #include "model/model_config.h"
 
@@ -92,7 +93,15 @@ json runtime_json(const kvserve::Result<kvserve::ModelConfig>& c) {
   json layers = json::array();
   for (const auto& a : c->layer_attention)
     layers.push_back({{"window", a.window}, {"rope_table", a.rope_table}});
+  // KV-cache bytes per token for each dtype (16-token blocks, int8 / fp8 scales included).
+  json kv_bytes = json::object();
+  for (auto t : {kvserve::KvDtype::F32, kvserve::KvDtype::F16, kvserve::KvDtype::BF16, kvserve::KvDtype::Int8,
+                 kvserve::KvDtype::Fp8})
+    kv_bytes[kvserve::kv_dtype_name(t)] = 2 * int64_t(c->n_layers) * c->n_kv_heads *
+                                          kvserve::kv_head_elems(t, 16, c->head_dim) *
+                                          int64_t(kvserve::kv_dtype_size(t)) / 16;
   return {{"architecture", c->arch_name},
+          {"kv_cache_bytes_per_token", kv_bytes},
           {"families", std::string(c->arch->families)},
           {"head_dim", c->head_dim},
           {"sliding_window", c->sliding_window},
@@ -127,6 +136,12 @@ int run_info(const InfoOptions& o) {
         nl = s.find('\n', at);
         std::printf("  %s\n", s.substr(at, nl - at).c_str());
       }
+      std::string kv = "  KV cache per token:";
+      const json runtime = runtime_json(config);
+      for (const auto& [name, bytes] : runtime["kv_cache_bytes_per_token"].items())
+        kv += " " + name + " " + std::to_string(bytes.get<int64_t>()) + " B,";
+      kv.back() = '\n';
+      std::fputs(kv.c_str(), stdout);
     }
   }
   return 0;

@@ -23,8 +23,9 @@ void add_engine_options(CLI::App& app, EngineConfig& cfg, const EngineOptionsSpe
   // Parsed here rather than by each command: the check and the enum stay in one place.
   app.add_option_function<std::string>(
          "--kv-cache-dtype", [&cfg](const std::string& s) { cfg.kv_cache_dtype = *parse_kv_dtype(s); },
-         "KV-cache element type: f16 or f32")
-      ->check(CLI::IsMember({"f16", "f32"}))
+         "KV-cache element type: f32, f16, bf16, int8 or fp8 (E4M3); int8 / fp8 with a scale per token and "
+         "KV head")
+      ->check(CLI::IsMember({"f32", "f16", "bf16", "int8", "fp8"}))
       ->default_str(kv_dtype_name(cfg.kv_cache_dtype));
   app.add_option("--max-chunk-tokens", cfg.max_chunk_tokens,
                  "Most prompt tokens of one request per step (0 = the whole step budget)")

@@ -25,7 +25,7 @@ struct EngineOptionsSpec {
 
 // Adds --threads, the step budgets, the KV-cache size / block size / dtype,
 // --max-model-len, --[no-]prefix-caching and the speculative flags, writing straight into `cfg` (which must
-// outlive parsing). --kv-cache-dtype accepts only f16 / f32.
+// outlive parsing). --kv-cache-dtype accepts the names of kvserve/kv_dtype.h.
 void add_engine_options(CLI::App& app, EngineConfig& cfg, const EngineOptionsSpec& spec = {});
 // The speculative-decoding flags alone (add_engine_options() includes them), for commands
 // that build their engines themselves (`bench latency`).

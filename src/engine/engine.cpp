@@ -197,10 +197,11 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineConfig& config, std::
              c.speculative.adaptive ? ", adaptive" : "");
   }
   log_info(
-      "engine: {} KV blocks of {} tokens ({:.1f} MiB, {}), max_model_len {}, max_num_seqs {}, budget {} "
-      "tokens",
-      c.num_kv_blocks, c.block_size, double(c.kv_cache_memory) / (1 << 20), kv_dtype_name(c.kv_cache_dtype),
-      c.max_model_len, c.max_num_seqs, c.max_num_batched_tokens);
+      "engine: {} KV blocks of {} tokens = {} tokens ({:.1f} MiB, {}), max_model_len {}, max_num_seqs {}, "
+      "budget {} tokens",
+      c.num_kv_blocks, c.block_size, int64_t(c.num_kv_blocks) * c.block_size,
+      double(c.kv_cache_memory) / (1 << 20), kv_dtype_name(c.kv_cache_dtype), c.max_model_len, c.max_num_seqs,
+      c.max_num_batched_tokens);
   return std::unique_ptr<Engine>(new Engine(std::move(im)));
 }
 

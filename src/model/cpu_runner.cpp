@@ -227,8 +227,8 @@ void CpuRunner::Impl::attention(int layer, const LayerWeights& L) {
   KvCacheStorage& kv = *this->kv;
   const KvCacheConfig& kc = kv.config();
   const int hd = c.head_dim;
-  const int64_t block_stride = int64_t(kc.n_kv_heads) * kc.block_size * hd;  // elements per block per layer
-  const int64_t head_stride = int64_t(kc.block_size) * hd;
+  const int64_t head_stride = kv_head_elems(kc.dtype, kc.block_size, hd);  // elements (scales included)
+  const int64_t block_stride = int64_t(kc.n_kv_heads) * head_stride;       // per block per layer
   const size_t esize = kv_dtype_size(kc.dtype);
 
   // Write this layer's new K/V into each token's slot (rounded to the cache's dtype).

@@ -56,6 +56,10 @@ struct BackendStats {
   uint64_t spec_draft_tokens = 0;
   uint64_t spec_accepted_tokens = 0;
   std::vector<uint64_t> spec_accepted_per_pos;
+  // The KV cache's shape (fixed for the engine's life; empty dtype: not known).
+  std::string kv_cache_dtype;
+  int kv_cache_block_size = 0;
+  int kv_cache_blocks = 0;
 };
 
 class Backend {

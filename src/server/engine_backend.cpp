@@ -38,6 +38,9 @@ GenDelta to_delta(const RequestOutput& o, Progress& p) {
 
 EngineBackend::EngineBackend(std::unique_ptr<Engine> engine) {
   max_model_len_ = engine->config().max_model_len;
+  kv_dtype_ = engine->config().kv_cache_dtype;
+  kv_block_size_ = engine->config().block_size;
+  kv_blocks_ = engine->config().num_kv_blocks;
   async_ = std::make_unique<AsyncEngine>(std::move(engine));
 }
 
@@ -88,6 +91,9 @@ BackendStats EngineBackend::stats() const {
   s.spec_draft_tokens = uint64_t(st.spec_draft_tokens);
   s.spec_accepted_tokens = uint64_t(st.spec_accepted_tokens);
   s.spec_accepted_per_pos.assign(st.spec_accepted_per_pos.begin(), st.spec_accepted_per_pos.end());
+  s.kv_cache_dtype = kv_dtype_name(kv_dtype_);
+  s.kv_cache_block_size = kv_block_size_;
+  s.kv_cache_blocks = kv_blocks_;
   return s;
 }
 

@@ -33,6 +33,8 @@ class EngineBackend final : public Backend {
  private:
   std::unique_ptr<AsyncEngine> async_;
   int max_model_len_ = 0;
+  KvDtype kv_dtype_ = KvDtype::F16;
+  int kv_block_size_ = 0, kv_blocks_ = 0;
   std::atomic<uint64_t> next_id_{1};
   std::mutex stop_mu_;  // stop() may race with the destructor's
 };

@@ -120,6 +120,10 @@ struct HttpServer::Impl {
         opts(std::move(o)),
         metrics(opts.model_names.empty() ? std::string("kvserve") : opts.model_names.front(),
                 b.max_model_len()) {
+    const BackendStats st = b.stats();  // (never waits for a step)
+    metrics.kv_cache_dtype = st.kv_cache_dtype;
+    metrics.kv_cache_block_size = st.kv_cache_block_size;
+    metrics.kv_cache_blocks = st.kv_cache_blocks;
     limits.model_names = opts.model_names;
     limits.n_vocab = b.tokenizer().n_vocab();
     limits.max_model_len = b.max_model_len();

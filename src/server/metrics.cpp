@@ -121,6 +121,14 @@ std::string ServerMetrics::render() const {
           num_requests_waiting.value());
   w.gauge("kvserve:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.",
           kv_cache_usage_perc.value());
+  if (!kv_cache_dtype.empty()) {
+    const char* name = "kvserve:cache_config_info";
+    w.header(name, "gauge", "The KV cache: element type, block size in tokens, and blocks.");
+    w.out += fmt::format("{}{{{},cache_dtype=\"{}\",block_size=\"{}\",num_blocks=\"{}\"}} 1\n", name,
+                         w.labels, kv_cache_dtype, kv_cache_block_size, kv_cache_blocks);
+    w.gauge("kvserve:kv_cache_capacity_tokens", "Tokens the KV cache holds when full.",
+            double(int64_t(kv_cache_blocks) * kv_cache_block_size));
+  }
   w.counter("kvserve:prefix_cache_queries_total",
             "Prefix cache queries, in terms of number of queried tokens.", prefix_cache_queries.value());
   w.counter("kvserve:prefix_cache_hits_total", "Prefix cache hits, in terms of number of cached tokens.",

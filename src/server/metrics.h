@@ -60,6 +60,10 @@ struct ServerMetrics {
   explicit ServerMetrics(std::string model_name, int max_model_len = 4096);
 
   std::string model_name;
+  // The KV cache's shape, set once before serving (kv_cache_dtype empty: not rendered).
+  std::string kv_cache_dtype;
+  int kv_cache_block_size = 0;
+  int kv_cache_blocks = 0;
 
   Histogram time_to_first_token;    // seconds, arrival -> first token sent
   Histogram inter_token_latency;    // seconds between consecutive tokens of a request

@@ -2,10 +2,15 @@
 // layout the writer (kv_store_token) and the attention kernels agree on.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <random>
 #include <set>
+#include <tuple>
 
 #include "cache/kv_cache.h"
+#include "common/kv_stored_value.h"
 #include "core/half.h"
 #include "kernels/cpu/attention.h"
 
@@ -31,9 +36,9 @@ TEST(KvCacheStorage, BytesPerBlockCountsKAndVOfEveryLayer) {
 }
 
 TEST(KvCacheStorage, BlocksAreDisjointAndStrided) {
-  for (KvDtype dt : {KvDtype::F32, KvDtype::F16}) {
+  for (KvDtype dt : kAllKvDtypes) {
     KvCacheStorage kv(small_config(dt));
-    const size_t block_elems = 2 * 4 * 5;
+    const size_t block_elems = 2 * (4 * 5 + (kv_dtype_scaled(dt) ? 4 * 4 : 0));  // + 4-byte scale per slot
     ASSERT_EQ(kv.block_elems(), block_elems);
     const ptrdiff_t block_bytes = ptrdiff_t(block_elems * kv_dtype_size(dt));
     std::set<const void*> seen;
@@ -142,6 +147,75 @@ TEST(KvStoreToken, F16RoundsToNearestEvenIncludingTies) {
     EXPECT_EQ(k[size_t(i)], want[i]) << i;
     EXPECT_EQ(v[size_t(i)], want[i]) << i;
   }
+}
+
+}  // namespace
+}  // namespace kvserve
+
+namespace kvserve {
+namespace {
+
+// int8 / fp8: codes in the f16 layout's places, one f32 scale per slot after the head's
+// elements; each element is within half a step of the input, the largest one exact.
+TEST(KvStoreToken, ScaledTypesStoreCodesAndOneScalePerSlot) {
+  constexpr int kBs = 8, kHd = 37;
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd(0.0f, 2.0f);
+  for (KvDtype dt : {KvDtype::Int8, KvDtype::Fp8}) {
+    SCOPED_TRACE(kv_dtype_name(dt));
+    const size_t bytes = size_t(kv_head_elems(dt, kBs, kHd));
+    ASSERT_EQ(bytes, size_t(kBs * kHd + 4 * kBs));
+    std::vector<char> kbuf(bytes, 0), vbuf(bytes, 0);
+    for (int slot : {0, 3, 7}) {
+      float k[kHd], v[kHd];
+      for (int d = 0; d < kHd; ++d) {
+        k[d] = nd(rng);
+        v[d] = 0.01f * nd(rng);
+      }
+      k[5] = 9.0f;  // the largest |k|: stored as the largest code, exactly
+      kv_store_token(kbuf.data(), vbuf.data(), dt, kBs, kHd, slot, k, v);
+      for (const auto& [buf, x, is_k] : {std::tuple{&kbuf, k, true}, std::tuple{&vbuf, v, false}}) {
+        float amax = 0;
+        for (int d = 0; d < kHd; ++d) amax = std::max(amax, std::abs(x[d]));
+        const float scale = amax / (dt == KvDtype::Int8 ? 127.0f : 448.0f);
+        float stored_scale;
+        std::memcpy(&stored_scale, buf->data() + kBs * kHd + 4 * slot, 4);
+        EXPECT_EQ(stored_scale, scale);
+        for (int d = 0; d < kHd; ++d) {
+          const float got = stored_kv_value(buf->data(), dt, kBs, kHd, slot, d, is_k);
+          // int8: half a step of the scale; fp8: half a step of 3 mantissa bits (relative
+          // 1/16), or of the subnormal step 2^-9 scale near zero.
+          const float tol = dt == KvDtype::Int8
+                                ? 0.5f * scale * 1.0001f
+                                : std::max(std::abs(x[d]) / 16.0f, 0x1p-10f * scale) * 1.0001f;
+          EXPECT_NEAR(got, x[d], tol) << d;
+        }
+      }
+      EXPECT_FLOAT_EQ(stored_kv_value(kbuf.data(), dt, kBs, kHd, slot, 5, true), 9.0f);
+    }
+    // An all-zero token: scale 0, codes 0, values 0 (no division by zero).
+    float z[kHd] = {};
+    kv_store_token(kbuf.data(), vbuf.data(), dt, kBs, kHd, 1, z, z);
+    for (int d = 0; d < kHd; ++d) EXPECT_EQ(stored_kv_value(kbuf.data(), dt, kBs, kHd, 1, d, true), 0.0f);
+  }
+}
+
+TEST(KvCacheStorage, ScaledTypesHoldTwiceTheTokensOfF16) {
+  KvCacheConfig c;
+  c.n_layers = 30;
+  c.n_kv_heads = 3;
+  c.head_dim = 64;
+  c.block_size = 16;
+  c.n_blocks = 1;
+  c.dtype = KvDtype::F16;
+  const size_t f16 = KvCacheStorage::bytes_per_block(c);
+  for (KvDtype dt : {KvDtype::Int8, KvDtype::Fp8}) {
+    c.dtype = dt;
+    // Half of f16's, plus 4 bytes of scale per 64 one-byte elements.
+    EXPECT_EQ(KvCacheStorage::bytes_per_block(c), f16 / 2 + 2 * 30 * 3 * 16 * 4);
+  }
+  c.dtype = KvDtype::BF16;
+  EXPECT_EQ(KvCacheStorage::bytes_per_block(c), f16);
 }
 
 }  // namespace

@@ -1,10 +1,13 @@
-// The KV-cache dtype at engine level: f16 (the default) fits twice the blocks in a memory
-// budget, and both dtypes keep greedy outputs independent of batching, chunking and
-// preemption (every reader sees the values rounded once, when written).
+// The KV-cache dtype at engine level: the pool is sized from each dtype's block bytes (f16,
+// the default, fits twice f32's blocks; int8 / fp8 more again), and every dtype keeps
+// greedy outputs independent of batching, chunking and preemption (every reader sees the
+// values rounded once, when written).
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <random>
 
+#include "common/kv_stored_value.h"
 #include "common/test_paths.h"
 #include "kvserve/engine.h"
 #include "model/model.h"
@@ -46,20 +49,29 @@ std::unique_ptr<Engine> make(const EngineConfig& c) {
   return std::move(*e);
 }
 
-TEST(KvCacheDtype, DefaultIsF16AndABudgetHoldsTwiceTheBlocks) {
+TEST(KvCacheDtype, DefaultIsF16AndTheBudgetSizesThePoolFromEachDtypesBlockBytes) {
   EXPECT_EQ(EngineConfig{}.kv_cache_dtype, KvDtype::F16);
-  int blocks[2];
-  for (KvDtype dt : {KvDtype::F16, KvDtype::F32}) {
+  const ModelConfig& mc = stories().model->config();
+  constexpr int64_t kBudget = 8 << 20;
+  int blocks[5] = {};
+  for (KvDtype dt : kAllKvDtypes) {
+    SCOPED_TRACE(kv_dtype_name(dt));
     EngineConfig c = config(dt);
     c.num_kv_blocks = 0;
-    c.kv_cache_memory = 8 << 20;
+    c.kv_cache_memory = kBudget;
     auto e = make(c);
-    blocks[dt == KvDtype::F32] = e->config().num_kv_blocks;
-    EXPECT_LE(e->config().kv_cache_memory, int64_t(8 << 20));
+    blocks[int(dt)] = e->config().num_kv_blocks;
+    EXPECT_LE(e->config().kv_cache_memory, kBudget);
+    // K and V of every layer and KV head: elements, plus a 4-byte scale per slot for int8 / fp8.
+    const int64_t bytes = 2 * int64_t(mc.n_layers) * mc.n_kv_heads *
+                          kv_head_elems(dt, c.block_size, mc.head_dim) * int64_t(kv_dtype_size(dt));
+    EXPECT_EQ(blocks[int(dt)], kBudget / bytes);
   }
-  EXPECT_GT(blocks[1], 0);
-  EXPECT_GE(blocks[0], 2 * blocks[1]);  // floor(budget / block bytes) of half-size blocks
-  EXPECT_LE(blocks[0], 2 * blocks[1] + 1);
+  EXPECT_GT(blocks[int(KvDtype::F32)], 0);
+  EXPECT_GE(blocks[int(KvDtype::F16)], 2 * blocks[int(KvDtype::F32)]);  // half-size blocks
+  EXPECT_EQ(blocks[int(KvDtype::BF16)], blocks[int(KvDtype::F16)]);
+  EXPECT_GT(blocks[int(KvDtype::Int8)], blocks[int(KvDtype::F16)]);  // (this model's head_dim is 8: 1.33x)
+  EXPECT_EQ(blocks[int(KvDtype::Fp8)], blocks[int(KvDtype::Int8)]);
 }
 
 struct Work {
@@ -93,10 +105,10 @@ std::vector<std::vector<int32_t>> together(const EngineConfig& c, const Work& w)
   return r;
 }
 
-TEST(KvCacheDtype, BatchedChunkedAndPreemptedEqualAloneForBothDtypes) {
+TEST(KvCacheDtype, BatchedChunkedAndPreemptedEqualAloneForEveryDtype) {
   const Work w = workload();
-  std::vector<std::vector<int32_t>> per_dtype[2];
-  for (KvDtype dt : {KvDtype::F16, KvDtype::F32}) {
+  std::vector<std::vector<int32_t>> per_dtype[5];
+  for (KvDtype dt : kAllKvDtypes) {
     SCOPED_TRACE(kv_dtype_name(dt));
     std::vector<std::vector<int32_t>> alone;
     {
@@ -113,14 +125,21 @@ TEST(KvCacheDtype, BatchedChunkedAndPreemptedEqualAloneForBothDtypes) {
     EngineConfig tiny = config(dt);
     tiny.num_kv_blocks = 8;  // 128 tokens: sequences are preempted and recomputed
     EXPECT_EQ(together(tiny, w), alone) << "preempted";
-    per_dtype[dt == KvDtype::F32] = alone;
+    per_dtype[int(dt)] = alone;
   }
-  // f16 rounding of K/V rarely changes a greedy choice of this tiny model: most tokens agree.
-  size_t same = 0, total = 0;
-  for (size_t i = 0; i < w.inputs.size(); ++i)
-    for (size_t t = 0; t < per_dtype[0][i].size(); ++t, ++total)
-      same += per_dtype[0][i][t] == per_dtype[1][i][t];
-  EXPECT_GT(double(same), 0.9 * double(total));
+  // Greedy tokens as with f32 KV: after a sequence's first difference the rest may diverge,
+  // so the shares are low for the coarse types on this tiny model (head_dim 8: one scale
+  // per 8 values); measured f16 100 %, bf16 93 %, int8 77 %, fp8 39 %. A broken reader
+  // gives ~0 (512 tokens). Quality on real models: `kvserve eval kv-cache`.
+  for (KvDtype dt : kAllKvDtypes) {
+    size_t same = 0, total = 0;
+    for (size_t i = 0; i < w.inputs.size(); ++i)
+      for (size_t t = 0; t < per_dtype[int(dt)][i].size(); ++t, ++total)
+        same += per_dtype[int(dt)][i][t] == per_dtype[int(KvDtype::F32)][i][t];
+    std::printf("%s: %zu of %zu greedy tokens as with f32 KV\n", kv_dtype_name(dt), same, total);
+    const double floor = dt == KvDtype::Fp8 ? 0.25 : dt == KvDtype::Int8 ? 0.6 : 0.85;
+    EXPECT_GT(double(same), floor * double(total)) << kv_dtype_name(dt);
+  }
 }
 
 }  // namespace

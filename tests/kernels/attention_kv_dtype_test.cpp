@@ -1,6 +1,7 @@
-// Paged attention with f16 and f32 KV in the cache layout (K transposed per block): each
-// ISA's kernel against the scalar reference, f16 against f32 KV, for head_dim 64, 128
-// and 80, GQA groups 1, 3 and 4, decode rows and prefill chunks.
+// Paged attention with every KV dtype in the cache layout (K transposed per block, int8 /
+// fp8 scales after each head's elements): each ISA's kernel against the scalar
+// reference, each dtype against f32 KV, for head_dim 64, 128 and 80, GQA groups 1, 3 and
+// 4, decode rows and prefill chunks.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -8,6 +9,7 @@
 #include <random>
 #include <vector>
 
+#include "common/kv_stored_value.h"
 #include "core/cpu_features.h"
 #include "kernels/cpu/attention.h"
 
@@ -28,7 +30,7 @@ struct Cache {
     std::iota(ids.begin(), ids.end(), 0);
     std::shuffle(ids.begin(), ids.end(), rng);
     table.assign(ids.begin(), ids.begin() + n_logical);
-    const size_t es = kv_dtype_size(dt), block_bytes = size_t(bs) * size_t(hd) * es;
+    const size_t es = kv_dtype_size(dt), block_bytes = size_t(kv_head_elems(dt, bs, hd)) * es;
     k.assign(ids.size() * block_bytes, char(0xff));  // unused slots: NaN
     v.assign(k.size(), char(0xff));
     for (int p = 0; p < n_pos; ++p) {
@@ -36,7 +38,7 @@ struct Cache {
       kv_store_token(k.data() + at, v.data() + at, dt, bs, hd, p % bs, keys.data() + size_t(p) * hd,
                      vals.data() + size_t(p) * hd);
     }
-    head = PagedKvHead{k.data(), v.data(), int64_t(bs) * hd, table.data(), bs, dt};
+    head = PagedKvHead{k.data(), v.data(), kv_head_elems(dt, bs, hd), table.data(), bs, dt};
   }
 };
 
@@ -65,7 +67,7 @@ void expect_near(const std::vector<float>& a, const std::vector<float>& b, doubl
     ASSERT_NEAR(a[i], b[i], tol * (1.0 + std::abs(b[i]))) << what << " at " << i;
 }
 
-TEST(AttentionKvDtype, KernelsMatchScalarReferenceAndF16IsCloseToF32) {
+TEST(AttentionKvDtype, KernelsMatchScalarReferenceAndEachDtypeIsCloseToF32) {
   constexpr int kBlock = 16, kPast = 45, kRows = 21;
   const struct {
     const char* name;
@@ -83,12 +85,11 @@ TEST(AttentionKvDtype, KernelsMatchScalarReferenceAndF16IsCloseToF32) {
       for (float& x : keys) x = nd(rng);
       for (float& x : vals) x = nd(rng);
       for (float& x : q) x = 1.5f * nd(rng);
-      Outputs ref[2];  // scalar reference, f16 and f32 KV
-      for (KvDtype dt : {KvDtype::F16, KvDtype::F32}) {
+      Outputs f32_ref;
+      for (KvDtype dt : {KvDtype::F32, KvDtype::F16, KvDtype::BF16, KvDtype::Int8, KvDtype::Fp8}) {
         SCOPED_TRACE(kv_dtype_name(dt));
         Cache cache(keys, vals, n_pos, hd, kBlock, dt, rng);
-        Outputs& r = ref[dt == KvDtype::F32];
-        r = run(attention_paged_scalar, cache.head, q, kPast, kRows, group, hd);
+        const Outputs r = run(attention_paged_scalar, cache.head, q, kPast, kRows, group, hd);
         expect_near(r.decode, r.prefill, 1e-5, "scalar decode vs prefill");
         for (const auto& k : kernels) {
           if (int(k.isa) > int(best_isa())) continue;
@@ -96,9 +97,19 @@ TEST(AttentionKvDtype, KernelsMatchScalarReferenceAndF16IsCloseToF32) {
           expect_near(o.prefill, r.prefill, 2e-5, k.name);
           EXPECT_EQ(o.prefill, o.decode) << k.name << ": decode must equal prefill bit for bit";
         }
+        if (dt == KvDtype::F32) {
+          f32_ref = r;
+          continue;
+        }
+        // How far rounding K and V moves the output (unit-normal K/V; measured worst: f16
+        // 5e-4, bf16 5e-3, int8 1.3e-2, fp8 8e-2): f16 keeps 11 significant bits, bf16 8,
+        // int8 a step of max|x| / 127 per token and head, fp8 E4M3 4 bits.
+        const double tol = dt == KvDtype::F16    ? 2e-3
+                           : dt == KvDtype::BF16 ? 1e-2
+                           : dt == KvDtype::Int8 ? 3e-2
+                                                 : 1.5e-1;
+        expect_near(r.prefill, f32_ref.prefill, tol, "vs f32 KV");
       }
-      // f16 rounds K and V to 11 significant bits: outputs stay within ~1e-3 of f32's.
-      expect_near(ref[0].prefill, ref[1].prefill, 5e-3, "f16 vs f32 KV");
     }
 }
 

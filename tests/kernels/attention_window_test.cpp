@@ -12,6 +12,7 @@
 #include <random>
 #include <vector>
 
+#include "common/kv_stored_value.h"
 #include "core/cpu_features.h"
 #include "core/half.h"
 #include "kernels/cpu/attention.h"
@@ -69,16 +70,19 @@ struct Cache {
     for (int p = 0; p < n_pos; ++p)
       kv_store_token(kpool.data() + at(p), vpool.data() + at(p), dtype, bs, hd, p % bs,
                      keys.data() + size_t(p) * hd, vals.data() + size_t(p) * hd);
-    if (dtype == KvDtype::F16)
-      for (std::vector<float>* x : {&keys, &vals})
-        for (float& f : *x) f = fp16_to_fp32(fp32_to_fp16(f));
+    for (int64_t p = 0; p < n_pos; ++p)  // what the kernels can see: the stored values
+      for (int d = 0; d < hd; ++d) {
+        keys[size_t(p * hd + d)] = stored_kv_value(kpool.data() + at(p), dtype, bs, hd, int(p % bs), d, true);
+        vals[size_t(p * hd + d)] =
+            stored_kv_value(vpool.data() + at(p), dtype, bs, hd, int(p % bs), d, false);
+      }
   }
 
-  size_t block_bytes() const { return size_t(bs) * size_t(hd) * kv_dtype_size(dtype); }
+  size_t block_bytes() const { return size_t(kv_head_elems(dtype, bs, hd)) * kv_dtype_size(dtype); }
   size_t at(int64_t p) const { return size_t(table[size_t(p / bs)]) * block_bytes(); }  // p's block
 
   PagedKvHead head(int64_t window) const {
-    PagedKvHead kv{kpool.data(), vpool.data(), int64_t(bs) * hd, table.data(), bs, dtype};
+    PagedKvHead kv{kpool.data(), vpool.data(), kv_head_elems(dtype, bs, hd), table.data(), bs, dtype};
     kv.window = window;
     return kv;
   }
@@ -94,6 +98,9 @@ struct Cache {
       const int64_t slot = p % bs;
       for (int d = 0; d < hd; ++d) std::memset(kpool.data() + at(p) + size_t(d * bs + slot) * es, 0xff, es);
       std::memset(vpool.data() + at(p) + size_t(slot * hd) * es, 0xff, size_t(hd) * es);
+      if (kv_dtype_scaled(dtype))  // and the slot's scales (NaN)
+        for (char* pool : {kpool.data(), vpool.data()})
+          std::memset(pool + at(p) + size_t(bs * hd + 4 * slot), 0xff, 4);
     }
     for (int64_t b = 0; (b + 1) * bs <= first; ++b) table[size_t(b)] = nan_block;
   }
@@ -140,7 +147,7 @@ TEST(AttentionWindow, EveryIsaMatchesNaiveReference) {
   // Head dims and groups that take each kernel: the fast AVX-512 and AVX2 ones (64), the
   // generic AVX2 one with the fast AVX-512 one (36, blocks of 5), the generic ones (264).
   for (const Shape sh : {Shape{64, 16, 4}, Shape{36, 5, 1}, Shape{264, 32, 1}})
-    for (KvDtype dt : {KvDtype::F32, KvDtype::F16}) {
+    for (KvDtype dt : kAllKvDtypes) {
       const Cache c(1500, sh.hd, sh.bs, sh.n_group, dt, uint32_t(sh.hd + sh.bs));
       for (int64_t w : kWindows)
         for (const auto& [n_past, n_rows] : {std::pair{0, 1}, std::pair{511, 1}, std::pair{512, 1},
@@ -164,7 +171,7 @@ TEST(AttentionWindow, EveryIsaMatchesNaiveReference) {
 
 // A window at least as wide as every row's context is full causal attention, to the bit.
 TEST(AttentionWindow, WindowWiderThanTheContextIsFullAttentionBitExact) {
-  for (KvDtype dt : {KvDtype::F32, KvDtype::F16}) {
+  for (KvDtype dt : kAllKvDtypes) {
     const Cache c(700, 64, 16, 2, dt, 11);
     for (const Kernel& k : kKernels) {
       if (!have(k)) continue;
@@ -182,7 +189,7 @@ TEST(AttentionWindow, DecodeEqualsEveryChunkingAndGroupingBitExact) {
     int hd, bs, n_group;
   };
   for (const Shape sh : {Shape{64, 16, 3}, Shape{36, 5, 1}, Shape{48, 32, 4}})
-    for (KvDtype dt : {KvDtype::F32, KvDtype::F16}) {
+    for (KvDtype dt : kAllKvDtypes) {
       const Cache c(1300, sh.hd, sh.bs, sh.n_group, dt, uint32_t(3 * sh.hd + sh.n_group));
       const int64_t st = c.stride();
       for (int64_t w : kWindows) {
@@ -225,7 +232,7 @@ TEST(AttentionWindow, DecodeEqualsEveryChunkingAndGroupingBitExact) {
 // attention_first_segment or at segment 0 (the segments before a row's window then give
 // it exactly acc = 0, m = -inf, l = 0).
 TEST(AttentionWindow, SegmentsFoldedByTheCallerEqualAttentionPaged) {
-  for (KvDtype dt : {KvDtype::F32, KvDtype::F16})
+  for (KvDtype dt : kAllKvDtypes)
     for (int n_group : {1, 3}) {
       const Cache c(int(3 * S + 40), 64, 16, n_group, dt, uint32_t(n_group + 20));
       const int64_t st = c.stride();
@@ -287,7 +294,7 @@ TEST(AttentionWindow, KeysBeforeEveryRowsWindowAreNotRead) {
     int hd, bs, n_group;
   };
   for (const Shape sh : {Shape{64, 16, 2}, Shape{36, 5, 1}, Shape{264, 32, 1}, Shape{48, 64, 4}})
-    for (KvDtype dt : {KvDtype::F32, KvDtype::F16}) {
+    for (KvDtype dt : kAllKvDtypes) {
       const Cache clean(1500, sh.hd, sh.bs, sh.n_group, dt, uint32_t(sh.hd * 5 + sh.bs));
       for (int64_t w : {int64_t(1), int64_t(7), int64_t(16), int64_t(100), int64_t(600)})
         for (const auto& [n_past, n_rows] : {std::pair{int(w) + 3, 1}, std::pair{700, 1}, std::pair{1023, 1},

@@ -1,6 +1,6 @@
 // Paged FlashAttention-style kernel vs a naive full-softmax reference over contiguous
-// K/V, with scattered block tables, GQA ratios, odd head dims, partial blocks and f32 or
-// f16 KV (the reference then uses the f16-rounded K/V: the kernels' error is their own).
+// K/V, with scattered block tables, GQA ratios, odd head dims, partial blocks and every KV
+// dtype (the reference then uses the stored, rounded K/V: the kernels' error is their own).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -9,6 +9,7 @@
 #include <random>
 #include <vector>
 
+#include "common/kv_stored_value.h"
 #include "core/half.h"
 #include "kernels/cpu/attention.h"
 
@@ -70,7 +71,8 @@ void run_case(const Case& c, uint32_t seed) {
   std::iota(ids.begin(), ids.end(), 0);
   std::shuffle(ids.begin(), ids.end(), rng);
   std::vector<int32_t> table(ids.begin(), ids.begin() + n_logical);
-  const int64_t block_stride = int64_t(c.n_kv_heads) * c.block_size * hd;  // elements
+  const int64_t head_elems = kv_head_elems(c.dtype, c.block_size, hd);  // scales included
+  const int64_t block_stride = int64_t(c.n_kv_heads) * head_elems;      // elements
   const size_t es = kv_dtype_size(c.dtype);
   std::vector<char> kpool(size_t(n_phys * block_stride) * es), vpool(kpool.size());
   // Unused slots hold NaN (f32) or 0xffff (an f16 NaN): reading one would show.
@@ -79,15 +81,19 @@ void run_case(const Case& c, uint32_t seed) {
   for (int p = 0; p < n_pos; ++p) {
     const int64_t base = table[size_t(p / c.block_size)] * block_stride;
     for (int h = 0; h < c.n_kv_heads; ++h) {
-      const size_t at = size_t(base + int64_t(h) * c.block_size * hd) * es;
+      const size_t at = size_t(base + int64_t(h) * head_elems) * es;
       const size_t src = (size_t(p) * c.n_kv_heads + h) * hd;
       kv_store_token(kpool.data() + at, vpool.data() + at, c.dtype, c.block_size, hd, p % c.block_size,
                      k.data() + src, v.data() + src);
+      // The reference uses what the kernels can see: the stored values, decoded here.
+      for (int d = 0; d < hd; ++d) {
+        k[src + size_t(d)] =
+            stored_kv_value(kpool.data() + at, c.dtype, c.block_size, hd, p % c.block_size, d, true);
+        v[src + size_t(d)] =
+            stored_kv_value(vpool.data() + at, c.dtype, c.block_size, hd, p % c.block_size, d, false);
+      }
     }
   }
-  if (c.dtype == KvDtype::F16)  // what the kernels can see
-    for (std::vector<float>* x : {&k, &v})
-      for (float& f : *x) f = fp16_to_fp32(fp32_to_fp16(f));
 
   const float scale = 1.0f / std::sqrt(float(hd));
   std::vector<double> ref;
@@ -97,8 +103,8 @@ void run_case(const Case& c, uint32_t seed) {
   const int64_t stride = int64_t(c.n_heads) * hd;
   auto head_kv = [&](int kvh) {
     PagedKvHead kv;
-    kv.k = kpool.data() + size_t(int64_t(kvh) * c.block_size * hd) * es;
-    kv.v = vpool.data() + size_t(int64_t(kvh) * c.block_size * hd) * es;
+    kv.k = kpool.data() + size_t(int64_t(kvh) * head_elems) * es;
+    kv.v = vpool.data() + size_t(int64_t(kvh) * head_elems) * es;
     kv.dtype = c.dtype;
     kv.block_stride = block_stride;
     kv.block_table = table.data();
@@ -138,14 +144,13 @@ TEST(Attention, MatchesNaiveAcrossLayouts) {
       for (const auto& [nh, nkv] : {std::pair{4, 4}, std::pair{4, 2}, std::pair{8, 2}, std::pair{6, 1}})
         for (const auto& [n_past, n_rows] :
              {std::pair{0, 1}, std::pair{0, 37}, std::pair{13, 1}, std::pair{21, 9}})
-          for (const KvDtype dt : {KvDtype::F32, KvDtype::F16})
-            run_case({nh, nkv, hd, bs, n_past, n_rows, dt}, seed++);
+          for (const KvDtype dt : kAllKvDtypes) run_case({nh, nkv, hd, bs, n_past, n_rows, dt}, seed++);
 }
 
 TEST(Attention, LargeBlocksAndLongPrefill) {
   // Blocks larger than the kernel's score chunk, a prefill spanning many row tiles, and
   // contexts of several key segments.
-  for (const KvDtype dt : {KvDtype::F32, KvDtype::F16}) {
+  for (const KvDtype dt : kAllKvDtypes) {
     run_case({4, 1, 64, 128, 70, 100, dt}, 7);
     run_case({2, 2, 16, 256, 0, 300, dt}, 8);
     run_case({3, 3, 80, 16, 500, 1, dt}, 9);

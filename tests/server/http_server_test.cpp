@@ -161,6 +161,10 @@ TEST_F(HttpServerTest, HealthModelsAndGreedyCompletion) {
   EXPECT_EQ(j["choices"][0]["text"].get<std::string>().rfind(", there was a little girl named Lily", 0), 0u)
       << j.dump();
   EXPECT_EQ(j["usage"]["completion_tokens"], 12);
+  // /metrics names the KV cache's dtype and capacity (the default f16, 256 blocks of 16).
+  EXPECT_EQ(metric("kvserve:cache_config_info", "cache_dtype=\"f16\",block_size=\"16\",num_blocks=\"256\""),
+            1);
+  EXPECT_EQ(metric("kvserve:kv_cache_capacity_tokens"), 256 * 16);
 }
 
 TEST_F(HttpServerTest, StreamDeliversEventsThenDone) {

@@ -93,6 +93,16 @@ TEST(Metrics, Exposition) {
   EXPECT_DOUBLE_EQ(std::stod(s[ttft + "_sum{" + L + "}"]), 0.203);
   EXPECT_EQ(s["kvserve:request_prompt_tokens_bucket{" + L + ",le=\"10\"}"], "1");
   EXPECT_EQ(s["kvserve:request_prompt_tokens_bucket{" + L + ",le=\"5\"}"], "0");
+  EXPECT_EQ(s.count("kvserve:kv_cache_capacity_tokens{" + L + "}"), 0u);  // shape not set: not rendered
+  m.kv_cache_dtype = "int8";
+  m.kv_cache_block_size = 16;
+  m.kv_cache_blocks = 100;
+  s = samples(m.render(), &types);
+  EXPECT_EQ(types["kvserve:cache_config_info"], "gauge");
+  EXPECT_EQ(
+      s["kvserve:cache_config_info{" + L + ",cache_dtype=\"int8\",block_size=\"16\",num_blocks=\"100\"}"],
+      "1");
+  EXPECT_EQ(s["kvserve:kv_cache_capacity_tokens{" + L + "}"], "1600");
 }
 
 TEST(Metrics, ConcurrentRecording) {

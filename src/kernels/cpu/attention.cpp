@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/cpu_features.h"
+#include "core/fp8.h"
 #include "core/half.h"
 #include "kernels/cpu/attention_impl.h"
 #include "kernels/cpu/isa_dispatch.h"
@@ -113,25 +114,63 @@ void attention_segmented(PartialFn fn, const float* q, int64_t q_stride, int n_r
 
 // attention_paged on ISA I's kernels (for attention_paged_for).
 template <Isa I>
-void paged_on(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past, const PagedKvHead& kv,
-              int head_dim, float scale, float* out, int64_t out_stride) {
-  attention_segmented(detail::kAttentionKernels[I].partial, q, q_stride, n_rows, n_group, n_past, kv, head_dim,
-                      scale, out, out_stride);
+void paged_on(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
+              const PagedKvHead& kv, int head_dim, float scale, float* out, int64_t out_stride) {
+  attention_segmented(detail::kAttentionKernels[I].partial, q, q_stride, n_rows, n_group, n_past, kv,
+                      head_dim, scale, out, out_stride);
+}
+
+// int8 / fp8: one token's head_dim values as codes with one scale (see kv_dtype.h).
+void quantize_head(const float* x, int head_dim, KvDtype dtype, int64_t stride, uint8_t* codes,
+                   float* scale) {
+  float amax = 0.0f;
+  for (int d = 0; d < head_dim; ++d) amax = std::max(amax, std::fabs(x[d]));
+  const float s = amax / (dtype == KvDtype::Int8 ? 127.0f : 448.0f);
+  *scale = s;
+  for (int d = 0; d < head_dim; ++d) {
+    const float y = s > 0.0f ? x[d] / s : 0.0f;
+    uint8_t c;
+    if (dtype == KvDtype::Int8)  // (a NaN compares false twice and becomes 0)
+      c = uint8_t(int8_t(y >= 127.0f ? 127 : y <= -127.0f ? -127 : y == y ? int(std::nearbyint(y)) : 0));
+    else
+      c = fp32_to_fp8_e4m3(y);
+    codes[int64_t(d) * stride] = c;
+  }
 }
 
 void kv_store_token_scalar(void* k_head, void* v_head, KvDtype dtype, int bs, int head_dim, int slot,
                            const float* k, const float* v) {
-  if (dtype == KvDtype::F32) {
-    auto* kd = static_cast<float*>(k_head);
-    for (int d = 0; d < head_dim; ++d) kd[int64_t(d) * bs + slot] = k[d];
-    std::memcpy(static_cast<float*>(v_head) + int64_t(slot) * head_dim, v, sizeof(float) * size_t(head_dim));
-    return;
-  }
-  auto* kd = static_cast<uint16_t*>(k_head);
-  auto* vd = static_cast<uint16_t*>(v_head) + int64_t(slot) * head_dim;
-  for (int d = 0; d < head_dim; ++d) {
-    kd[int64_t(d) * bs + slot] = fp32_to_fp16(k[d]);
-    vd[d] = fp32_to_fp16(v[d]);
+  switch (dtype) {
+    case KvDtype::F32: {
+      auto* kd = static_cast<float*>(k_head);
+      for (int d = 0; d < head_dim; ++d) kd[int64_t(d) * bs + slot] = k[d];
+      std::memcpy(static_cast<float*>(v_head) + int64_t(slot) * head_dim, v,
+                  sizeof(float) * size_t(head_dim));
+      return;
+    }
+    case KvDtype::F16:
+    case KvDtype::BF16: {
+      auto* kd = static_cast<uint16_t*>(k_head);
+      auto* vd = static_cast<uint16_t*>(v_head) + int64_t(slot) * head_dim;
+      const bool f16 = dtype == KvDtype::F16;
+      for (int d = 0; d < head_dim; ++d) {
+        kd[int64_t(d) * bs + slot] = f16 ? fp32_to_fp16(k[d]) : fp32_to_bf16(k[d]);
+        vd[d] = f16 ? fp32_to_fp16(v[d]) : fp32_to_bf16(v[d]);
+      }
+      return;
+    }
+    case KvDtype::Int8:
+    case KvDtype::Fp8: {
+      auto* kd = static_cast<uint8_t*>(k_head);
+      auto* vd = static_cast<uint8_t*>(v_head);
+      const int64_t scales = int64_t(bs) * head_dim;  // bytes to the block's scales
+      float sk, sv;
+      quantize_head(k, head_dim, dtype, bs, kd + slot, &sk);
+      quantize_head(v, head_dim, dtype, 1, vd + int64_t(slot) * head_dim, &sv);
+      std::memcpy(kd + scales + int64_t(slot) * 4, &sk, 4);
+      std::memcpy(vd + scales + int64_t(slot) * 4, &sv, 4);
+      return;
+    }
   }
 }
 
@@ -191,8 +230,9 @@ void attention_paged(const float* q, int64_t q_stride, int n_rows, int n_group, 
   attention_segmented(fn, q, q_stride, n_rows, n_group, n_past, kv, head_dim, scale, out, out_stride);
 }
 
-// Both versions round to nearest even (F16C's vcvtps2ph with that mode, fp32_to_fp16), so
-// the stored bits do not depend on the ISA.
+// f16: both versions round to nearest even (F16C's vcvtps2ph with that mode,
+// fp32_to_fp16); the other types are stored by the scalar code on every ISA (once per
+// token and head, off the hot path). So the stored bits never depend on the ISA.
 void kv_store_token(void* k_head, void* v_head, KvDtype dtype, int block_size, int head_dim, int slot,
                     const float* k, const float* v) {
   static const detail::KvStoreF16Fn f16 =

@@ -29,7 +29,8 @@ namespace kvserve {
 // One KV head of one layer in the paged cache (the layout of src/cache/kv_cache.h).
 // Physical block p holds this head's keys at k + p * block_stride elements as
 // [head_dim][block_size] (transposed: one dim's keys contiguous) and its values at
-// v + p * block_stride as [block_size][head_dim]; elements are f16 or f32 (dtype).
+// v + p * block_stride as [block_size][head_dim]; elements of dtype (kvserve/kv_dtype.h),
+// for int8 / fp8 followed by the block's block_size f32 scales of this head's K (V).
 // Only the blocks holding keys some row of the call sees are read (see window).
 struct PagedKvHead {
   const void* k = nullptr;
@@ -68,9 +69,9 @@ inline int64_t attention_first_segment(int64_t first_row_pos, int64_t window) {
 }
 
 // Stores one token's key and value (head_dim floats each) in slot `slot` of one KV head's
-// block (k_head/v_head: that head's K and V in the block, layout above), rounding to
-// f16 (nearest even) when dtype is f16. The only writer of the cache, so every reader
-// sees the same rounded numbers.
+// block (k_head/v_head: that head's K and V in the block, layout above), rounded to dtype
+// (nearest even; int8 / fp8 with the slot's scale, see kvserve/kv_dtype.h). The only writer of the cache, so
+// every reader sees the same rounded numbers.
 void kv_store_token(void* k_head, void* v_head, KvDtype dtype, int block_size, int head_dim, int slot,
                     const float* k, const float* v);
 

@@ -86,19 +86,48 @@ inline float hsum8(__m256 v) {
   return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
 }
 
-// 8 stored elements (f16 or f32) from p, only the lanes of `live` (the rest 0).
-inline __m256 load8(const void* p, KvDtype dt, int n_live) {
-  if (n_live >= 8) {
-    if (dt == KvDtype::F32) return _mm256_loadu_ps(static_cast<const float*>(p));
-    return _mm256_cvtph_ps(_mm_loadu_si128(static_cast<const __m128i*>(p)));
-  }
-  alignas(32) float tmp[8] = {};
+// 8 stored elements from p as f32, only the first n_live lanes read (the rest 0).
+// Scaled types (int8, fp8) come out times `scale`, lane by lane: for fp8 the caller's
+// scale is 256x the stored one, as its codes widen through F16 to value * 2^-8 (see
+// core/fp8.h), so either way the lane is code value * stored scale, rounded once.
+inline __m256 load8(const void* p, KvDtype dt, int n_live, __m256 scale) {
   if (dt == KvDtype::F32) {
+    if (n_live >= 8) return _mm256_loadu_ps(static_cast<const float*>(p));
+    alignas(32) float tmp[8] = {};
     std::memcpy(tmp, p, sizeof(float) * size_t(n_live));
-  } else {
-    for (int i = 0; i < n_live; ++i) tmp[i] = _cvtsh_ss(static_cast<const uint16_t*>(p)[i]);
+    return _mm256_load_ps(tmp);
   }
-  return _mm256_load_ps(tmp);
+  const size_t es = kv_dtype_size(dt);
+  alignas(16) uint8_t raw[16] = {};
+  const void* src = p;
+  if (n_live < 8) {
+    std::memcpy(raw, p, es * size_t(n_live));
+    src = raw;
+  }
+  switch (dt) {
+    case KvDtype::F16: return _mm256_cvtph_ps(_mm_loadu_si128(static_cast<const __m128i*>(src)));
+    case KvDtype::BF16: {
+      const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(static_cast<const __m128i*>(src)));
+      return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+    }
+    case KvDtype::Int8: {
+      const __m128i b = _mm_loadl_epi64(static_cast<const __m128i*>(src));
+      return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b)), scale);
+    }
+    default: {  // fp8 E4M3: sign to bit 15, exponent and mantissa to bits 7..14 of a half
+      const __m128i c = _mm_cvtepu8_epi16(_mm_loadl_epi64(static_cast<const __m128i*>(src)));
+      const __m128i h = _mm_or_si128(_mm_slli_epi16(_mm_and_si128(c, _mm_set1_epi16(0x80)), 8),
+                                     _mm_slli_epi16(_mm_and_si128(c, _mm_set1_epi16(0x7f)), 7));
+      return _mm256_mul_ps(_mm256_cvtph_ps(h), scale);
+    }
+  }
+}
+
+// The scales of n (<= 8) slots from p (f32, unaligned), times mul; lanes past n are 0.
+inline __m256 load_scales(const char* p, int n, float mul) {
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i live = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane);
+  return _mm256_mul_ps(_mm256_maskload_ps(reinterpret_cast<const float*>(p), live), _mm256_set1_ps(mul));
 }
 
 // The state of one row: scaled query, running max and sum, output (the accumulator).
@@ -166,6 +195,9 @@ void attention_fast_avx2(const float* q, int64_t q_stride, int n_rows, int n_gro
   const int bs = kv.block_size;
   const int n_flat = n_rows * n_group;
   const size_t es = kv_dtype_size(kv.dtype);
+  const bool scaled = kv_dtype_scaled(kv.dtype);
+  const int64_t scale_off = int64_t(bs) * head_dim;  // bytes from a block's K (V) to its scales
+  const float scale_mul = kv.dtype == KvDtype::Fp8 ? 256.0f : 1.0f;
   alignas(32) float qs[kRows][kMaxHd];
   alignas(32) float kt[kMaxHd * kChunkKeys];  // [hd][16]
   alignas(32) float vt[kChunkKeys * kMaxHd];  // [16][kMaxHd]
@@ -191,19 +223,33 @@ void attention_fast_avx2(const float* q, int64_t q_stride, int n_rows, int n_gro
         continue;
       }
       const int64_t phys = kv.block_table[b];
-      const char* kb = static_cast<const char*>(kv.k) + (phys * kv.block_stride + c0) * int64_t(es);
-      const char* vb =
-          static_cast<const char*>(kv.v) + (phys * kv.block_stride + int64_t(c0) * head_dim) * int64_t(es);
+      const char* kblock = static_cast<const char*>(kv.k) + phys * kv.block_stride * int64_t(es);
+      const char* vblock = static_cast<const char*>(kv.v) + phys * kv.block_stride * int64_t(es);
+      const char* kb = kblock + int64_t(c0) * int64_t(es);
+      const char* vb = vblock + int64_t(c0) * head_dim * int64_t(es);
+      // Scaled types: the chunk's key scales (lane-wise for K) and value scales (per row).
+      alignas(32) float vs[kChunkKeys];
+      __m256 ks0 = _mm256_set1_ps(1.0f), ks1 = ks0;
+      if (scaled) {
+        const char* ksp = kblock + scale_off + 4 * int64_t(c0);
+        const char* vsp = vblock + scale_off + 4 * int64_t(c0);
+        ks0 = load_scales(ksp, std::min(nc, 8), scale_mul);
+        ks1 = nc > 8 ? load_scales(ksp + 32, nc - 8, scale_mul) : ks0;
+        _mm256_store_ps(vs, load_scales(vsp, std::min(nc, 8), scale_mul));
+        _mm256_store_ps(vs + 8, nc > 8 ? load_scales(vsp + 32, nc - 8, scale_mul) : _mm256_setzero_ps());
+      }
       for (int d = 0; d < head_dim; ++d) {
         const char* kd = kb + int64_t(d) * bs * int64_t(es);
-        _mm256_store_ps(kt + d * kChunkKeys, load8(kd, kv.dtype, nc));
+        _mm256_store_ps(kt + d * kChunkKeys, load8(kd, kv.dtype, nc, ks0));
         _mm256_store_ps(kt + d * kChunkKeys + 8,
-                        nc > 8 ? load8(kd + 8 * es, kv.dtype, nc - 8) : _mm256_setzero_ps());
+                        nc > 8 ? load8(kd + 8 * es, kv.dtype, nc - 8, ks1) : _mm256_setzero_ps());
       }
-      for (int j = 0; j < nc; ++j)
+      for (int j = 0; j < nc; ++j) {
+        const __m256 sv = _mm256_set1_ps(scaled ? vs[j] : 1.0f);
         for (int c = 0; c < head_dim; c += 8)
           _mm256_store_ps(vt + j * kMaxHd + c,
-                          load8(vb + (int64_t(j) * head_dim + c) * int64_t(es), kv.dtype, 8));
+                          load8(vb + (int64_t(j) * head_dim + c) * int64_t(es), kv.dtype, 8, sv));
+      }
       for (int i = 0; i < nt; ++i) row_chunk(rows[i], kt, vt, nc, pos, head_dim);
       pos += nc;
     }
@@ -217,8 +263,8 @@ void attention_fast_avx2(const float* q, int64_t q_stride, int n_rows, int n_gro
 }  // namespace
 
 static void attention_partial_avx2(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
-                            const PagedKvHead& kv, int head_dim, float scale, int64_t key_begin,
-                            int64_t key_end, float* acc, int64_t acc_stride, float* m, float* l) {
+                                   const PagedKvHead& kv, int head_dim, float scale, int64_t key_begin,
+                                   int64_t key_end, float* acc, int64_t acc_stride, float* m, float* l) {
   if (head_dim % 8 == 0 && head_dim <= kMaxHd) {
     attention_fast_avx2(q, q_stride, n_rows, n_group, n_past, kv, head_dim, scale, key_begin, key_end, acc,
                         acc_stride, m, l);
@@ -228,8 +274,8 @@ static void attention_partial_avx2(const float* q, int64_t q_stride, int n_rows,
                                                     key_begin, key_end, acc, acc_stride, m, l);
 }
 
-static void kv_store_token_f16_avx2(void* k_head, void* v_head, int bs, int head_dim, int slot, const float* k,
-                             const float* v) {
+static void kv_store_token_f16_avx2(void* k_head, void* v_head, int bs, int head_dim, int slot,
+                                    const float* k, const float* v) {
   auto* kd = static_cast<uint16_t*>(k_head);
   auto* vd = static_cast<uint16_t*>(v_head) + int64_t(slot) * head_dim;
   int d = 0;
@@ -246,6 +292,6 @@ static void kv_store_token_f16_avx2(void* k_head, void* v_head, int bs, int head
 }
 
 constinit const detail::AttentionKernels detail::kAttentionAvx2{attention_partial_avx2,
-                                                               kv_store_token_f16_avx2};
+                                                                kv_store_token_f16_avx2};
 
 }  // namespace kvserve

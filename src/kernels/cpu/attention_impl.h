@@ -8,8 +8,11 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
+#include "core/fp8.h"
+#include "core/half.h"
 #include "kernels/cpu/attention.h"
 
 // Everything here has internal linkage: each ISA's file gets its own copy, so the linker
@@ -27,8 +30,31 @@ inline float maxf(float a, float b) {
 constexpr int kRowTile = 16;   // query rows sharing each K/V chunk while it is in L1
 constexpr int kKeyChunk = 64;  // keys converted and scored at once (blocks larger are split)
 
+// Element i of a block's stored K or V (types the Ops do not convert: bf16 and the
+// scaled ones, before their scale).
+inline float stored_elem(const char* base, KvDtype t, int64_t i) {
+  switch (t) {
+    case KvDtype::BF16: {
+      uint16_t h;
+      std::memcpy(&h, base + 2 * i, 2);
+      return bf16_to_fp32(h);
+    }
+    case KvDtype::Int8: return float(int8_t(base[i]));
+    case KvDtype::Fp8: return fp8_e4m3_to_fp32(uint8_t(base[i]));
+    default: return 0.0f;  // f32 and f16 go through Ops::to_f32
+  }
+}
+
+// Scale of slot j of a block's K or V region (scaled types; see kv_dtype.h).
+inline float stored_scale(const char* region, int bs, int head_dim, int j) {
+  float s;
+  std::memcpy(&s, region + int64_t(bs) * head_dim + 4 * int64_t(j), 4);
+  return s;
+}
+
 // Converts keys j0 .. j0 + nk of a block's K ([head_dim][bs], stored elements) into
-// kt [nk][head_dim] floats, and their values ([bs][head_dim]) into vt [nk][head_dim].
+// kt [nk][head_dim] floats, and their values ([bs][head_dim]) into vt [nk][head_dim];
+// scaled types as code * scale (one rounding, as every ISA's kernel).
 template <class Ops>
 void load_chunk(const PagedKvHead& kv, int64_t phys, int j0, int nk, int head_dim, float* kt, float* vt,
                 float* tmp) {
@@ -36,6 +62,20 @@ void load_chunk(const PagedKvHead& kv, int64_t phys, int j0, int nk, int head_di
   const size_t es = kv_dtype_size(kv.dtype);
   const char* kb = static_cast<const char*>(kv.k) + phys * kv.block_stride * int64_t(es);
   const char* vb = static_cast<const char*>(kv.v) + phys * kv.block_stride * int64_t(es);
+  if (kv.dtype != KvDtype::F32 && kv.dtype != KvDtype::F16) {
+    const bool scaled = kv_dtype_scaled(kv.dtype);
+    for (int j = 0; j < nk; ++j) {
+      const float sk = scaled ? stored_scale(kb, bs, head_dim, j0 + j) : 1.0f;
+      const float sv = scaled ? stored_scale(vb, bs, head_dim, j0 + j) : 1.0f;
+      for (int d = 0; d < head_dim; ++d) {
+        const float kx = stored_elem(kb, kv.dtype, int64_t(d) * bs + j0 + j);
+        const float vx = stored_elem(vb, kv.dtype, int64_t(j0 + j) * head_dim + d);
+        kt[int64_t(j) * head_dim + d] = scaled ? kx * sk : kx;
+        vt[int64_t(j) * head_dim + d] = scaled ? vx * sv : vx;
+      }
+    }
+    return;
+  }
   for (int d = 0; d < head_dim; ++d) {
     Ops::to_f32(kb + (int64_t(d) * bs + j0) * int64_t(es), kv.dtype, tmp, nk);  // keys of dim d
     for (int j = 0; j < nk; ++j) kt[int64_t(j) * head_dim + d] = tmp[j];
