@@ -128,3 +128,36 @@ def test_serve_explicit_flags_override_the_mode():
             cfg["speculative"]["method"]) == (5, 256, 0, "none")
     bad = run("serve", "-m", str(STORIES), "--mode", "fastest", check=False)
     assert bad.returncode != 0 and "--mode" in bad.stderr
+
+
+def test_info_lists_kv_cache_bytes_per_token():
+    # stories260K: 5 layers, 4 KV heads of 8 dims; int8 / fp8 add a 4-byte scale per 8 codes.
+    info = json.loads(run("info", "-m", str(STORIES), "--json").stdout)["kvserve"]
+    assert info["kv_cache_bytes_per_token"] == {"f32": 1280, "f16": 640, "bf16": 640, "int8": 480, "fp8": 480}
+    assert "KV cache per token: bf16 640 B, f16 640 B, f32 1280 B, fp8 480 B, int8 480 B" in \
+        run("info", "-m", str(STORIES)).stdout
+
+
+def test_eval_kv_cache_compares_each_dtype_with_f32(tmp_path):
+    text = tmp_path / "story.txt"
+    text.write_text("Once upon a time, there was a little girl named Lily. She liked to play in the park "
+                    "with her dog and her friends. One day, the sun was hot and the sky was blue. " * 8)
+    out = tmp_path / "eval.json"
+    p = run("eval", "kv-cache", "-m", str(STORIES), "--text", str(text), "--positions", "64,256",
+            "--dtypes", "f32,f16,int8,fp8", "-t", "1", "--chunk", "100", "--json", str(out))
+    assert "top-1" in p.stdout
+    res = {(r["dtype"], r["last_position"]): r for r in json.loads(out.read_text())["results"]}
+    assert set(res) == {(d, n) for d in ("f32", "f16", "int8", "fp8") for n in (64, 256)}
+    for n in (64, 256):
+        # f32 against itself: the same bits, so nothing differs.
+        same = res[("f32", n)]
+        assert same["top1_agreement"] == 1.0 and same["max_abs_dlogprob"] == 0.0 and same["mean_kl"] == 0.0
+        assert same["perplexity"] == same["f32_perplexity"]
+        assert res[("f16", n)]["top1_agreement"] >= 0.95 and res[("f16", n)]["mean_abs_dlogprob"] < 0.01
+        # Coarser types move further, but stay close on this tiny model (head_dim 8).
+        assert res[("int8", n)]["top1_agreement"] >= 0.8
+        assert 0 < res[("int8", n)]["mean_kl"] < res[("fp8", n)]["mean_kl"] < 0.5
+    assert res[("f16", 64)]["first_position"] == 1 and res[("f16", 256)]["first_position"] == 65
+    # Asking for more positions than the text has is an error that says so.
+    bad = run("eval", "kv-cache", "-m", str(STORIES), "--text", str(text), "--positions", "100000", check=False)
+    assert bad.returncode != 0 and "needs 100001" in bad.stderr

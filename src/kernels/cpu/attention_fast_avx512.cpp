@@ -25,12 +25,14 @@
 #include <cstdint>
 
 #include "kernels/cpu/attention.h"
+#include "kernels/cpu/attention_prefetch.h"
 #include "kernels/cpu/exp_avx512.h"
 #include "kernels/cpu/isa_dispatch.h"
 
 namespace kvserve {
 
 namespace {
+using attention_detail::Prefetcher;
 
 constexpr int kKeys = 16;             // keys per chunk: one register of scores
 constexpr int kRowTile = 32;          // rows sharing one converted chunk
@@ -77,74 +79,6 @@ struct Chunk {
   const E* vp;
   int nc;
   int64_t pos0;
-};
-
-// Fetches the K and V of the blocks ahead of the computation, a few lines at a time
-// between softmax steps. Blocks are scattered, so the hardware prefetcher cannot run
-// ahead across them, and the out-of-order window covers too little of a block's work to
-// overlap its misses; a whole block's lines issued at once overflow the core's miss
-// buffers (the excess prefetches are dropped), so they are paced with the work.
-struct Prefetcher {
-  const char* k = nullptr;
-  const char* v = nullptr;
-  const int32_t* block_table = nullptr;
-  int64_t block_stride_bytes = 0;     // between consecutive physical blocks
-  int64_t head_bytes = 0;             // one head's K (or V) in a block
-  int64_t next = 0;                   // logical block being prefetched
-  int64_t end = 0;                    // logical blocks < end are used
-  int64_t off = 0;                    // next line within it
-  int lines_per_chunk = 0;            // lines of K (and of V) a chunk of keys occupies
-  const PagedKvHead* then = nullptr;  // where to go on when these blocks are done
-  int64_t then_begin = 0;
-  int64_t then_keys = 0;
-
-  Prefetcher(const PagedKvHead& kv, int64_t key_begin, int64_t n_keys, int head_dim) {
-    start(kv, key_begin, n_keys, head_dim);
-  }
-
-  // Blocks of keys [key_begin, n_keys).
-  void start(const PagedKvHead& kv, int64_t key_begin, int64_t n_keys, int head_dim) {
-    const int64_t esize = int64_t(kv_dtype_size(kv.dtype));
-    k = static_cast<const char*>(kv.k);
-    v = static_cast<const char*>(kv.v);
-    block_table = kv.block_table;
-    block_stride_bytes = kv.block_stride * esize;
-    head_bytes = int64_t(kv.block_size) * head_dim * esize;
-    next = key_begin / kv.block_size;
-    off = 0;
-    end = (n_keys + kv.block_size - 1) / kv.block_size;
-    lines_per_chunk = int(int64_t(kKeys) * head_dim * esize / 64);
-    then = kv.prefetch_next;
-    then_begin = kv.prefetch_next_begin;
-    then_keys = kv.prefetch_next_keys;
-    head_dim_ = head_dim;
-  }
-
-  // Prefetches the next n lines of K and of V.
-  void issue(int n) {
-    for (; n > 0; --n) {
-      if (next >= end) {
-        if (!then) break;
-        const PagedKvHead* t = then;
-        // A window's call reads from its rows' window starts on: from its last row's
-        // (decode's only row) is the guess that never fetches what it will not read.
-        start(*t, std::max(then_begin, attention_first_key(then_keys - 1, t->window)), then_keys, head_dim_);
-        then = nullptr;  // one call ahead is enough
-        if (next >= end) break;
-      }
-      const int64_t base = block_table[next] * block_stride_bytes + off;
-      _mm_prefetch(k + base, _MM_HINT_T0);
-      _mm_prefetch(v + base, _MM_HINT_T0);
-      off += 64;
-      if (off >= head_bytes) {
-        off = 0;
-        ++next;
-      }
-    }
-  }
-
- private:
-  int head_dim_ = 0;
 };
 
 inline __m512 load16(__mmask16 m, const float* p) {
@@ -420,7 +354,8 @@ void process_batch(Tile& t, int nt, const Chunk<E>* c, int n_chunks, int head_di
 
 void detail::attention_fast_avx512(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
                                    const PagedKvHead& kv, int head_dim, float scale, int64_t key_begin,
-                                   int64_t key_end, float* out, int64_t out_stride, float* m_out, float* l_out) {
+                                   int64_t key_end, float* out, int64_t out_stride, float* m_out,
+                                   float* l_out) {
   const int bs = kv.block_size;
   const int n_flat = n_rows * n_group;
   const bool f16 = kv.dtype == KvDtype::F16;
@@ -456,7 +391,7 @@ void detail::attention_fast_avx512(const float* q, int64_t q_stride, int n_rows,
     const bool direct = !f16 || nt <= kGroup;
     // Four chunks' lines ahead to start with (more, at once, get dropped); the
     // computation then keeps the pace.
-    Prefetcher pf(kv, std::max(pos, t.first[0]), n_keys, head_dim);
+    Prefetcher pf(kv, std::max(pos, t.first[0]), n_keys, head_dim, kKeys);
     if (i0 + kRowTile < n_flat) pf.then = nullptr;  // the next row tile reads these blocks again
     pf.issue(4 * pf.lines_per_chunk);
     int n_batch = 0;
