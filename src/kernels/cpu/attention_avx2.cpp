@@ -91,31 +91,30 @@ inline float hsum8(__m256 v) {
 // Scaled types (int8, fp8) come out times `scale`, lane by lane: for fp8 the caller's
 // scale is 256x the stored one, as its codes widen through F16 to value * 2^-8 (see
 // core/fp8.h), so either way the lane is code value * stored scale, rounded once.
-inline __m256 load8(const void* p, KvDtype dt, int n_live, __m256 scale) {
-  if (dt == KvDtype::F32) {
+template <KvDtype T>
+inline __m256 load8(const void* p, int n_live, __m256 scale) {
+  if constexpr (T == KvDtype::F32) {
     if (n_live >= 8) return _mm256_loadu_ps(static_cast<const float*>(p));
     alignas(32) float tmp[8] = {};
     std::memcpy(tmp, p, sizeof(float) * size_t(n_live));
     return _mm256_load_ps(tmp);
-  }
-  const size_t es = kv_dtype_size(dt);
-  alignas(16) uint8_t raw[16] = {};
-  const void* src = p;
-  if (n_live < 8) {
-    std::memcpy(raw, p, es * size_t(n_live));
-    src = raw;
-  }
-  switch (dt) {
-    case KvDtype::F16: return _mm256_cvtph_ps(_mm_loadu_si128(static_cast<const __m128i*>(src)));
-    case KvDtype::BF16: {
+  } else {
+    const size_t es = kv_dtype_size(T);
+    alignas(16) uint8_t raw[16] = {};
+    const void* src = p;
+    if (n_live < 8) {
+      std::memcpy(raw, p, es * size_t(n_live));
+      src = raw;
+    }
+    if constexpr (T == KvDtype::F16) {
+      return _mm256_cvtph_ps(_mm_loadu_si128(static_cast<const __m128i*>(src)));
+    } else if constexpr (T == KvDtype::BF16) {
       const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(static_cast<const __m128i*>(src)));
       return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
-    }
-    case KvDtype::Int8: {
+    } else if constexpr (T == KvDtype::Int8) {
       const __m128i b = _mm_loadl_epi64(static_cast<const __m128i*>(src));
       return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b)), scale);
-    }
-    default: {  // fp8 E4M3: sign to bit 15, exponent and mantissa to bits 7..14 of a half
+    } else {  // fp8 E4M3: sign to bit 15, exponent and mantissa to bits 7..14 of a half
       const __m128i c = _mm_cvtepu8_epi16(_mm_loadl_epi64(static_cast<const __m128i*>(src)));
       const __m128i h = _mm_or_si128(_mm_slli_epi16(_mm_and_si128(c, _mm_set1_epi16(0x80)), 8),
                                      _mm_slli_epi16(_mm_and_si128(c, _mm_set1_epi16(0x7f)), 7));
@@ -139,24 +138,60 @@ struct Row {
   int64_t first, last;  // first (window start) and last (causal limit) visible key positions
 };
 
-// One chunk of nc <= 16 keys at positions pos0.. for one row: kt [hd][16] and vt [16][hd]
-// widened (keys past nc are 0 and masked). The row sees keys [j0, nk) of it; a chunk it
-// sees none of leaves it untouched, so its steps are the same in any call.
-inline void row_chunk(Row& r, const float* kt, const float* vt, int nc, int64_t pos0, int hd) {
+// N output vectors of a row (out, 8 floats each): rescaled by cv, then p[j] * value row j
+// added for keys j0 .. nk - 1 in order. N independent accumulators keep the FMA pipes busy
+// (one or two chains wait on each FMA's latency); each element's operations are the same
+// whatever N is.
+template <int N>
+inline void accumulate_v(float* out, __m256 cv, const float* p, const float* vt, int j0, int nk) {
+  __m256 o[N];
+#pragma GCC unroll 8
+  for (int n = 0; n < N; ++n) o[n] = _mm256_mul_ps(_mm256_loadu_ps(out + 8 * n), cv);
+  for (int j = j0; j < nk; ++j) {  // never the keys before the window: they may be NaN
+    const __m256 pj = _mm256_broadcast_ss(p + j);
+#pragma GCC unroll 8
+    for (int n = 0; n < N; ++n) o[n] = _mm256_fmadd_ps(pj, _mm256_load_ps(vt + j * kMaxHd + 8 * n), o[n]);
+  }
+#pragma GCC unroll 8
+  for (int n = 0; n < N; ++n) _mm256_storeu_ps(out + 8 * n, o[n]);
+}
+
+// Scores of G rows (1 or 2) against a chunk's 16 keys (kt [hd][16]): per row, even and
+// odd dims in separate chains summed at the end (a fixed order, whatever G). Two rows at
+// once share the key loads and keep eight FMA chains in flight.
+template <int G>
+inline void chunk_scores(const Row* r, const float* kt, int hd, __m256 (*s)[2]) {
+  __m256 e0[G], e1[G], o0[G], o1[G];
+#pragma GCC unroll 2
+  for (int g = 0; g < G; ++g) e0[g] = e1[g] = o0[g] = o1[g] = _mm256_setzero_ps();
+  for (int d = 0; d < hd; d += 2) {
+    const __m256 k0e = _mm256_load_ps(kt + d * kChunkKeys), k1e = _mm256_load_ps(kt + d * kChunkKeys + 8);
+    const __m256 k0o = _mm256_load_ps(kt + (d + 1) * kChunkKeys),
+                 k1o = _mm256_load_ps(kt + (d + 1) * kChunkKeys + 8);
+#pragma GCC unroll 2
+    for (int g = 0; g < G; ++g) {
+      const __m256 qe = _mm256_broadcast_ss(r[g].q + d), qo = _mm256_broadcast_ss(r[g].q + d + 1);
+      e0[g] = _mm256_fmadd_ps(qe, k0e, e0[g]);
+      e1[g] = _mm256_fmadd_ps(qe, k1e, e1[g]);
+      o0[g] = _mm256_fmadd_ps(qo, k0o, o0[g]);
+      o1[g] = _mm256_fmadd_ps(qo, k1o, o1[g]);
+    }
+  }
+#pragma GCC unroll 2
+  for (int g = 0; g < G; ++g) {
+    s[g][0] = _mm256_add_ps(e0[g], o0[g]);
+    s[g][1] = _mm256_add_ps(e1[g], o1[g]);
+  }
+}
+
+// One chunk of nc <= 16 keys at positions pos0.. for one row, given its scores s0, s1
+// (chunk_scores) and the chunk's values vt [16][hd] widened (keys past nc are masked). The row sees keys [j0,
+// nk) of it; a chunk it sees none of leaves it untouched, so its steps are the same in any call.
+inline void row_chunk(Row& r, __m256 s0, __m256 s1, const float* vt, int nc, int64_t pos0, int hd) {
   const int64_t visible = r.last + 1 - pos0;
   const int nk = visible < nc ? int(visible) : nc;
   const int j0 = int(std::clamp<int64_t>(r.first - pos0, 0, nc));
   if (nk <= j0) return;
-  // Scores: even and odd dims in separate chains, summed at the end (fixed order).
-  __m256 s0e = _mm256_setzero_ps(), s0o = s0e, s1e = s0e, s1o = s0e;
-  for (int d = 0; d < hd; d += 2) {
-    const __m256 qe = _mm256_broadcast_ss(r.q + d), qo = _mm256_broadcast_ss(r.q + d + 1);
-    s0e = _mm256_fmadd_ps(qe, _mm256_load_ps(kt + d * kChunkKeys), s0e);
-    s1e = _mm256_fmadd_ps(qe, _mm256_load_ps(kt + d * kChunkKeys + 8), s1e);
-    s0o = _mm256_fmadd_ps(qo, _mm256_load_ps(kt + (d + 1) * kChunkKeys), s0o);
-    s1o = _mm256_fmadd_ps(qo, _mm256_load_ps(kt + (d + 1) * kChunkKeys + 8), s1o);
-  }
-  __m256 s0 = _mm256_add_ps(s0e, s0o), s1 = _mm256_add_ps(s1e, s1o);
   // Keys the row cannot see (lanes outside [j0, nk)): -inf (probability 0).
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   const __m256 ninf = _mm256_set1_ps(-INFINITY);
@@ -176,29 +211,31 @@ inline void row_chunk(Row& r, const float* kt, const float* vt, int nc, int64_t 
   _mm256_store_ps(p, p0);
   _mm256_store_ps(p + 8, p1);
   const __m256 cv = _mm256_set1_ps(corr);
-  for (int c = 0; c < hd; c += 16) {  // two output vectors at a time (hd % 8 == 0)
-    const bool two = c + 8 < hd;
-    __m256 o0 = _mm256_mul_ps(_mm256_loadu_ps(r.out + c), cv);
-    __m256 o1 = two ? _mm256_mul_ps(_mm256_loadu_ps(r.out + c + 8), cv) : _mm256_setzero_ps();
-    for (int j = j0; j < nk; ++j) {  // never the keys before the window: they may be NaN
-      const __m256 pj = _mm256_broadcast_ss(p + j);
-      o0 = _mm256_fmadd_ps(pj, _mm256_load_ps(vt + j * kMaxHd + c), o0);
-      if (two) o1 = _mm256_fmadd_ps(pj, _mm256_load_ps(vt + j * kMaxHd + c + 8), o1);
+  for (int c = 0; c < hd; c += 64) {  // up to 8 output vectors at a time (hd % 8 == 0)
+    const int nv = hd - c >= 64 ? 8 : (hd - c) / 8;
+    switch (nv) {
+      case 8: accumulate_v<8>(r.out + c, cv, p, vt + c, j0, nk); break;
+      case 7: accumulate_v<7>(r.out + c, cv, p, vt + c, j0, nk); break;
+      case 6: accumulate_v<6>(r.out + c, cv, p, vt + c, j0, nk); break;
+      case 5: accumulate_v<5>(r.out + c, cv, p, vt + c, j0, nk); break;
+      case 4: accumulate_v<4>(r.out + c, cv, p, vt + c, j0, nk); break;
+      case 3: accumulate_v<3>(r.out + c, cv, p, vt + c, j0, nk); break;
+      case 2: accumulate_v<2>(r.out + c, cv, p, vt + c, j0, nk); break;
+      default: accumulate_v<1>(r.out + c, cv, p, vt + c, j0, nk); break;
     }
-    _mm256_storeu_ps(r.out + c, o0);
-    if (two) _mm256_storeu_ps(r.out + c + 8, o1);
   }
 }
 
+template <KvDtype T>
 void attention_fast_avx2(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
                          const PagedKvHead& kv, int head_dim, float scale, int64_t key_begin, int64_t key_end,
                          float* out, int64_t out_stride, float* m_out, float* l_out) {
   const int bs = kv.block_size;
   const int n_flat = n_rows * n_group;
-  const size_t es = kv_dtype_size(kv.dtype);
-  const bool scaled = kv_dtype_scaled(kv.dtype);
+  constexpr size_t es = T == KvDtype::F32 ? 4 : T == KvDtype::F16 || T == KvDtype::BF16 ? 2 : 1;
+  constexpr bool scaled = T == KvDtype::Int8 || T == KvDtype::Fp8;
   const int64_t scale_off = int64_t(bs) * head_dim;  // bytes from a block's K (V) to its scales
-  const float scale_mul = kv.dtype == KvDtype::Fp8 ? 256.0f : 1.0f;
+  constexpr float scale_mul = T == KvDtype::Fp8 ? 256.0f : 1.0f;
   alignas(32) float qs[kRows][kMaxHd];
   alignas(32) float kt[kMaxHd * kChunkKeys];  // [hd][16]
   alignas(32) float vt[kChunkKeys * kMaxHd];  // [16][kMaxHd]
@@ -229,7 +266,10 @@ void attention_fast_avx2(const float* q, int64_t q_stride, int n_rows, int n_gro
         pos += nc;
         continue;
       }
-      pf.issue(pf.lines_per_chunk);
+      // One chunk's lines ahead per chunk, in quarters between its phases: a whole
+      // chunk's prefetches at once overflow the core's miss buffers and are dropped.
+      const int quarter = (pf.lines_per_chunk + 3) / 4;
+      pf.issue(quarter);
       const int64_t phys = kv.block_table[b];
       const char* kblock = static_cast<const char*>(kv.k) + phys * kv.block_stride * int64_t(es);
       const char* vblock = static_cast<const char*>(kv.v) + phys * kv.block_stride * int64_t(es);
@@ -238,7 +278,7 @@ void attention_fast_avx2(const float* q, int64_t q_stride, int n_rows, int n_gro
       // Scaled types: the chunk's key scales (lane-wise for K) and value scales (per row).
       alignas(32) float vs[kChunkKeys];
       __m256 ks0 = _mm256_set1_ps(1.0f), ks1 = ks0;
-      if (scaled) {
+      if constexpr (scaled) {
         const char* ksp = kblock + scale_off + 4 * int64_t(c0);
         const char* vsp = vblock + scale_off + 4 * int64_t(c0);
         ks0 = load_scales(ksp, std::min(nc, 8), scale_mul);
@@ -248,17 +288,30 @@ void attention_fast_avx2(const float* q, int64_t q_stride, int n_rows, int n_gro
       }
       for (int d = 0; d < head_dim; ++d) {
         const char* kd = kb + int64_t(d) * bs * int64_t(es);
-        _mm256_store_ps(kt + d * kChunkKeys, load8(kd, kv.dtype, nc, ks0));
+        _mm256_store_ps(kt + d * kChunkKeys, load8<T>(kd, nc, ks0));
         _mm256_store_ps(kt + d * kChunkKeys + 8,
-                        nc > 8 ? load8(kd + 8 * es, kv.dtype, nc - 8, ks1) : _mm256_setzero_ps());
+                        nc > 8 ? load8<T>(kd + 8 * es, nc - 8, ks1) : _mm256_setzero_ps());
       }
+      pf.issue(quarter);
       for (int j = 0; j < nc; ++j) {
         const __m256 sv = _mm256_set1_ps(scaled ? vs[j] : 1.0f);
         for (int c = 0; c < head_dim; c += 8)
           _mm256_store_ps(vt + j * kMaxHd + c,
-                          load8(vb + (int64_t(j) * head_dim + c) * int64_t(es), kv.dtype, 8, sv));
+                          load8<T>(vb + (int64_t(j) * head_dim + c) * int64_t(es), 8, sv));
       }
-      for (int i = 0; i < nt; ++i) row_chunk(rows[i], kt, vt, nc, pos, head_dim);
+      pf.issue(quarter);
+      __m256 sc[2][2];
+      int i = 0;
+      for (; i + 2 <= nt; i += 2) {
+        chunk_scores<2>(rows + i, kt, head_dim, sc);
+        row_chunk(rows[i], sc[0][0], sc[0][1], vt, nc, pos, head_dim);
+        row_chunk(rows[i + 1], sc[1][0], sc[1][1], vt, nc, pos, head_dim);
+      }
+      if (i < nt) {
+        chunk_scores<1>(rows + i, kt, head_dim, sc);
+        row_chunk(rows[i], sc[0][0], sc[0][1], vt, nc, pos, head_dim);
+      }
+      pf.issue(quarter);
       pos += nc;
     }
     for (int i = 0; i < nt; ++i) {
@@ -274,8 +327,16 @@ static void attention_partial_avx2(const float* q, int64_t q_stride, int n_rows,
                                    const PagedKvHead& kv, int head_dim, float scale, int64_t key_begin,
                                    int64_t key_end, float* acc, int64_t acc_stride, float* m, float* l) {
   if (head_dim % 8 == 0 && head_dim <= kMaxHd) {
-    attention_fast_avx2(q, q_stride, n_rows, n_group, n_past, kv, head_dim, scale, key_begin, key_end, acc,
-                        acc_stride, m, l);
+    // One instance per dtype: the widening in the inner loops is then straight-line code.
+    decltype(&attention_fast_avx2<KvDtype::F32>) fn = nullptr;
+    switch (kv.dtype) {
+      case KvDtype::F32: fn = attention_fast_avx2<KvDtype::F32>; break;
+      case KvDtype::F16: fn = attention_fast_avx2<KvDtype::F16>; break;
+      case KvDtype::BF16: fn = attention_fast_avx2<KvDtype::BF16>; break;
+      case KvDtype::Int8: fn = attention_fast_avx2<KvDtype::Int8>; break;
+      case KvDtype::Fp8: fn = attention_fast_avx2<KvDtype::Fp8>; break;
+    }
+    fn(q, q_stride, n_rows, n_group, n_past, kv, head_dim, scale, key_begin, key_end, acc, acc_stride, m, l);
     return;
   }
   attention_detail::attention_partial_impl<Avx2Ops>(q, q_stride, n_rows, n_group, n_past, kv, head_dim, scale,
