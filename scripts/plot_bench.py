@@ -9,6 +9,8 @@ Understands:
   `kvserve bench throughput --json` files      -> throughput_vs_concurrency.png (output and total tok/s)
   `kvserve bench serve --json` / bench/serve_bench.py --output files
                                                -> latency_percentiles.png (TTFT/TPOT/ITL/E2E p50/p90/p99)
+  `kvserve bench serve --sweep R1,R2,... --json` -> serve_sweep.png (output tok/s against TTFT and TPOT
+                                                 p50, one line per mode, points labelled by request rate)
 Prints the paths it wrote.
 """
 import argparse
@@ -24,6 +26,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def kind(d):
+    if isinstance(d, dict) and d.get("kind") == "serve_sweep":
+        return "sweep"
     if isinstance(d, dict) and "rows" in d and "npl" in d:
         return "compare"
     if isinstance(d, dict) and d.get("mode") == "throughput":
@@ -114,6 +118,35 @@ def plot_serve(serves, names, path):
     plt.close(fig)
 
 
+def plot_sweep(sweeps, path):
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for sw in sweeps:
+        modes = []
+        for p in sw["points"]:
+            if p["mode"] not in modes:
+                modes.append(p["mode"])
+        for m in modes:
+            pts = [p for p in sw["points"] if p["mode"] == m]
+            x = [p["result"]["output_throughput"] for p in pts]
+            label = m if len(sweeps) == 1 else f"{os.path.basename(sw.get('model', ''))} {m}"
+            for ax, key in zip(axes, ("ttft_ms", "tpot_ms")):
+                y = [p["result"][key]["p50"] for p in pts]
+                ax.plot(x, y, marker="o", label=label)
+                for xi, yi, p in zip(x, y, pts):
+                    r = p["request_rate"]
+                    ax.annotate("inf" if r is None else f"{r:g}", (xi, yi), fontsize=7,
+                                textcoords="offset points", xytext=(3, 3))
+    for ax, title in zip(axes, ("TTFT p50 (ms)", "TPOT p50 (ms)")):
+        ax.set_xlabel("output tokens/s")
+        ax.set_ylabel(title)
+        ax.set_title(f"{title} against throughput (labels: request rate, req/s)", fontsize=9)
+        ax.grid(True, alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("files", nargs="+")
@@ -143,6 +176,10 @@ def main():
     if groups["serve"]:
         p = os.path.join(args.out_dir, "latency_percentiles.png")
         plot_serve(groups["serve"], names["serve"], p)
+        wrote.append(p)
+    if groups["sweep"]:
+        p = os.path.join(args.out_dir, "serve_sweep.png")
+        plot_sweep(groups["sweep"], p)
         wrote.append(p)
     if not wrote:
         print("nothing to plot", file=sys.stderr)

@@ -2,7 +2,8 @@
 // drives it with the HTTP load generator bench/serve_bench.py (streaming requests,
 // TTFT / TPOT / ITL / E2E percentiles, throughput), then stops the server. With
 // --speculative-method it runs the workload twice, on a server without speculation and
-// on one with it, and prints the speedup.
+// on one with it, and prints the speedup. --modes compares the serving modes on one load;
+// --sweep runs each mode at a series of request rates (the throughput / latency trade-off).
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -10,6 +11,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -48,6 +50,7 @@ struct Opts {
   int spec_tokens = 0;              // 0 = the server's default
   std::string mode;                 // the server's --mode (empty: not passed)
   std::string modes;                // compare: one run per mode, e.g. latency,balanced,throughput
+  std::string sweep;                // request rates (req/s, "inf" = all at once): one run per mode and rate
   bool max_num_seqs_given = false;  // with a mode, --max-num-seqs is passed only if given
   std::string script;
   std::string python;
@@ -137,47 +140,134 @@ nlohmann::json read_json(const std::string& path) {
   return nlohmann::json::parse(f, nullptr, /*allow_exceptions=*/false);
 }
 
+std::string fmt_mode(const std::string& m) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%-10s", m.c_str());
+  return b;
+}
+
+std::string fmt_rate(double r) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%g", r);
+  return b;
+}
+
+std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> out;
+  for (size_t at = 0; at <= s.size();) {
+    const size_t comma = std::min(s.find(',', at), s.size());
+    out.push_back(s.substr(at, comma - at));
+    at = comma + 1;
+  }
+  return out;
+}
+
+// One server started with o.mode, driven at o.request_rate: the load generator's result
+// (null on failure, after saying why).
+nlohmann::json run_point(const Opts& o) {
+  const std::string path = (std::filesystem::temp_directory_path() /
+                            ("kvserve-bench-serve-" + std::to_string(getpid()) + "-" + o.mode + ".json"))
+                               .string();
+  if (run_once(o, false, path) != 0) return nullptr;
+  nlohmann::json r = read_json(path);
+  std::filesystem::remove(path);
+  if (!r.is_object() || !r.contains("output_throughput")) {
+    fail("serve", "the load generator wrote no result");
+    return nullptr;
+  }
+  return r;
+}
+
+// The modes of --modes (all three when empty), each checked.
+Result<std::vector<std::string>> parse_modes(const Opts& o, const char* flag) {
+  if (!o.base_url.empty()) return Error{std::string(flag) + " needs servers this starts (not --base-url)"};
+  if (o.spec_method != "none" || !o.mode.empty())
+    return Error{std::string(flag) + " sets each server's mode: drop --mode and --speculative-method"};
+  const std::vector<std::string> modes =
+      split_commas(o.modes.empty() ? "latency,balanced,throughput" : o.modes);
+  for (const std::string& m : modes)
+    if (m != "latency" && m != "balanced" && m != "throughput")
+      return Error{"--modes: unknown mode '" + m + "' (latency, balanced, throughput)"};
+  return modes;
+}
+
+std::string result_line(const std::string& head, const nlohmann::json& r) {
+  char line[256];
+  std::snprintf(line, sizeof line, "%s %10.1f %12.1f %12.1f %12.2f %12.2f", head.c_str(),
+                r["output_throughput"].get<double>(), r["ttft_ms"]["p50"].get<double>(),
+                r["ttft_ms"]["p99"].get<double>(), r["tpot_ms"]["p50"].get<double>(),
+                r["tpot_ms"]["p99"].get<double>());
+  return line;
+}
+
+constexpr const char* kResultHeader = "%10s %12s %12s %12s %12s\n";
+
 // One run per mode against a server started with it, the same load each time: what
 // each preset gives (throughput against TTFT and TPOT).
 int run_modes(Opts& o) {
-  if (!o.base_url.empty()) return fail("serve", "--modes needs servers this starts (not --base-url)");
-  if (o.spec_method != "none" || !o.mode.empty())
-    return fail("serve", "--modes sets each server's mode: drop --mode and --speculative-method");
-  std::vector<std::string> modes;
-  for (size_t at = 0; at <= o.modes.size();) {
-    const size_t comma = std::min(o.modes.find(',', at), o.modes.size());
-    modes.push_back(o.modes.substr(at, comma - at));
-    at = comma + 1;
-  }
+  auto modes = parse_modes(o, "--modes");
+  if (!modes) return fail("serve", modes.error().message);
   nlohmann::json all = nlohmann::json::object();
   std::vector<std::string> lines;
-  for (const std::string& m : modes) {
-    if (m != "latency" && m != "balanced" && m != "throughput")
-      return fail("serve", "--modes: unknown mode '" + m + "' (latency, balanced, throughput)");
+  for (const std::string& m : *modes) {
     o.mode = m;
-    const std::string path = (std::filesystem::temp_directory_path() /
-                              ("kvserve-bench-serve-" + std::to_string(getpid()) + "-" + m + ".json"))
-                                 .string();
-    if (int rc = run_once(o, false, path); rc != 0) return rc;
-    const nlohmann::json r = read_json(path);
-    std::filesystem::remove(path);
-    if (!r.is_object() || !r.contains("output_throughput"))
-      return fail("serve", "the load generator wrote no result");
-    char line[256];
-    std::snprintf(line, sizeof line, "%-10s %10.1f %12.1f %12.1f %12.2f %12.2f", m.c_str(),
-                  r["output_throughput"].get<double>(), r["ttft_ms"]["p50"].get<double>(),
-                  r["ttft_ms"]["p99"].get<double>(), r["tpot_ms"]["p50"].get<double>(),
-                  r["tpot_ms"]["p99"].get<double>());
-    lines.push_back(line);
+    const nlohmann::json r = run_point(o);
+    if (r.is_null()) return 1;
+    lines.push_back(result_line(fmt_mode(m), r));
     all[m] = r;
   }
   o.mode.clear();
-  std::printf("%-10s %10s %12s %12s %12s %12s\n", "mode", "out tok/s", "TTFT p50 ms", "TTFT p99 ms",
-              "TPOT p50 ms", "TPOT p99 ms");
+  std::printf("%-10s ", "mode");
+  std::printf(kResultHeader, "out tok/s", "TTFT p50 ms", "TTFT p99 ms", "TPOT p50 ms", "TPOT p99 ms");
   for (const std::string& l : lines) std::printf("%s\n", l.c_str());
   if (!o.json.empty()) {
     std::ofstream f(o.json);
     f << all.dump(2) << "\n";
+  }
+  return 0;
+}
+
+// A request-rate sweep per mode: the throughput each mode reaches against the TTFT and
+// TPOT it costs, as the load grows (scripts/plot_bench.py draws it).
+int run_sweep(Opts& o) {
+  auto modes = parse_modes(o, "--sweep");
+  if (!modes) return fail("serve", modes.error().message);
+  std::vector<double> rates;  // 0 = all at once
+  for (const std::string& r : split_commas(o.sweep)) {
+    char* end = nullptr;
+    const double v = r == "inf" ? 0.0 : std::strtod(r.c_str(), &end);
+    if (r != "inf" && (end == r.c_str() || *end != '\0' || !(v > 0)))
+      return fail("serve", "--sweep: '" + r + "' is not a request rate (a positive number or inf)");
+    rates.push_back(v);
+  }
+  nlohmann::json points = nlohmann::json::array();
+  std::vector<std::string> lines;
+  for (const std::string& m : *modes)
+    for (double rate : rates) {
+      o.mode = m;
+      o.request_rate = rate;
+      std::fprintf(stderr, "serve: sweep %s at %s\n", m.c_str(),
+                   rate > 0 ? (std::to_string(rate) + " req/s").c_str() : "all at once");
+      const nlohmann::json r = run_point(o);
+      if (r.is_null()) return 1;
+      char head[64];
+      std::snprintf(head, sizeof head, "%-10s %8s", m.c_str(), rate > 0 ? fmt_rate(rate).c_str() : "inf");
+      lines.push_back(result_line(head, r));
+      points.push_back({{"mode", m},
+                        {"request_rate", rate > 0 ? nlohmann::json(rate) : nlohmann::json(nullptr)},
+                        {"result", r}});
+    }
+  o.mode.clear();
+  std::printf("%-10s %8s ", "mode", "req/s");
+  std::printf(kResultHeader, "out tok/s", "TTFT p50 ms", "TTFT p99 ms", "TPOT p50 ms", "TPOT p99 ms");
+  for (const std::string& l : lines) std::printf("%s\n", l.c_str());
+  if (!o.json.empty()) {
+    std::ofstream f(o.json);
+    f << nlohmann::json{{"kind", "serve_sweep"},        {"model", o.model},
+                        {"num_prompts", o.num_prompts}, {"input_len", o.input_len},
+                        {"output_len", o.output_len},   {"points", points}}
+             .dump(2)
+      << "\n";
   }
   return 0;
 }
@@ -194,6 +284,7 @@ int run(Opts& o) {
     return fail("serve", "give --model (to start a server) or --base-url");
   if (o.port == 0) o.port = 20000 + int(std::random_device{}() % 20000);
   const bool speculate = o.spec_method != "none";
+  if (!o.sweep.empty()) return run_sweep(o);
   if (!o.modes.empty()) return run_modes(o);
   if (!speculate) return run_once(o, false, o.json);
   if (!o.base_url.empty())
@@ -235,6 +326,9 @@ RunFn setup_serve(CLI::App& app) {
   app.add_option(
       "--modes", o->modes,
       "Compare modes, e.g. latency,balanced,throughput: one server per mode, the same load, a table");
+  app.add_option("--sweep", o->sweep,
+                 "Request-rate sweep, e.g. 0.5,1,2,inf (req/s; inf = all at once): one server per mode of "
+                 "--modes (default: all three) and rate, a table, --json for scripts/plot_bench.py");
   app.add_option("--port", o->port, "Server port (default: a random high port)");
   app.add_option("--num-prompts", o->num_prompts, "Requests")->capture_default_str();
   app.add_option("--request-rate", o->request_rate, "Requests/s, Poisson arrivals (0 = all at once)")

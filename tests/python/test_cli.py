@@ -1,10 +1,12 @@
-"""The `kvserve` CLI end to end: generate (single and --batch-file), info, tokenize."""
+"""The `kvserve` CLI end to end: generate (single and --batch-file), info, tokenize, eval kv-cache,
+bench serve --sweep."""
 import json
 import subprocess
+import sys
 
 import pytest
 
-from conftest import GEMMA3, SHARED, STORIES, kvserve_bin, missing
+from conftest import GEMMA3, REPO, SHARED, STORIES, kvserve_bin, missing
 
 GOLDEN = SHARED / "golden" / "stories260K.shared.jsonl"
 
@@ -161,3 +163,25 @@ def test_eval_kv_cache_compares_each_dtype_with_f32(tmp_path):
     # Asking for more positions than the text has is an error that says so.
     bad = run("eval", "kv-cache", "-m", str(STORIES), "--text", str(text), "--positions", "100000", check=False)
     assert bad.returncode != 0 and "needs 100001" in bad.stderr
+
+
+def test_bench_serve_sweep_runs_each_mode_at_each_rate_and_plots(tmp_path):
+    out = tmp_path / "sweep.json"
+    p = run("bench", "serve", "-m", str(STORIES), "--modes", "latency,throughput", "--sweep", "50,inf",
+            "--num-prompts", "4", "--input-len", "8", "--output-len", "4", "-t", "1", "--json", str(out))
+    sweep = json.loads(out.read_text())
+    assert sweep["kind"] == "serve_sweep"
+    assert [(q["mode"], q["request_rate"]) for q in sweep["points"]] == [
+        ("latency", 50), ("latency", None), ("throughput", 50), ("throughput", None)]
+    for q in sweep["points"]:
+        r = q["result"]
+        assert r["completed"] == 4 and r["output_throughput"] > 0 and r["ttft_ms"]["p50"] > 0
+    assert "req/s" in p.stdout and p.stdout.count("latency") == 2
+    # The plot script draws the trade-off.
+    plot = subprocess.run([sys.executable, str(REPO / "scripts" / "plot_bench.py"), str(out), "--out-dir",
+                           str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert plot.returncode == 0, plot.stderr
+    assert (tmp_path / "serve_sweep.png").stat().st_size > 1000
+    # A rate that is not one is refused by name.
+    bad = run("bench", "serve", "-m", str(STORIES), "--sweep", "fast", check=False)
+    assert bad.returncode != 0 and "'fast' is not a request rate" in bad.stderr
