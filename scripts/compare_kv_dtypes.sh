@@ -30,9 +30,9 @@ while [ $# -gt 0 ]; do
 done
 [ ${#MODELS[@]} -gt 0 ] || MODELS=(.cache/models/synth-135m-q4_0.gguf models/SmolLM2-135M-Instruct.Q4_1.gguf)
 KVSERVE=${KVSERVE:-build/kvserve}
-BENCH=.cache/llamacpp/build/bin/llama-bench
+BENCH=$(bash scripts/build_llamacpp.sh)/llama-bench  # (builds it the first time)
 [ -x "$KVSERVE" ] || { echo "build kvserve first ($KVSERVE)" >&2; exit 1; }
-[ -x "$BENCH" ] || { echo "build llama.cpp first (scripts/build_llamacpp.sh)" >&2; exit 1; }
+
 mkdir -p "$(dirname "$OUT")"
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT

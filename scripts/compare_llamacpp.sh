@@ -14,6 +14,8 @@
 # beside it). --quick: two models (synthetic q4_0, SmolLM2), 2 repeats, npl 1 and 16.
 # --isa avx2: both engines on their AVX2 code (kvserve with KVSERVE_ISA=avx2, llama.cpp built
 # without AVX-512 by LLAMACPP_ISA=avx2 scripts/build_llamacpp.sh), as on a CPU without AVX-512.
+# A row whose repeats vary by more than 10 % (stdev / mean, either engine) shows "noisy"
+# instead of a ratio (compare.json: "noisy": true, the coefficients of variation beside).
 # --report-only: no runs; tabulates what DIR holds (models or sequence counts missing there
 # are left out), e.g. after an interrupted run.
 # Default models: the synthetic 135M f16, q8_0, q4_0, q4_k_m (scripts/make_bench_models.sh)
@@ -39,7 +41,7 @@ while [ $# -gt 0 ]; do
     --out) OUT=$2; shift ;;
     --kvserve) KVSERVE=$2; shift ;;
     --depth) DEPTH=$2; shift ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     -*) echo "unknown option $1" >&2; exit 2 ;;
     *) MODELS+=("$1") ;;
   esac
@@ -118,6 +120,18 @@ models = sys.argv[5:]
 def load(p):
     with open(p) as f: return json.load(f)
 def ratio(a, b): return a / b if a and b else None
+# Repeats that vary by more than this (stdev / mean, either engine) give no ratio: the row
+# is flagged noisy instead (seen on a shared host: llama.cpp pp128 205 +- 169 tok/s).
+NOISY = 0.10
+def cv(mean, sd): return sd / mean if mean else 0.0
+def lb_cv(r): return cv(r["avg_ts"], r.get("stddev_ts", 0.0))
+def k_cv(s): return cv(s["mean"], s.get("stdev", 0.0))
+def checked(row, l_cv, k_cv_):
+    row["cv_llama_cpp"], row["cv_kvserve"] = l_cv, k_cv_
+    if max(l_cv, k_cv_) > NOISY:
+        row["noisy"] = True
+        row["ratio"] = None
+    return row
 rows = []
 for m in models:
     tag = os.path.basename(m)[:-5]
@@ -135,10 +149,14 @@ for m in models:
     l_pp_b = lb_best(lambda r: r["n_prompt"] > 0 and r["n_gen"] == 0)
     l_tg_b = lb_best(lambda r: r["n_gen"] > 0 and r["n_prompt"] == 0)
     k_pp_b, k_tg_b = max(kl["samples"]["prompt_tokens_per_s"]), max(kl["samples"]["gen_tokens_per_s"])
-    rows.append({"model": tag, "test": "pp512", "llama_cpp": l_pp, "kvserve": k_pp, "ratio": ratio(k_pp, l_pp),
-                 "llama_cpp_best": l_pp_b, "kvserve_best": k_pp_b, "ratio_best": ratio(k_pp_b, l_pp_b)})
-    rows.append({"model": tag, "test": "tg128", "llama_cpp": l_tg, "kvserve": k_tg, "ratio": ratio(k_tg, l_tg),
-                 "llama_cpp_best": l_tg_b, "kvserve_best": k_tg_b, "ratio_best": ratio(k_tg_b, l_tg_b)})
+    l_pp_r = next(r for r in lb if r["n_prompt"] > 0 and r["n_gen"] == 0)
+    l_tg_r = next(r for r in lb if r["n_gen"] > 0 and r["n_prompt"] == 0)
+    rows.append(checked({"model": tag, "test": "pp512", "llama_cpp": l_pp, "kvserve": k_pp, "ratio": ratio(k_pp, l_pp),
+                         "llama_cpp_best": l_pp_b, "kvserve_best": k_pp_b, "ratio_best": ratio(k_pp_b, l_pp_b)},
+                        lb_cv(l_pp_r), k_cv(kl["prompt_tokens_per_s"])))
+    rows.append(checked({"model": tag, "test": "tg128", "llama_cpp": l_tg, "kvserve": k_tg, "ratio": ratio(k_tg, l_tg),
+                         "llama_cpp_best": l_tg_b, "kvserve_best": k_tg_b, "ratio_best": ratio(k_tg_b, l_tg_b)},
+                        lb_cv(l_tg_r), k_cv(kl["gen_tokens_per_s"])))
     ld_p, kd_p = f"{out}/{tag}.llama-bench-depth.json", f"{out}/{tag}.kvserve-depth.json"
     if depth > 0 and os.path.exists(ld_p) and os.path.exists(kd_p):
         try:
@@ -149,9 +167,9 @@ for m in models:
         if ld and kd.get("prompt_tokens") == depth:
             l_d, k_d = ld["avg_ts"], kd["gen_tokens_per_s"]["mean"]
             l_d_b, k_d_b = max(ld["samples_ts"]), max(kd["samples"]["gen_tokens_per_s"])
-            rows.append({"model": tag, "test": f"tg64 @ d{depth}", "llama_cpp": l_d, "kvserve": k_d,
-                         "ratio": ratio(k_d, l_d), "llama_cpp_best": l_d_b, "kvserve_best": k_d_b,
-                         "ratio_best": ratio(k_d_b, l_d_b)})
+            rows.append(checked({"model": tag, "test": f"tg64 @ d{depth}", "llama_cpp": l_d, "kvserve": k_d,
+                                 "ratio": ratio(k_d, l_d), "llama_cpp_best": l_d_b, "kvserve_best": k_d_b,
+                                 "ratio_best": ratio(k_d_b, l_d_b)}, lb_cv(ld), k_cv(kd["gen_tokens_per_s"])))
     bb = {}
     bbp = f"{out}/{tag}.batched-bench.jsonl"
     with open(bbp if os.path.exists(bbp) else os.devnull) as f:
@@ -176,6 +194,11 @@ print(f"| {'model':<28} | {'test':<30} | {'llama.cpp':>10} | {'kvserve':>10} | {
 print(f"|{'-'*30}|{'-'*32}|{'-'*12}|{'-'*12}|{'-'*8}|{'-'*12}|{'-'*12}|{'-'*8}|")
 rt = lambda x: f"{x:6.2f}" if x else f"{'-':>6}"
 for r in rows:
+    if r.get("noisy"):
+        r_cv = max(r["cv_llama_cpp"], r["cv_kvserve"])
+        print(f"| {r['model']:<28} | {r['test']:<30} | {fmt(r['llama_cpp'])} | {fmt(r['kvserve'])} | "
+              f"{'noisy':>6} | repeats vary by {100 * r_cv:.0f} % (> {100 * NOISY:.0f} %): rerun |")
+        continue
     best = (f" {fmt(r['llama_cpp_best'])} | {fmt(r['kvserve_best'])} | {rt(r['ratio_best'])} |"
             if "ratio_best" in r else f" {'':>10} | {'':>10} | {'':>6} |")
     print(f"| {r['model']:<28} | {r['test']:<30} | {fmt(r['llama_cpp'])} | {fmt(r['kvserve'])} | "

@@ -2,6 +2,9 @@
 # Sets everything up (see setup.sh), builds, and runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The test build treats warnings as errors (kvserve's own code; the serve command's build
+# does not, so a newer compiler's new warning cannot stop a user from running it).
+export CMAKE_ARGS="${CMAKE_ARGS:-} -DKVSERVE_WERROR=ON"
 bash scripts/setup.sh
 # setup.sh fetched the models: a test that finds an asset missing now fails instead of
 # skipping (KVSERVE_MISSING_ASSET in C++, tests/python/conftest.py), so a broken fetch

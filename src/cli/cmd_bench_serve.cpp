@@ -247,7 +247,7 @@ int run_sweep(Opts& o) {
       o.mode = m;
       o.request_rate = rate;
       std::fprintf(stderr, "serve: sweep %s at %s\n", m.c_str(),
-                   rate > 0 ? (std::to_string(rate) + " req/s").c_str() : "all at once");
+                   rate > 0 ? (fmt_rate(rate) + " req/s").c_str() : "all at once");
       const nlohmann::json r = run_point(o);
       if (r.is_null()) return 1;
       char head[64];

@@ -70,8 +70,11 @@ class GgufBuilder {
   static size_t align(size_t n) { return (n + 31) / 32 * 32; }
   template <class T>
   static void put(std::vector<uint8_t>& out, T v) {
-    const auto* p = reinterpret_cast<const uint8_t*>(&v);
-    out.insert(out.end(), p, p + sizeof(T));
+    // resize + memcpy: GCC 12 misreads insert() of a few bytes into an empty vector as an
+    // overflow (-Wstringop-overflow).
+    const size_t at = out.size();
+    out.resize(at + sizeof(T));
+    std::memcpy(out.data() + at, &v, sizeof(T));
   }
   static void put_str(std::vector<uint8_t>& out, const std::string& s) {
     put<uint64_t>(out, s.size());

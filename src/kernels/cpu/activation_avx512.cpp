@@ -1,4 +1,10 @@
 // AVX-512 versions of the element-wise activations (this file is compiled with -mavx512f ...).
+// GCC 12 reports its own _mm512_undefined_* placeholders as uninitialized (GCC bug
+// 105593, fixed in 13) wherever AVX-512 intrinsics inline.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#if defined(__GNUC__) && !defined(__clang__)  // clang has no such warning (and warns of the name)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
 
 #include <cstdint>

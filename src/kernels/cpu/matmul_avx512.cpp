@@ -1,4 +1,10 @@
 // The AVX-512 matmul table (kernels live in matmul_*_avx512.cpp by type family).
+// GCC 12 reports its own _mm512_undefined_* placeholders as uninitialized (GCC bug
+// 105593, fixed in 13) wherever AVX-512 intrinsics inline.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#if defined(__GNUC__) && !defined(__clang__)  // clang has no such warning (and warns of the name)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include "kernels/cpu/isa_dispatch.h"
 
 namespace kvserve::detail {
