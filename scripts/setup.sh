@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(build-essential cmake ninja-build pkg-config git clang
+APT_PACKAGES=(build-essential cmake ninja-build pkg-config git clang clang-format
   libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev libcpp-httplib-dev
   libcli11-dev libpcre2-dev libfmt-dev libspdlog-dev python3-venv unzip libclang-rt-14-dev)
 

@@ -10,6 +10,8 @@ bash scripts/setup.sh
 # skipping (KVSERVE_MISSING_ASSET in C++, tests/python/conftest.py), so a broken fetch
 # cannot pass for a green run.
 export KVSERVE_NO_SKIP=${KVSERVE_NO_SKIP:-1}
+echo "==> format"
+bash scripts/check_format.sh
 echo "==> ctest"
 ctest --test-dir "${BUILD_DIR:-build}" --output-on-failure -j "$(nproc)" --timeout 600
 

@@ -60,7 +60,9 @@ inline uint16_t fp32_to_fp16(float f) {
   return uint16_t(sign | h);
 }
 
-inline float bf16_to_fp32(uint16_t h) { return bits_to_float(uint32_t(h) << 16); }
+inline float bf16_to_fp32(uint16_t h) {
+  return bits_to_float(uint32_t(h) << 16);
+}
 
 inline uint16_t fp32_to_bf16(float f) {
   uint32_t x = float_to_bits(f);

@@ -19,8 +19,19 @@
 namespace kvserve {
 
 enum class GgufType : uint32_t {
-  UINT8 = 0, INT8 = 1, UINT16 = 2, INT16 = 3, UINT32 = 4, INT32 = 5, FLOAT32 = 6,
-  BOOL = 7, STRING = 8, ARRAY = 9, UINT64 = 10, INT64 = 11, FLOAT64 = 12,
+  UINT8 = 0,
+  INT8 = 1,
+  UINT16 = 2,
+  INT16 = 3,
+  UINT32 = 4,
+  INT32 = 5,
+  FLOAT32 = 6,
+  BOOL = 7,
+  STRING = 8,
+  ARRAY = 9,
+  UINT64 = 10,
+  INT64 = 11,
+  FLOAT64 = 12,
 };
 const char* gguf_type_name(GgufType t);
 
@@ -40,7 +51,7 @@ struct GgufValue {
   bool is_integer() const;
   bool is_float() const { return type == GgufType::FLOAT32 || type == GgufType::FLOAT64; }
   // Checked conversions: nullopt when the type does not fit.
-  std::optional<int64_t> as_int() const;  // any integer type (UINT64 > INT64_MAX fails)
+  std::optional<int64_t> as_int() const;   // any integer type (UINT64 > INT64_MAX fails)
   std::optional<double> as_float() const;  // float or integer types
   std::optional<bool> as_bool() const;
   const std::string* as_string() const;

@@ -72,7 +72,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   const Tokenizer& t = **tok;
   for (const bool special : {false, true}) {
-    const std::vector<int32_t> ids = t.encode("Hello, world! 123 \xc3\xbc\xe2\x82\xac <s>\n\t  x", special, special);
+    const std::vector<int32_t> ids =
+        t.encode("Hello, world! 123 \xc3\xbc\xe2\x82\xac <s>\n\t  x", special, special);
     for (int32_t id : ids)
       if (id < 0 || id >= t.n_vocab()) std::abort();  // encode only returns ids of the vocabulary
     g_sink = g_sink + t.decode(ids).size();

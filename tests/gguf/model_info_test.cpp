@@ -76,7 +76,8 @@ TEST(ModelInfo, GptTwoMerges) {
 }
 
 TEST(ModelInfo, SmolLM2) {
-  if (!test::file_exists(test::smollm2_path())) KVSERVE_MISSING_ASSET(test::smollm2_path() << " (run scripts/fetch_model.sh)");
+  if (!test::file_exists(test::smollm2_path()))
+    KVSERVE_MISSING_ASSET(test::smollm2_path() << " (run scripts/fetch_model.sh)");
   const ModelInfo m = info_of(test::smollm2_path());
   EXPECT_EQ(m.tokenizer.pre, "smollm");
   EXPECT_EQ(m.tokenizer.vocab_size, 49152);

@@ -61,7 +61,8 @@ TEST_P(MatmulF16, BlockEdgesAndTailsMatchReferenceAndTokenAlone) {
 // 1-row rests, 128 (chunks of 32 = 6 * 4 + 4 + 4) and 64 too. 605, 1000 and 1700
 // columns: one, two and three chunks.
 INSTANTIATE_TEST_SUITE_P(Shapes, MatmulF16,
-                         ::testing::Values(Shape{45, 605}, Shape{46, 1000}, Shape{46, 1700}, Shape{64, 576}, Shape{128, 576}),
+                         ::testing::Values(Shape{45, 605}, Shape{46, 1000}, Shape{46, 1700}, Shape{64, 576},
+                                           Shape{128, 576}),
                          [](const auto& info) {
                            return std::to_string(info.param.n_out) + "x" + std::to_string(info.param.n_in);
                          });

@@ -9,8 +9,8 @@
 #include <random>
 #include <vector>
 
-#include "kernels/cpu/matmul.h"
 #include "kernels/cpu/isa_dispatch.h"
+#include "kernels/cpu/matmul.h"
 #include "kernels/cpu/matmul_internal.h"
 #include "kernels/cpu/matmul_pack.h"
 #include "kernels/matmul_test_util.h"

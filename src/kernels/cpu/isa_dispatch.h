@@ -57,8 +57,8 @@ inline constexpr IsaTables<ActivationKernels> kActivationKernels{
 using AttentionPartialFn = void (*)(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
                                     const PagedKvHead& kv, int head_dim, float scale, int64_t key_begin,
                                     int64_t key_end, float* acc, int64_t acc_stride, float* m, float* l);
-using KvStoreF16Fn = void (*)(void* k_head, void* v_head, int block_size, int head_dim, int slot, const float* k,
-                              const float* v);
+using KvStoreF16Fn = void (*)(void* k_head, void* v_head, int block_size, int head_dim, int slot,
+                              const float* k, const float* v);
 struct AttentionKernels {
   AttentionPartialFn partial;
   KvStoreF16Fn kv_store_f16;
@@ -74,7 +74,8 @@ struct QuantActKernels {
   QuantizeActFn (*row)(ActFormat f);
 };
 extern const QuantActKernels kQuantActScalar, kQuantActAvx2, kQuantActAvx512;
-inline constexpr IsaTables<QuantActKernels> kQuantActKernels{{&kQuantActScalar, &kQuantActAvx2, &kQuantActAvx512}};
+inline constexpr IsaTables<QuantActKernels> kQuantActKernels{
+    {&kQuantActScalar, &kQuantActAvx2, &kQuantActAvx512}};
 // The converter quantize_act_row(isa, f, ...) runs, for callers that convert many rows.
 QuantizeActFn quantize_act_fn(Isa isa, ActFormat f);
 
@@ -112,7 +113,7 @@ void matmul_f16_avx512(const MatmulArgs& a, int64_t o0, int64_t o1);
 // Attention's AVX-512 kernel for head_dim <= 256 (attention_fast_avx512.cpp), behind
 // kAttentionAvx512.partial (attention_avx512.cpp).
 void attention_fast_avx512(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
-                           const PagedKvHead& kv, int head_dim, float scale, int64_t key_begin, int64_t key_end,
-                           float* out, int64_t out_stride, float* m_out, float* l_out);
+                           const PagedKvHead& kv, int head_dim, float scale, int64_t key_begin,
+                           int64_t key_end, float* out, int64_t out_stride, float* m_out, float* l_out);
 
 }  // namespace kvserve::detail

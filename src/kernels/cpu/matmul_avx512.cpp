@@ -16,6 +16,7 @@ static MatmulRangeFn matmul_fn_avx512(GgmlType type) {
 }
 
 // The K-quant kernels read the dense activation views.
-constinit const MatmulKernels kMatmulAvx512{matmul_fn_avx512, matmul_packed_fn_avx512, matmul_kquant_fn_avx512};
+constinit const MatmulKernels kMatmulAvx512{matmul_fn_avx512, matmul_packed_fn_avx512,
+                                            matmul_kquant_fn_avx512};
 
 }  // namespace kvserve::detail

@@ -15,14 +15,14 @@
 #if defined(__GNUC__) && !defined(__clang__)  // clang has no such warning (and warns of the name)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
-#include "kernels/cpu/isa_dispatch.h"
-
 #include <immintrin.h>
 
 #include <algorithm>
 #include <cstdint>
 #include <type_traits>
 #include <vector>
+
+#include "kernels/cpu/isa_dispatch.h"
 
 namespace kvserve::detail {
 namespace {

@@ -69,7 +69,9 @@ namespace {
 
 // Round to nearest, ties to even (nearbyint in the default mode) for |v| < 2^22 without
 // a libm call: after adding 1.5 * 2^23 no fraction bits are left.
-inline float round_even(float v) { return (v + 12582912.0f) - 12582912.0f; }
+inline float round_even(float v) {
+  return (v + 12582912.0f) - 12582912.0f;
+}
 
 void to_f32(const float* x, int64_t n, void* dst) {
   std::memcpy(dst, x, size_t(n) * 4);
@@ -168,7 +170,6 @@ QuantizeActFn quantize_act_fn_scalar(ActFormat f) {
 }  // namespace
 
 constinit const QuantActKernels kQuantActScalar{quantize_act_fn_scalar};
-
 
 // isa's own version, else the scalar one (AVX-512 has every format AVX2 has, so this is
 // the next lower ISA's).
