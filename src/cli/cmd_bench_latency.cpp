@@ -161,7 +161,7 @@ RunFn setup_latency(CLI::App& app) {
   app.add_option("--kv-cache-dtype", o->l.kv_cache_dtype,
                  "KV-cache element type: f32, f16, bf16, int8 or fp8 (E4M3); int8 / fp8 with a scale per "
                  "token and KV head")
-      ->check(CLI::IsMember({"f32", "f16", "bf16", "int8", "fp8"}))
+      ->check(cli::kv_dtype_validator())
       ->capture_default_str();
   app.add_flag("--tg-after-prompt", o->l.tg_after_prompt,
                "Decode after the prompt (default: from an empty cache, as llama-bench tg)");

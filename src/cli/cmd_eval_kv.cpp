@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "cli/command.h"
+#include "cli/engine_options.h"
 #include "model/cpu_runner.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
@@ -193,7 +194,7 @@ const cli::Registrar reg{
           ->required();
       sub->add_option("--dtypes", o->dtypes, "KV dtypes compared with f32 KV")
           ->delimiter(',')
-          ->check(CLI::IsMember({"f32", "f16", "bf16", "int8", "fp8"}))
+          ->check(cli::kv_dtype_validator())
           ->capture_default_str();
       sub->add_option("--positions", o->positions,
                       "Ends of the position ranges reported; the last is how many are scored")

@@ -25,7 +25,7 @@ void add_engine_options(CLI::App& app, EngineConfig& cfg, const EngineOptionsSpe
          "--kv-cache-dtype", [&cfg](const std::string& s) { cfg.kv_cache_dtype = *parse_kv_dtype(s); },
          "KV-cache element type: f32, f16, bf16, int8 or fp8 (E4M3); int8 / fp8 with a scale per token and "
          "KV head")
-      ->check(CLI::IsMember({"f32", "f16", "bf16", "int8", "fp8"}))
+      ->check(kv_dtype_validator())
       ->default_str(kv_dtype_name(cfg.kv_cache_dtype));
   app.add_option("--max-chunk-tokens", cfg.max_chunk_tokens,
                  "Most prompt tokens of one request per step (0 = the whole step budget)")
@@ -39,6 +39,13 @@ void add_engine_options(CLI::App& app, EngineConfig& cfg, const EngineOptionsSpe
                    (cfg.enable_prefix_caching ? "on" : "off") + ")");
 
   add_speculative_options(app, cfg.speculative);
+}
+
+CLI::Validator kv_dtype_validator() {
+  std::vector<std::string> names;
+  for (int i = 0; i <= int(KvDtype::Fp8); ++i)  // (Fp8: the enum's last)
+    names.push_back(kv_dtype_name(KvDtype(i)));
+  return CLI::IsMember(names);
 }
 
 void add_speculative_options(CLI::App& app, SpeculativeConfig& sc) {

@@ -30,6 +30,8 @@ void add_engine_options(CLI::App& app, EngineConfig& cfg, const EngineOptionsSpe
 // The speculative-decoding flags alone (add_engine_options() includes them), for commands
 // that build their engines themselves (`bench latency`).
 void add_speculative_options(CLI::App& app, SpeculativeConfig& sc);
+// Accepts the name of any KvDtype (kvserve/kv_dtype.h): every --kv-cache-dtype / --dtypes.
+CLI::Validator kv_dtype_validator();
 
 // What a server optimises for (--mode): a preset of the settings that trade latency
 // against throughput. Each preset value applies only where its flag was not given.
