@@ -1,6 +1,6 @@
 """128 simultaneous streaming requests, some of whose clients vanish mid-stream or while
 queued: every request completes or is aborted, the KV pool returns to empty, and /health
-answers quickly throughout."""
+answers throughout without waiting on the engine."""
 import random
 import threading
 import time
@@ -118,4 +118,7 @@ def test_many_streams_with_disconnects(server, wait_idle):
           f"{undelivered:.0f} tokens undelivered; /health n={len(health_ms)} "
           f"p50={health_ms[len(health_ms) // 2]:.1f} ms max={health_ms[-1]:.1f} ms")
     assert len(health_ms) >= 5
-    assert health_ms[-1] < 100, f"/health took {health_ms[-1]:.1f} ms"
+    # A hang detector, not a latency goal (those live in benchmarks): a /health that queued
+    # behind the engine would wait for the requests ahead of it, seconds here. 100 ms failed
+    # once in CI on 2 cores, where 128 client threads share one GIL with the poller.
+    assert health_ms[-1] < 1000, f"/health took {health_ms[-1]:.1f} ms"
