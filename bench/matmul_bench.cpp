@@ -54,7 +54,7 @@ void BM_Matmul(benchmark::State& state, GgmlType type, int64_t n_in, int64_t n_o
 }
 
 void register_all() {
-  const GgmlType types[] = {GgmlType::Q8_0, GgmlType::Q4_1, GgmlType::Q4_0,
+  const GgmlType types[] = {GgmlType::Q8_0, GgmlType::Q4_1, GgmlType::Q4_0, GgmlType::Q5_0,
                             GgmlType::F16,  GgmlType::Q4_K, GgmlType::Q6_K};
   const int64_t shapes[][2] = {{576, 1536}, {1536, 576}, {576, 49152}};
   for (GgmlType t : types)
