@@ -30,8 +30,9 @@ TEST_P(MatmulInvarianceTest, EveryTokenMatchesItselfAloneBitExact) {
   const GgmlType t = GetParam();
   const bool k = ggml_traits(t).block_size == QK_K;
   // 40 rows: a partial 16-row group and, with 2 threads, rows split mid-way; an odd
-  // number of 32-element blocks (19) exercises the tails of the pairwise kernels.
-  const int64_t n_out = 40, n_in = k ? 3 * 256 : 19 * 32;
+  // number of 32-element blocks (37) exercises the tails of the pairwise kernels, and
+  // more than 32 of them the stages of the AVX2 batch kernels (sums carried through y).
+  const int64_t n_out = 40, n_in = k ? 5 * 256 : 37 * 32;
   std::mt19937 rng(1234u + uint32_t(t));
   const auto w = test::random_weights(t, n_out, n_in, rng);
   auto x = test::random_floats(size_t(kMaxTokens * n_in), rng);

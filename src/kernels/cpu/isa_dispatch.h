@@ -94,12 +94,13 @@ extern const MatmulKernels kMatmulScalar, kMatmulAvx2, kMatmulAvx512;
 inline constexpr IsaTables<MatmulKernels> kMatmulKernels{{&kMatmulScalar, &kMatmulAvx2, &kMatmulAvx512}};
 
 // Parts of one ISA's matmul table, defined in that ISA's files (one type family each).
-MatmulRangeFn matmul_kquant_fn_avx2(GgmlType type);    // K-quants (matmul_kquant_avx2.cpp)
-MatmulRangeFn matmul_packed_fn_avx2(GgmlType type);    // matmul_packed_avx2.cpp
-MatmulRangeFn matmul_q32_fn_avx512(GgmlType type);     // Q4_0, Q4_1, Q5_0, Q5_1, Q8_0
-MatmulRangeFn matmul_float_fn_avx512(GgmlType type);   // F32, F16, BF16
-MatmulRangeFn matmul_kquant_fn_avx512(GgmlType type);  // K-quants
-MatmulRangeFn matmul_packed_fn_avx512(GgmlType type);  // matmul_packed_avx512.cpp
+MatmulRangeFn matmul_kquant_fn_avx2(GgmlType type);                  // K-quants (matmul_kquant_avx2.cpp)
+MatmulRangeFn matmul_packed_fn_avx2(GgmlType type);                  // matmul_packed_avx2.cpp
+void matmul_q8_0_avx2(const MatmulArgs& a, int64_t o0, int64_t o1);  // matmul_q8_avx2.cpp
+MatmulRangeFn matmul_q32_fn_avx512(GgmlType type);                   // Q4_0, Q4_1, Q5_0, Q5_1, Q8_0
+MatmulRangeFn matmul_float_fn_avx512(GgmlType type);                 // F32, F16, BF16
+MatmulRangeFn matmul_kquant_fn_avx512(GgmlType type);                // K-quants
+MatmulRangeFn matmul_packed_fn_avx512(GgmlType type);                // matmul_packed_avx512.cpp
 // The AVX-512 panel GEMM for block types (needs the dense activation views), used
 // from kPanelMinTokens tokens on: below that, repacking costs more than it saves, and
 // matmul_direct_avx512.cpp does the same float operations per (row, token) so results

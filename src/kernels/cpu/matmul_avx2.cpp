@@ -2,8 +2,8 @@
 // Q8_0/Q8_1 activations, and F32/F16/BF16. Each weight block is unpacked once and dotted
 // with up to 4 tokens. Without VNNI, the int8 dot product is vpmaddubsw (unsigned x
 // signed, pairs to int16) + vpmaddwd; signed weights go through the sign trick
-// (|w| x sign(x, w)) so the int16 pair sums cannot saturate. K-quants: see
-// matmul_kquant_avx2.cpp.
+// (|w| x sign(x, w)) so the int16 pair sums cannot saturate. Q8_0: see
+// matmul_q8_avx2.cpp; K-quants: matmul_kquant_avx2.cpp.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -20,32 +20,29 @@
 namespace kvserve::detail {
 namespace {
 
-// The 32 quants of one block as bytes: signed (q - zero point) for Q4_0/Q5_0/Q8_0,
-// unsigned for Q4_1/Q5_1.
+// The 32 quants of one block as bytes: signed (q - zero point) for Q4_0/Q5_0, unsigned
+// for Q4_1/Q5_1.
 template <GgmlType T>
 inline __m256i unpack(const uint8_t* blk) {
   constexpr Q32Layout L = kLayout<T>;
-  if constexpr (!L.nibbles) {
-    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + L.qs));
-  } else {
-    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + L.qs));
-    const __m256i lo4 = _mm256_set1_epi8(0x0f);
-    __m256i v = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), lo4);
-    if constexpr (L.qh >= 0) {
-      // Byte e gets bit e of qh as its bit 4: replicate qh's bytes, then test each byte
-      // against its own bit.
-      uint32_t qh;
-      std::memcpy(&qh, blk + L.qh, 4);
-      const __m256i rep = _mm256_shuffle_epi8(
-          _mm256_set1_epi32(int(qh)),
-          _mm256_setr_epi64x(0, 0x0101010101010101LL, 0x0202020202020202LL, 0x0303030303030303LL));
-      const __m256i bits = _mm256_set1_epi64x(int64_t(0x8040201008040201ULL));
-      const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(rep, bits), bits);
-      v = _mm256_or_si256(v, _mm256_and_si256(set, _mm256_set1_epi8(0x10)));
-    }
-    if constexpr (simd_zero_point(T) != 0) v = _mm256_sub_epi8(v, _mm256_set1_epi8(char(simd_zero_point(T))));
-    return v;
+  static_assert(L.nibbles, "Q8_0 has its own kernel");
+  const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + L.qs));
+  const __m256i lo4 = _mm256_set1_epi8(0x0f);
+  __m256i v = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), lo4);
+  if constexpr (L.qh >= 0) {
+    // Byte e gets bit e of qh as its bit 4: replicate qh's bytes, then test each byte
+    // against its own bit.
+    uint32_t qh;
+    std::memcpy(&qh, blk + L.qh, 4);
+    const __m256i rep = _mm256_shuffle_epi8(
+        _mm256_set1_epi32(int(qh)),
+        _mm256_setr_epi64x(0, 0x0101010101010101LL, 0x0202020202020202LL, 0x0303030303030303LL));
+    const __m256i bits = _mm256_set1_epi64x(int64_t(0x8040201008040201ULL));
+    const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(rep, bits), bits);
+    v = _mm256_or_si256(v, _mm256_and_si256(set, _mm256_set1_epi8(0x10)));
   }
+  if constexpr (simd_zero_point(T) != 0) v = _mm256_sub_epi8(v, _mm256_set1_epi8(char(simd_zero_point(T))));
+  return v;
 }
 
 inline float hsum(__m256 v) {
@@ -335,7 +332,7 @@ static MatmulRangeFn matmul_fn_avx2(GgmlType type) {
     case GgmlType::Q4_1: return matmul_q32<GgmlType::Q4_1>;
     case GgmlType::Q5_0: return matmul_q32<GgmlType::Q5_0>;
     case GgmlType::Q5_1: return matmul_q32<GgmlType::Q5_1>;
-    case GgmlType::Q8_0: return matmul_q32<GgmlType::Q8_0>;
+    case GgmlType::Q8_0: return matmul_q8_0_avx2;
     case GgmlType::F32: return matmul_float<GgmlType::F32>;
     case GgmlType::F16: return matmul_float<GgmlType::F16>;
     case GgmlType::BF16: return matmul_float<GgmlType::BF16>;
