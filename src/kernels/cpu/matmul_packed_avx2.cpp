@@ -126,6 +126,25 @@ void packed_tile(const MatmulArgs& a, int64_t o, int64_t t0, bool prefetch) {
     for (int t = 0; t < NT; ++t) _mm256_storeu_ps(a.y + (t0 + t) * a.ldy + o + 8 * h, acc[h][t]);
 }
 
+// The 6-bit scale and min of sub-block sb (0-7) of 8 Q4_K rows (the unpacking of
+// load_scales), from the cell's three scale vectors of the half: dword r = scale bytes
+// 4v..4v+3 of row r.
+inline void q4k_scale_min(__m256i qa, __m256i qb, __m256i qc, int sb, __m256i& sc, __m256i& mn) {
+  const __m256i m6 = _mm256_set1_epi32(63), m4 = _mm256_set1_epi32(15), m2 = _mm256_set1_epi32(3);
+  const int j = sb % 4;
+  const __m256i av = _mm256_srli_epi32(qa, 8 * j), bv = _mm256_srli_epi32(qb, 8 * j);
+  if (sb < 4) {
+    sc = _mm256_and_si256(av, m6);
+    mn = _mm256_and_si256(bv, m6);
+  } else {
+    const __m256i cv = _mm256_srli_epi32(qc, 8 * j);
+    sc = _mm256_or_si256(_mm256_and_si256(cv, m4),
+                         _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(av, 6), m2), 4));
+    mn = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(cv, 4), m4),
+                         _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(bv, 6), m2), 4));
+  }
+}
+
 // From kStagedMinTokens tokens on, a group's weights are unpacked once per call, a stage
 // of kStageUnits 32-element units at a time, into bytes and floats in L1 (what the tile
 // kernels form in registers), and every token then runs over the stage reading them: on Q5
@@ -182,7 +201,6 @@ void unpack_units(const uint8_t* tile, int64_t u0, int64_t n, Stage& st) {
 void unpack_units_q4k(const uint8_t* tile, int64_t u0, int64_t n, Stage& st) {
   constexpr int64_t kCell = packed_cell_bytes(GgmlType::Q4_K);
   const __m256i lo4 = _mm256_set1_epi8(0x0f);
-  const __m256i m6 = _mm256_set1_epi32(63), m4 = _mm256_set1_epi32(15), m2 = _mm256_set1_epi32(3);
   for (int64_t i = 0; i < n; i += 8) {
     const uint8_t* c = tile + (u0 + i) / 8 * kCell;
     prefetch_ahead(c, kCell);
@@ -193,19 +211,8 @@ void unpack_units_q4k(const uint8_t* tile, int64_t u0, int64_t n, Stage& st) {
       const __m256i qb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + 128 + 32 * h));
       const __m256i qc = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + 192 + 32 * h));
       for (int sb = 0; sb < 8; ++sb) {
-        const int j = sb % 4;
-        const __m256i av = _mm256_srli_epi32(qa, 8 * j), bv = _mm256_srli_epi32(qb, 8 * j);
         __m256i sc, mn;
-        if (sb < 4) {
-          sc = _mm256_and_si256(av, m6);
-          mn = _mm256_and_si256(bv, m6);
-        } else {
-          const __m256i cv = _mm256_srli_epi32(qc, 8 * j);
-          sc = _mm256_or_si256(_mm256_and_si256(cv, m4),
-                               _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(av, 6), m2), 4));
-          mn = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(cv, 4), m4),
-                               _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(bv, 6), m2), 4));
-        }
+        q4k_scale_min(qa, qb, qc, sb, sc, mn);
         _mm256_store_ps(st.d[i + sb][h], _mm256_mul_ps(dd, _mm256_cvtepi32_ps(sc)));
         _mm256_store_ps(st.m[i + sb][h],
                         _mm256_sub_ps(_mm256_setzero_ps(), _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(mn))));
@@ -313,7 +320,6 @@ void packed_tile_q4k(const MatmulArgs& a, int64_t o, int64_t t0, bool prefetch) 
   const float* xd = a.xd + t0 * nb;
   const float* xs = a.xs + t0 * nb;
   const __m256i lo4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
-  const __m256i m6 = _mm256_set1_epi32(63), m4 = _mm256_set1_epi32(15), m2 = _mm256_set1_epi32(3);
   __m256 acc[2][NT];
   for (int h = 0; h < 2; ++h)
     for (int t = 0; t < NT; ++t) acc[h][t] = _mm256_setzero_ps();
@@ -329,20 +335,7 @@ void packed_tile_q4k(const MatmulArgs& a, int64_t o, int64_t t0, bool prefetch) 
       for (int cc = 0; cc < 4; ++cc) {
         // Scales and mins of sub-blocks 2cc, 2cc + 1 (the 6-bit unpacking of load_scales).
         __m256i sc[2], mn[2];
-        for (int p = 0; p < 2; ++p) {
-          const int sb = 2 * cc + p, j = sb % 4;
-          const __m256i av = _mm256_srli_epi32(qa, 8 * j), bv = _mm256_srli_epi32(qb, 8 * j);
-          if (sb < 4) {
-            sc[p] = _mm256_and_si256(av, m6);
-            mn[p] = _mm256_and_si256(bv, m6);
-          } else {
-            const __m256i cv = _mm256_srli_epi32(qc, 8 * j);
-            sc[p] = _mm256_or_si256(_mm256_and_si256(cv, m4),
-                                    _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(av, 6), m2), 4));
-            mn[p] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(cv, 4), m4),
-                                    _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(bv, 6), m2), 4));
-          }
-        }
+        for (int p = 0; p < 2; ++p) q4k_scale_min(qa, qb, qc, 2 * cc + p, sc[p], mn[p]);
         // Low nibbles: sub-block 2cc (x[64cc + 4j..]), high: 2cc + 1 (x[64cc + 32 + 4j..]);
         // 8 vpmaddubsw pair sums of 4-bit x int8 fit int16.
         __m256i p0[NT], p1[NT];
