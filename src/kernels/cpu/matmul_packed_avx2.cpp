@@ -126,24 +126,38 @@ void packed_tile(const MatmulArgs& a, int64_t o, int64_t t0, bool prefetch) {
     for (int t = 0; t < NT; ++t) _mm256_storeu_ps(a.y + (t0 + t) * a.ldy + o + 8 * h, acc[h][t]);
 }
 
-// The 6-bit scale and min of sub-block sb (0-7) of 8 Q4_K rows (the unpacking of
-// load_scales), from the cell's three scale vectors of the half: dword r = scale bytes
-// 4v..4v+3 of row r.
-inline void q4k_scale_min(__m256i qa, __m256i qb, __m256i qc, int sb, __m256i& sc, __m256i& mn) {
-  const __m256i m6 = _mm256_set1_epi32(63), m4 = _mm256_set1_epi32(15), m2 = _mm256_set1_epi32(3);
-  const int j = sb % 4;
-  const __m256i av = _mm256_srli_epi32(qa, 8 * j), bv = _mm256_srli_epi32(qb, 8 * j);
-  if (sb < 4) {
-    sc = _mm256_and_si256(av, m6);
-    mn = _mm256_and_si256(bv, m6);
-  } else {
-    const __m256i cv = _mm256_srli_epi32(qc, 8 * j);
-    sc = _mm256_or_si256(_mm256_and_si256(cv, m4),
-                         _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(av, 6), m2), 4));
-    mn = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(cv, 4), m4),
-                         _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(bv, 6), m2), 4));
+// One half (rows 8h..8h+7) of a Q4_K cell's scales: d, dmin and the three vectors of
+// packed 6-bit scales (dword r = scale bytes 4v..4v+3 of row r).
+struct Q4kScales {
+  __m256 dd, dmin;
+  __m256i qa, qb, qc;
+  Q4kScales(const uint8_t* c, int h)
+      : dd(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c + 16 * h)))),
+        dmin(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c + 32 + 16 * h)))),
+        qa(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + 64 + 32 * h))),
+        qb(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + 128 + 32 * h))),
+        qc(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + 192 + 32 * h))) {}
+  // Sub-block sb (0-7): d = dd * sc and m = -(dmin * mn), sc and mn its 6-bit scale and
+  // min (the unpacking of load_scales).
+  void unit(int sb, __m256& d, __m256& m) const {
+    const __m256i m6 = _mm256_set1_epi32(63), m4 = _mm256_set1_epi32(15), m2 = _mm256_set1_epi32(3);
+    const int j = sb % 4;
+    const __m256i av = _mm256_srli_epi32(qa, 8 * j), bv = _mm256_srli_epi32(qb, 8 * j);
+    __m256i sc, mn;
+    if (sb < 4) {
+      sc = _mm256_and_si256(av, m6);
+      mn = _mm256_and_si256(bv, m6);
+    } else {
+      const __m256i cv = _mm256_srli_epi32(qc, 8 * j);
+      sc = _mm256_or_si256(_mm256_and_si256(cv, m4),
+                           _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(av, 6), m2), 4));
+      mn = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(cv, 4), m4),
+                           _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(bv, 6), m2), 4));
+    }
+    d = _mm256_mul_ps(dd, _mm256_cvtepi32_ps(sc));
+    m = _mm256_sub_ps(_mm256_setzero_ps(), _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(mn)));
   }
-}
+};
 
 // From kStagedMinTokens tokens on, a group's weights are unpacked once per call, a stage
 // of kStageUnits 32-element units at a time, into bytes and floats in L1 (what the tile
@@ -205,17 +219,12 @@ void unpack_units_q4k(const uint8_t* tile, int64_t u0, int64_t n, Stage& st) {
     const uint8_t* c = tile + (u0 + i) / 8 * kCell;
     prefetch_ahead(c, kCell);
     for (int h = 0; h < 2; ++h) {
-      const __m256 dd = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c + 16 * h)));
-      const __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c + 32 + 16 * h)));
-      const __m256i qa = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + 64 + 32 * h));
-      const __m256i qb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + 128 + 32 * h));
-      const __m256i qc = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + 192 + 32 * h));
+      const Q4kScales scales(c, h);
       for (int sb = 0; sb < 8; ++sb) {
-        __m256i sc, mn;
-        q4k_scale_min(qa, qb, qc, sb, sc, mn);
-        _mm256_store_ps(st.d[i + sb][h], _mm256_mul_ps(dd, _mm256_cvtepi32_ps(sc)));
-        _mm256_store_ps(st.m[i + sb][h],
-                        _mm256_sub_ps(_mm256_setzero_ps(), _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(mn))));
+        __m256 d, m;
+        scales.unit(sb, d, m);
+        _mm256_store_ps(st.d[i + sb][h], d);
+        _mm256_store_ps(st.m[i + sb][h], m);
       }
       for (int cc = 0; cc < 4; ++cc)
         for (int j = 0; j < 8; ++j) {
@@ -327,15 +336,8 @@ void packed_tile_q4k(const MatmulArgs& a, int64_t o, int64_t t0, bool prefetch) 
     const uint8_t* c = tile + k * kCell;
     if (prefetch) prefetch_ahead(c, kCell);
     for (int h = 0; h < 2; ++h) {  // rows 8h..8h+7
-      const __m256 dd = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c + 16 * h)));
-      const __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c + 32 + 16 * h)));
-      const __m256i qa = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + 64 + 32 * h));
-      const __m256i qb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + 128 + 32 * h));
-      const __m256i qc = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + 192 + 32 * h));
+      const Q4kScales scales(c, h);
       for (int cc = 0; cc < 4; ++cc) {
-        // Scales and mins of sub-blocks 2cc, 2cc + 1 (the 6-bit unpacking of load_scales).
-        __m256i sc[2], mn[2];
-        for (int p = 0; p < 2; ++p) q4k_scale_min(qa, qb, qc, 2 * cc + p, sc[p], mn[p]);
         // Low nibbles: sub-block 2cc (x[64cc + 4j..]), high: 2cc + 1 (x[64cc + 32 + 4j..]);
         // 8 vpmaddubsw pair sums of 4-bit x int8 fit int16.
         __m256i p0[NT], p1[NT];
@@ -355,8 +357,8 @@ void packed_tile_q4k(const MatmulArgs& a, int64_t o, int64_t t0, bool prefetch) 
           }
         }
         for (int p = 0; p < 2; ++p) {
-          const __m256 d = _mm256_mul_ps(dd, _mm256_cvtepi32_ps(sc[p]));
-          const __m256 m = _mm256_sub_ps(_mm256_setzero_ps(), _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(mn[p])));
+          __m256 d, m;  // of sub-block 2cc + p
+          scales.unit(2 * cc + p, d, m);
           const int64_t u = k * 8 + 2 * cc + p;
           for (int t = 0; t < NT; ++t) {
             const __m256i s32 = _mm256_madd_epi16(p ? p1[t] : p0[t], ones);
