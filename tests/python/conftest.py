@@ -82,9 +82,13 @@ class Server:
                 out[key] = float(value)
         return out
 
-    def metric(self, name: str, **labels) -> float:
+    def metric(self, name: str, samples: dict = None, **labels) -> float:
+        """Sum of the samples of `name` with `labels`, from `samples` (one metrics() call)
+        if given: values compared with each other must come from one scrape, as the
+        engine publishes its counters once per step while the client may already have
+        its answer."""
         total = 0.0
-        for key, v in self.metrics().items():
+        for key, v in (samples if samples is not None else self.metrics()).items():
             base = key.split("{", 1)[0]
             if base == name and all(f'{k}="{val}"' in key for k, val in labels.items()):
                 total += v

@@ -55,10 +55,11 @@ def test_same_text_with_and_without_speculation(spec_server, sampling):
 
 def test_spec_metrics(spec_server):
     complete(spec_server, max_tokens=60, temperature=0)
-    drafts = spec_server.metric("kvserve:spec_decode_num_drafts_total")
-    draft_tokens = spec_server.metric("kvserve:spec_decode_num_draft_tokens_total")
-    accepted = spec_server.metric("kvserve:spec_decode_num_accepted_tokens_total")
-    per_pos = [spec_server.metric("kvserve:spec_decode_num_accepted_tokens_per_pos_total", position=str(i))
+    m = spec_server.metrics()
+    drafts = spec_server.metric("kvserve:spec_decode_num_drafts_total", m)
+    draft_tokens = spec_server.metric("kvserve:spec_decode_num_draft_tokens_total", m)
+    accepted = spec_server.metric("kvserve:spec_decode_num_accepted_tokens_total", m)
+    per_pos = [spec_server.metric("kvserve:spec_decode_num_accepted_tokens_per_pos_total", m, position=str(i))
                for i in range(5)]
     assert drafts > 0 and 0 < accepted <= draft_tokens <= 5 * drafts
     assert sum(per_pos) == accepted
@@ -85,8 +86,9 @@ def test_draft_model_greedy_same_text(draft_server):
     assert spec[0]["text"] == plain[0]["text"]
     assert stream(draft_server, **body) == plain[0]["text"]
     # The model drafting for itself: every draft token is the target's own choice.
-    accepted = draft_server.metric("kvserve:spec_decode_num_accepted_tokens_total")
-    assert accepted > 0 and accepted == draft_server.metric("kvserve:spec_decode_num_draft_tokens_total")
+    m = draft_server.metrics()
+    accepted = draft_server.metric("kvserve:spec_decode_num_accepted_tokens_total", m)
+    assert accepted > 0 and accepted == draft_server.metric("kvserve:spec_decode_num_draft_tokens_total", m)
 
 
 def test_draft_model_with_another_vocabulary_fails_at_start():
