@@ -42,6 +42,11 @@ struct EngineConfig {
   int max_num_batched_tokens = 512;
   int max_model_len = 0;  // 0 = the model's training context
   bool enable_prefix_caching = true;
+  // Hybrid KV cache (models mixing sliding-window and global layers, such as Gemma 3, and
+  // those whose every layer slides, such as Mistral): sliding layers keep only their
+  // window's blocks, so a long context holds a fraction of the memory. Off: every layer
+  // keeps every position (for comparison).
+  bool hybrid_kv_cache = true;
   bool enable_chunked_prefill = true;
   int max_chunk_tokens = 0;       // per request per step (0 = the whole budget)
   int n_threads = 0;              // 0 = all hardware threads

@@ -38,6 +38,10 @@ void add_engine_options(CLI::App& app, EngineConfig& cfg, const EngineOptionsSpe
                std::string("Enable / disable automatic prefix caching (default: ") +
                    (cfg.enable_prefix_caching ? "on" : "off") + ")");
 
+  app.add_flag("--hybrid-kv-cache,!--no-hybrid-kv-cache", cfg.hybrid_kv_cache,
+               "Sliding-window layers keep only their window's KV blocks (Gemma 3, Mistral); off: every "
+               "layer keeps every position (default: on)");
+
   add_speculative_options(app, cfg.speculative);
 }
 
@@ -155,6 +159,7 @@ nlohmann::json engine_config_json(const EngineConfig& c, Mode mode) {
           {"num_kv_blocks", c.num_kv_blocks},
           {"kv_cache_dtype", kv_dtype_name(c.kv_cache_dtype)},
           {"enable_prefix_caching", c.enable_prefix_caching},
+          {"hybrid_kv_cache", c.hybrid_kv_cache},
           {"n_threads", c.n_threads},
           {"speculative", spec}};
 }

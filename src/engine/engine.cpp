@@ -85,6 +85,7 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineConfig& config, std::
   ro.max_batch_tokens = c.max_num_batched_tokens;
   ro.max_seqs = c.max_num_seqs;
   ro.n_threads = c.n_threads;
+  ro.hybrid_kv = c.hybrid_kv_cache;
   auto target_runner = std::make_unique<CpuRunner>(*im->model, ro);
   std::unique_ptr<Runner> draft_runner;
   if (c.speculative.method == SpecMethod::Draft) {
@@ -132,7 +133,8 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineConfig& config, std::
       n_blocks = int64_t(double(available_memory()) * c.kv_cache_fraction) / int64_t(per_block);
       // More than every sequence at full length could use is only prefix cache: cap it
       // so a tiny model does not claim a quarter of the machine.
-      n_blocks = std::min<int64_t>(n_blocks, blocks_per_seq * c.max_num_seqs * 2);
+      n_blocks = std::min<int64_t>(
+          n_blocks, blocks_per_seq * int64_t(im->runner->kv_group_windows().size()) * c.max_num_seqs * 2);
     }
   }
   if (n_blocks < 1)
@@ -152,6 +154,8 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineConfig& config, std::
   bc.block_size = c.block_size;
   bc.enable_prefix_caching = c.enable_prefix_caching;
   bc.max_blocks_per_seq = int(std::min<int64_t>(blocks_per_seq, n_blocks));
+  const std::span<const int> groups = im->runner->kv_group_windows();
+  bc.group_windows.assign(groups.begin(), groups.end());
   im->blocks = std::make_unique<BlockManager>(bc);
 
   SchedulerConfig sc;
@@ -172,6 +176,8 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineConfig& config, std::
       DraftModelOptions o;
       o.n_blocks = c.num_kv_blocks;
       o.block_size = c.block_size;
+      o.group_windows.assign(draft_runner->kv_group_windows().begin(),
+                             draft_runner->kv_group_windows().end());
       o.max_batch_tokens = c.max_num_batched_tokens;
       o.max_seqs = c.max_num_seqs;
       o.max_draft = c.speculative.num_tokens;
@@ -196,12 +202,17 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineConfig& config, std::
                  : fmt::format("n-gram {}..{}", c.speculative.ngram_min, c.speculative.ngram_max),
              c.speculative.adaptive ? ", adaptive" : "");
   }
+  std::string kv_groups;
+  if (groups.size() > 1 || groups[0] > 0) {
+    for (int w : groups) kv_groups += (kv_groups.empty() ? "" : ",") + (w ? std::to_string(w) : "full");
+    kv_groups = fmt::format(", hybrid: {} KV groups, windows {}", groups.size(), kv_groups);
+  }
   log_info(
-      "engine: {} KV blocks of {} tokens = {} tokens ({:.1f} MiB, {}), max_model_len {}, max_num_seqs {}, "
+      "engine: {} KV blocks of {} tokens = {} tokens ({:.1f} MiB, {}{}), max_model_len {}, max_num_seqs {}, "
       "budget {} tokens",
       c.num_kv_blocks, c.block_size, int64_t(c.num_kv_blocks) * c.block_size,
-      double(c.kv_cache_memory) / (1 << 20), kv_dtype_name(c.kv_cache_dtype), c.max_model_len, c.max_num_seqs,
-      c.max_num_batched_tokens);
+      double(c.kv_cache_memory) / (1 << 20), kv_dtype_name(c.kv_cache_dtype), kv_groups, c.max_model_len,
+      c.max_num_seqs, c.max_num_batched_tokens);
   return std::unique_ptr<Engine>(new Engine(std::move(im)));
 }
 

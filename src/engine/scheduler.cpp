@@ -23,7 +23,7 @@ Status Scheduler::check_admissible(int num_prompt_tokens, int max_tokens) const 
         "This model's maximum context length is {} tokens. However, you requested {} tokens ({} in the "
         "prompt, {} for the completion). Please reduce the prompt or max_tokens.",
         config_.max_model_len, total, num_prompt_tokens, max_tokens)};
-  const int64_t blocks = blocks_.blocks_for(total);
+  const int64_t blocks = blocks_.max_blocks_held(total, config_.max_num_batched_tokens);
   if (blocks > blocks_.n_blocks())
     return Error{fmt::format(
         "the request needs up to {} tokens of KV cache ({} blocks of {}), but the whole cache holds {} "

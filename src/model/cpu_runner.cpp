@@ -52,6 +52,11 @@ struct CpuRunner::Impl final : LayerBlocks {
   void validate(const ForwardBatch& batch, const KvCacheStorage& kv) const;
   void validate_tree(const SeqSlice& s, const KvCacheConfig& kc) const;
   void plan_step(const ForwardBatch& batch);
+  void plan_kv_groups();
+  // Group g's first block a slice's step reads (the blocks before it may be released).
+  int64_t first_live_block(const SeqSlice& s, int g, int block_size) const {
+    return attention_first_key(s.n_past, group_window[size_t(g)]) / block_size;
+  }
 
   // LayerBlocks, over this step's batch and cache.
   void qkv(const LayerWeights& L) override;
@@ -107,7 +112,12 @@ struct CpuRunner::Impl final : LayerBlocks {
   std::vector<int32_t> tok_pos;         // [T] position of each stacked token
   std::vector<int32_t> seq_begin;       // [max_seqs + 1] first stacked row of each sequence
   std::vector<AttentionSeq> attn_seqs;  // this step's sequences, for the attention plan
-  AttentionPlan attn;                   // this step's attention work (split-K included)
+  // KV groups (RunnerOptions::hybrid_kv): each group's window, each layer's group and its
+  // slot among the group's layers (the layer index in KvCacheStorage), layers per block.
+  std::vector<int> group_window;
+  std::vector<int> layer_group, layer_slot;
+  int group_layers = 0;
+  AttentionPlan attn;  // this step's attention work (split-K included)
   int n_tokens = 0;
   const ForwardBatch* batch = nullptr;  // this step's, while forward() runs
   KvCacheStorage* kv = nullptr;
@@ -156,13 +166,43 @@ CpuRunner::Impl::Impl(const Model& m, const RunnerOptions& o)
   tok_pos.resize(size_t(T));
   seq_begin.resize(size_t(o.max_seqs) + 1);
   attn_seqs.reserve(size_t(o.max_seqs) + size_t(T));
+  plan_kv_groups();
+}
+
+// Layers with the same window form groups of as many layers as the rarest window has
+// (Gemma-3-270M: 3 global and 15 local layers = 1 + 5 groups of 3), so every block holds
+// the same bytes and one pool serves all groups; a window's last group may be short (its
+// blocks' spare layer slots go unused). Full attention first, then longer windows first.
+void CpuRunner::Impl::plan_kv_groups() {
+  const int L = c.n_layers;
+  std::vector<int> windows;
+  for (int l = 0; l < L; ++l) windows.push_back(opt.hybrid_kv ? c.layer_attention[size_t(l)].window : 0);
+  std::vector<int> kinds = windows;
+  std::sort(kinds.begin(), kinds.end(), [](int a, int b) { return a == 0 ? b != 0 : b != 0 && a > b; });
+  kinds.erase(std::unique(kinds.begin(), kinds.end()), kinds.end());
+  group_layers = L;
+  for (int w : kinds)
+    group_layers = std::min<int>(group_layers, int(std::count(windows.begin(), windows.end(), w)));
+  layer_group.assign(size_t(L), 0);
+  layer_slot.assign(size_t(L), 0);
+  for (int w : kinds) {
+    int n = 0;
+    for (int l = 0; l < L; ++l) {
+      if (windows[size_t(l)] != w) continue;
+      if (n % group_layers == 0) group_window.push_back(w);
+      layer_group[size_t(l)] = int(group_window.size()) - 1;
+      layer_slot[size_t(l)] = n % group_layers;
+      ++n;
+    }
+  }
 }
 
 void CpuRunner::Impl::validate(const ForwardBatch& batch, const KvCacheStorage& kv) const {
   const KvCacheConfig& kc = kv.config();
-  RUNNER_CHECK(kc.n_layers == c.n_layers && kc.n_kv_heads == c.n_kv_heads && kc.head_dim == c.head_dim,
+  RUNNER_CHECK(kc.n_layers == group_layers && kc.n_kv_heads == c.n_kv_heads && kc.head_dim == c.head_dim,
                "KV cache layout (%d layers, %d kv heads, head dim %d) does not match the model", kc.n_layers,
                kc.n_kv_heads, kc.head_dim);
+  const size_t G = group_window.size();
   RUNNER_CHECK(batch.seqs.size() <= size_t(opt.max_seqs), "%zu sequences > max_seqs %d", batch.seqs.size(),
                opt.max_seqs);
   int64_t total = 0;
@@ -175,13 +215,17 @@ void CpuRunner::Impl::validate(const ForwardBatch& batch, const KvCacheStorage& 
     int64_t end = s.n_past + int64_t(s.tokens.size());
     if (s.tree && s.tree->depth.size() == s.tokens.size())
       end = s.n_past + 1 + *std::max_element(s.tree->depth.begin(), s.tree->depth.end());
-    RUNNER_CHECK(int64_t(s.block_table.size()) * kc.block_size >= end,
-                 "block table of %zu blocks does not cover %lld positions", s.block_table.size(),
-                 (long long)end);
+    RUNNER_CHECK(s.block_table.size() % G == 0, "block table of %zu ids for %zu KV groups",
+                 s.block_table.size(), G);
+    const size_t width = s.block_table.size() / G;
+    RUNNER_CHECK(int64_t(width) * kc.block_size >= end,
+                 "block table of %zu blocks does not cover %lld positions", width, (long long)end);
     const int64_t used_blocks = (end + kc.block_size - 1) / kc.block_size;
-    for (int64_t b = 0; b < used_blocks; ++b)
-      RUNNER_CHECK(s.block_table[size_t(b)] >= 0 && s.block_table[size_t(b)] < kc.n_blocks,
-                   "block id %d out of range [0, %d)", s.block_table[size_t(b)], kc.n_blocks);
+    for (size_t g = 0; g < G; ++g)
+      for (int64_t b = first_live_block(s, int(g), kc.block_size); b < used_blocks; ++b) {
+        const int32_t id = s.block_table[g * width + size_t(b)];
+        RUNNER_CHECK(id >= 0 && id < kc.n_blocks, "block id %d out of range [0, %d)", id, kc.n_blocks);
+      }
     for (int32_t t : s.tokens) RUNNER_CHECK(t >= 0 && t < c.n_vocab, "token id %d out of range", t);
     if (s.tree) validate_tree(s, kc);
   }
@@ -191,11 +235,11 @@ void CpuRunner::Impl::validate(const ForwardBatch& batch, const KvCacheStorage& 
 
 void CpuRunner::Impl::validate_tree(const SeqSlice& s, const KvCacheConfig& kc) const {
   const TokenTree& t = *s.tree;
-  const size_t n = s.tokens.size(), width = s.block_table.size();
+  const size_t n = s.tokens.size(), full = s.block_table.size(), G = group_window.size(), width = full / G;
   RUNNER_CHECK(s.logits == LogitsMode::All, "a token tree needs the logits of every node");
   RUNNER_CHECK(t.n_lanes >= 1 && t.n_lanes <= 64, "%d lanes (1 to 64)", t.n_lanes);
   RUNNER_CHECK(t.depth.size() == n && t.lanes.size() == n, "tree arrays do not match the %zu tokens", n);
-  RUNNER_CHECK(t.lane_tables.size() == size_t(t.n_lanes - 1) * width, "lane tables of %zu ids for %d lanes",
+  RUNNER_CHECK(t.lane_tables.size() == size_t(t.n_lanes - 1) * full, "lane tables of %zu ids for %d lanes",
                t.lane_tables.size(), t.n_lanes);
   const uint64_t all = t.n_lanes == 64 ? ~0ULL : (1ULL << t.n_lanes) - 1;
   RUNNER_CHECK(n > 0 && t.depth[0] == 0 && t.lanes[0] == all, "the root must be at depth 0 in every lane");
@@ -210,10 +254,11 @@ void CpuRunner::Impl::validate_tree(const SeqSlice& s, const KvCacheConfig& kc) 
                "block tables do not cover the tree");
   const int64_t used_blocks = (s.n_past + max_depth + kc.block_size) / kc.block_size;
   for (int w = 1; w < t.n_lanes; ++w)
-    for (int64_t b = 0; b < used_blocks; ++b) {
-      const int32_t id = t.lane_tables[size_t(w - 1) * width + size_t(b)];
-      RUNNER_CHECK(id >= 0 && id < kc.n_blocks, "lane %d: block id %d out of range", w, id);
-    }
+    for (size_t g = 0; g < G; ++g)
+      for (int64_t b = first_live_block(s, int(g), kc.block_size); b < used_blocks; ++b) {
+        const int32_t id = t.lane_tables[size_t(w - 1) * full + g * width + size_t(b)];
+        RUNNER_CHECK(id >= 0 && id < kc.n_blocks, "lane %d: block id %d out of range", w, id);
+      }
 }
 
 // Lane w's block table of a tree slice (lane 0: the slice's own).
@@ -230,19 +275,21 @@ void CpuRunner::Impl::attention(int layer, const LayerWeights& L) {
   const int64_t head_stride = kv_head_elems(kc.dtype, kc.block_size, hd);  // elements (scales included)
   const int64_t block_stride = int64_t(kc.n_kv_heads) * head_stride;       // per block per layer
   const size_t esize = kv_dtype_size(kc.dtype);
+  const int group = layer_group[size_t(layer)], slot_layer = layer_slot[size_t(layer)];
 
   // Write this layer's new K/V into each token's slot (rounded to the cache's dtype).
   for (size_t s = 0; s < batch.seqs.size(); ++s) {
     const SeqSlice& seq = batch.seqs[s];
+    const size_t row = size_t(group) * (seq.block_table.size() / group_window.size());
     for (int32_t r = seq_begin[s]; r < seq_begin[s + 1]; ++r) {
       const int32_t pos = tok_pos[size_t(r)];
       const int slot = pos % kc.block_size;
       // A tree node goes into every lane whose path holds it; other tokens into their one table.
       uint64_t lanes = seq.tree ? seq.tree->lanes[size_t(r - seq_begin[s])] : 1;
       for (; lanes; lanes &= lanes - 1) {
-        const int32_t block = lane_table(seq, std::countr_zero(lanes))[pos / kc.block_size];
-        char* kb = static_cast<char*>(kv.k_block(layer, block));
-        char* vb = static_cast<char*>(kv.v_block(layer, block));
+        const int32_t block = lane_table(seq, std::countr_zero(lanes))[row + size_t(pos / kc.block_size)];
+        char* kb = static_cast<char*>(kv.k_block(slot_layer, block));
+        char* vb = static_cast<char*>(kv.v_block(slot_layer, block));
         for (int h = 0; h < c.n_kv_heads; ++h)
           kv_store_token(kb + h * head_stride * esize, vb + h * head_stride * esize, kc.dtype, kc.block_size,
                          hd, slot, k.get() + int64_t(r) * c.kv_dim() + h * hd,
@@ -254,8 +301,9 @@ void CpuRunner::Impl::attention(int layer, const LayerWeights& L) {
   AttentionLayerInputs in;
   in.q = q.get();
   in.out = att.get();
-  in.k_base = kv.k_block(layer, 0);
-  in.v_base = kv.v_block(layer, 0);
+  in.k_base = kv.k_block(slot_layer, 0);
+  in.v_base = kv.v_block(slot_layer, 0);
+  in.kv_group = group;
   in.block_stride = block_stride;
   in.head_stride = head_stride;
   in.block_size = kc.block_size;
@@ -274,9 +322,10 @@ void CpuRunner::Impl::plan_step(const ForwardBatch& batch) {
     const SeqSlice& seq = batch.seqs[s];
     seq_begin[s] = T;
     const int32_t n = int32_t(seq.tokens.size());
+    const int32_t stride = int32_t(seq.block_table.size() / group_window.size());
     if (!seq.tree) {
       for (int32_t i = 0; i < n; ++i) tok_pos[size_t(T + i)] = seq.n_past + i;
-      attn_seqs.push_back(AttentionSeq{seq.block_table.data(), seq.n_past, n, T});
+      attn_seqs.push_back(AttentionSeq{seq.block_table.data(), seq.n_past, n, T, stride});
     } else {
       // In preorder, the nodes a lane is the first (lowest) to hold are consecutive rows at
       // consecutive depths: one chain each, attended through that lane's table.
@@ -289,7 +338,8 @@ void CpuRunner::Impl::plan_step(const ForwardBatch& batch) {
             t.depth[size_t(i)] == t.depth[size_t(i - 1)] + 1)
           ++last->n_new;
         else
-          attn_seqs.push_back(AttentionSeq{lane_table(seq, lane), seq.n_past + t.depth[size_t(i)], 1, T + i});
+          attn_seqs.push_back(
+              AttentionSeq{lane_table(seq, lane), seq.n_past + t.depth[size_t(i)], 1, T + i, stride});
       }
     }
     T += n;
@@ -521,6 +571,10 @@ int32_t CpuRunner::n_vocab() const {
   return impl_->c.n_vocab;
 }
 
+std::span<const int> CpuRunner::kv_group_windows() const {
+  return impl_->group_window;
+}
+
 const RunnerStats& CpuRunner::stats() const {
   return impl_->stats;
 }
@@ -531,7 +585,7 @@ std::shared_ptr<ThreadPool> CpuRunner::pool() const {
 
 KvCacheConfig CpuRunner::kv_config(int n_blocks, int block_size, KvDtype dtype) const {
   KvCacheConfig kc;
-  kc.n_layers = impl_->c.n_layers;
+  kc.n_layers = impl_->group_layers;
   kc.n_kv_heads = impl_->c.n_kv_heads;
   kc.head_dim = impl_->c.head_dim;
   kc.block_size = block_size;

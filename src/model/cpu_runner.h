@@ -26,6 +26,12 @@ struct RunnerOptions {
   // Layers left out of the forward (self-speculation's draft): [n_layers] flags, or empty.
   // Their KV slots stay in the layout, unused.
   std::vector<uint8_t> skip_layers;
+  // Hybrid KV cache: when layers have different sliding windows (Gemma 3), lay the cache
+  // out in groups of layers with one window each, so the engine's block manager can
+  // release the sliding groups' blocks that fell out of the window (kv_group_windows()).
+  // Also a model whose every layer slides (Mistral) then reports its window. Off: one
+  // group {0} that keeps every position (what callers laying out their own cache expect).
+  bool hybrid_kv = false;
 };
 
 class CpuRunner final : public Runner {
@@ -39,12 +45,14 @@ class CpuRunner final : public Runner {
   // The batch must respect RunnerOptions (checked) and block tables must cover
   // n_past + tokens.size() positions.
   const float* forward(const ForwardBatch& batch, KvCacheStorage& kv);
-  // The KV layout this model needs, for a pool of n_blocks blocks of block_size tokens.
+  // The KV layout this model needs, for a pool of n_blocks blocks of block_size tokens
+  // (n_layers: the layers of one KV group).
   KvCacheConfig kv_config(int n_blocks, int block_size, KvDtype dtype = KvDtype::F16) const;
 
   // Runner: the same, over the storage allocate_kv() made.
   const char* device() const override { return "cpu"; }
   int32_t n_vocab() const override;
+  std::span<const int> kv_group_windows() const override;
   size_t kv_bytes_per_block(int block_size, KvDtype dtype) const override;
   Status allocate_kv(int n_blocks, int block_size, KvDtype dtype) override;
   void copy_kv_block(int32_t src, int32_t dst) override;

@@ -34,9 +34,12 @@ struct TokenTree {
 };
 
 struct SeqSlice {
-  int32_t n_past = 0;                    // tokens already in the cache = position of tokens[0]
-  std::span<const int32_t> tokens;       // new tokens, at positions n_past .. n_past + size - 1
-  std::span<const int32_t> block_table;  // physical block ids covering [0, n_past + tokens.size())
+  int32_t n_past = 0;               // tokens already in the cache = position of tokens[0]
+  std::span<const int32_t> tokens;  // new tokens, at positions n_past .. n_past + size - 1
+  // Physical block ids covering [0, n_past + tokens.size()), one row per KV group
+  // (Runner::kv_group_windows): [n_groups][width]. A sliding-window group's entries before
+  // the window of position n_past may be -1 (released; never read).
+  std::span<const int32_t> block_table;
   LogitsMode logits = LogitsMode::Last;
   const TokenTree* tree = nullptr;  // tokens form a tree (then logits must be All)
 };

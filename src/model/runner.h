@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 
 #include "cache/kv_dtype.h"
 #include "core/result.h"
@@ -37,12 +38,18 @@ class Runner {
 
   virtual const char* device() const = 0;  // "cpu", ...
   virtual int32_t n_vocab() const = 0;
-  // Bytes of one KV block of block_size tokens in dtype, all layers (to size the pool).
+  // The KV groups the cache is laid out in (BlockManagerConfig::group_windows): each
+  // group's sliding window in keys (0: full attention), group 0's the longest. A block
+  // holds block_size tokens of one group's layers, and a ForwardBatch's block tables hold
+  // one row per group. One group of every layer ({0}, or {W} if every layer slides)
+  // unless the layers' windows differ and the runner was asked to split them.
+  virtual std::span<const int> kv_group_windows() const = 0;
+  // Bytes of one KV block of block_size tokens in dtype, one group's layers (to size the pool).
   virtual size_t kv_bytes_per_block(int block_size, KvDtype dtype) const = 0;
   // Allocates the KV storage the block manager's ids index: n_blocks blocks. Once,
   // before the first forward.
   virtual Status allocate_kv(int n_blocks, int block_size, KvDtype dtype) = 0;
-  // Copies block src's keys and values (every layer) to block dst: copy-on-write.
+  // Copies block src's keys and values (all its layers) to block dst: copy-on-write.
   virtual void copy_kv_block(int32_t src, int32_t dst) = 0;
   // One step over the runner's KV storage: writes the new tokens' K/V at the slots
   // their block tables map them to, attends, and returns the requested logits rows.

@@ -11,6 +11,7 @@ BlockManagerConfig draft_blocks(const DraftModelOptions& o) {
   BlockManagerConfig c;
   c.n_blocks = o.n_blocks;
   c.block_size = o.block_size;
+  c.group_windows = o.group_windows;
   c.enable_prefix_caching = false;  // drafts are throwaway; the target's cache is the one shared
   return c;
 }

@@ -27,7 +27,8 @@ namespace kvserve {
 struct DraftModelOptions {
   int n_blocks = 0;  // KV blocks the runner has allocated
   int block_size = 16;
-  int max_batch_tokens = 512;  // the runner's step limits
+  std::vector<int> group_windows = {0};  // the runner's KV groups (Runner::kv_group_windows)
+  int max_batch_tokens = 512;            // the runner's step limits
   int max_seqs = 64;
   int max_draft = 4;  // k at most
   // Tree mode (SpeculativeConfig::tree): the draft extends its best token at each depth

@@ -397,6 +397,43 @@ TEST(BlockManager, TrimOfAForkedSequenceReleasesOnlyItsOwnReferences) {
   EXPECT_TRUE(bm.check_invariants());
 }
 
+// Gemma-style groups: one full-attention group and one with a window of 6 keys, blocks
+// of 4. Decoding releases the window group's blocks once no later token can read them;
+// the full group keeps everything.
+TEST(BlockManager, SlidingWindowGroupReleasesBlocksBehindTheWindow) {
+  BlockManagerConfig c = cfg(40, 4);
+  c.group_windows = {0, 6};
+  BlockManager bm(c);
+  ASSERT_TRUE(bm.allocate_slots(0, 0, 10));  // positions 0..9: 3 blocks in each group
+  EXPECT_EQ(bm.table_width(0), 3);
+  EXPECT_EQ(bm.num_free_blocks(), 40 - 6);
+  // The token at 10 reads keys 5..10: block 0 (keys 0..3) of the window group goes.
+  ASSERT_TRUE(bm.allocate_slots(0, 10, 1));
+  auto t = bm.block_table(0);
+  ASSERT_EQ(t.size(), 6u);
+  EXPECT_NE(t[0], kNoBlock);  // full group: every block
+  EXPECT_EQ(t[3], kNoBlock);  // window group: block 0 released
+  EXPECT_NE(t[4], kNoBlock);
+  EXPECT_EQ(bm.num_free_blocks(), 40 - 5);
+  ASSERT_TRUE(bm.allocate_slots(0, 11, 5));  // a chunk: its first token still reads key 6
+  EXPECT_EQ(bm.num_free_blocks(), 40 - 4 - 3);
+  // The token at 16 reads keys 11..16: block 2 (keys 8..11) stays, block 1 goes.
+  ASSERT_TRUE(bm.allocate_slots(0, 16, 1));
+  EXPECT_EQ(bm.num_free_blocks(), 40 - 5 - 3);
+  t = bm.block_table(0);
+  ASSERT_EQ(t.size(), 10u);  // 5 blocks per group
+  EXPECT_EQ(t[5], kNoBlock);
+  EXPECT_EQ(t[6], kNoBlock);
+  EXPECT_NE(t[7], kNoBlock);
+  EXPECT_TRUE(bm.check_invariants());
+  // A sequence of 1,000 tokens computed 64 at a time holds every block of the full group
+  // and at most the window's and a step's in the other.
+  EXPECT_EQ(bm.max_blocks_held(1000, 64), 250 + (bm.blocks_for(6 - 1 + 64) + 1));
+  bm.free(0);
+  EXPECT_EQ(bm.num_free_blocks(), 40);
+  EXPECT_TRUE(bm.check_invariants());
+}
+
 // ---- randomized property test ----
 
 struct SimSeq {
@@ -413,21 +450,38 @@ std::vector<uint64_t> fingerprints(const std::vector<int32_t>& t) {
   return f;
 }
 
-void run_property(uint64_t seed, bool caching, uint64_t mask) {
-  const int n_blocks = 48, bs = 4;
-  BlockManager bm(cfg(n_blocks, bs, caching, mask));
+// KV groups in the simulation: group g's copy of position p holds fingerprint ^ salt(g),
+// so a block handed to the wrong group is caught like one holding the wrong context.
+uint64_t salt(int g) {
+  return uint64_t(g) * 0x9e3779b97f4a7c15ULL;
+}
+// The first position a group still needs once `computed` tokens are computed.
+int first_key(int window, int computed) {
+  return window > 0 ? std::max(0, computed - window + 1) : 0;
+}
+
+void run_property(uint64_t seed, bool caching, uint64_t mask, std::vector<int> windows = {0}) {
+  const int n_blocks = 48 * int(windows.size()), bs = 4, G = int(windows.size());
+  BlockManagerConfig config = cfg(n_blocks, bs, caching, mask);
+  config.group_windows = windows;
+  BlockManager bm(config);
   std::vector<uint64_t> kv(size_t(n_blocks) * bs, 0);  // simulated KV: fingerprint per slot
   std::mt19937_64 rng(seed);
   std::vector<SimSeq> live;
   std::vector<std::vector<int32_t>> prompt_pool;  // earlier prompts, to create shared prefixes
   SeqId next_id = 0;
-  int64_t hits = 0;
+  int64_t hits = 0, released = 0;
 
+  // Every position a group still needs holds this context's KV.
   auto check_seq = [&](const SimSeq& s) {
     auto fp = fingerprints(s.tokens);
     auto tab = bm.block_table(s.id);
-    for (int p = 0; p < s.computed; ++p)
-      ASSERT_EQ(kv[size_t(tab[p / bs]) * bs + p % bs], fp[p]) << "seq " << s.id << " pos " << p;
+    const int width = bm.table_width(s.id);
+    ASSERT_EQ(tab.size(), size_t(G) * size_t(width));
+    for (int g = 0; g < G; ++g)
+      for (int p = first_key(windows[size_t(g)], s.computed); p < s.computed; ++p)
+        ASSERT_EQ(kv[size_t(tab[size_t(g * width + p / bs)]) * bs + p % bs], fp[p] ^ salt(g))
+            << "seq " << s.id << " group " << g << " pos " << p;
   };
   auto compute = [&](SimSeq& s, int n) -> bool {
     if (!bm.allocate_slots(s.id, s.computed, n)) return false;
@@ -436,10 +490,20 @@ void run_property(uint64_t seed, bool caching, uint64_t mask) {
     bm.clear_pending_copies();
     auto fp = fingerprints(s.tokens);
     auto tab = bm.block_table(s.id);
-    for (int p = s.computed; p < s.computed + n; ++p) {
-      // The written block must be owned by this sequence alone.
-      EXPECT_EQ(bm.pool().ref_count(tab[p / bs]), 1);
-      kv[size_t(tab[p / bs]) * bs + p % bs] = fp[p];
+    const int width = bm.table_width(s.id);
+    for (int g = 0; g < G; ++g) {
+      // A window's blocks wholly before the first key still needed are released.
+      for (int b = 0; b < width; ++b) {
+        const bool needed = (b + 1) * bs > first_key(windows[size_t(g)], s.computed);
+        EXPECT_EQ(tab[size_t(g * width + b)] != kNoBlock, needed) << "group " << g << " block " << b;
+        released += !needed;
+      }
+      for (int p = s.computed; p < s.computed + n; ++p) {
+        // The written block must be owned by this sequence alone.
+        const int32_t id = tab[size_t(g * width + p / bs)];
+        EXPECT_EQ(bm.pool().ref_count(id), 1);
+        kv[size_t(id) * bs + p % bs] = fp[p] ^ salt(g);
+      }
     }
     s.computed += n;
     bm.cache_blocks(s.id, s.tokens, s.computed);
@@ -465,10 +529,17 @@ void run_property(uint64_t seed, bool caching, uint64_t mask) {
       PrefixMatch m;
       bm.match_prefix(s.tokens, m);
       ASSERT_LT(m.num_tokens, int(s.tokens.size()));
-      // Every hit holds the KV of exactly this context.
+      // Every hit holds the KV of exactly this context, and covers what each window needs.
       auto fp = fingerprints(s.tokens);
-      for (size_t b = 0; b < m.blocks.size(); ++b)
-        for (int j = 0; j < bs; ++j) ASSERT_EQ(kv[size_t(m.blocks[b]) * bs + j], fp[b * bs + j]);
+      const int n_hit = m.num_tokens / bs;
+      ASSERT_EQ(m.blocks.size(), size_t(G) * size_t(n_hit));
+      for (int g = 0; g < G; ++g)
+        for (int b = 0; b < n_hit; ++b) {
+          const int32_t id = m.blocks[size_t(g * n_hit + b)];
+          ASSERT_EQ(id != kNoBlock, (b + 1) * bs > first_key(windows[size_t(g)], m.num_tokens));
+          for (int j = 0; id != kNoBlock && j < bs; ++j)
+            ASSERT_EQ(kv[size_t(id) * bs + j], fp[b * bs + j] ^ salt(g));
+        }
       int n = std::min<int>(int(s.tokens.size()) - m.num_tokens, 1 + int(rng() % 8));
       if (!bm.allocate_slots(s.id, m.num_tokens, 0, &m)) continue;
       hits += m.num_tokens;
@@ -509,6 +580,10 @@ void run_property(uint64_t seed, bool caching, uint64_t mask) {
   } else {
     EXPECT_EQ(hits, 0);
   }
+  // Sequences outgrew the windows, so blocks were released.
+  if (std::any_of(windows.begin(), windows.end(), [](int w) { return w > 0; })) {
+    EXPECT_GT(released, 0);
+  }
 }
 
 TEST(BlockManagerProperty, RandomOpsWithPrefixCaching) {
@@ -520,6 +595,17 @@ TEST(BlockManagerProperty, RandomOpsWithHashCollisions) {
 TEST(BlockManagerProperty, RandomOpsWithoutPrefixCaching) {
   for (uint64_t seed = 1; seed <= 3; ++seed) run_property(seed, false, ~0ULL);
 }
+// Hybrid models: a full-attention group and sliding-window groups (Gemma 3), one group
+// that slides (Mistral), windows shorter and longer than a block.
+TEST(BlockManagerProperty, RandomOpsWithSlidingWindowGroups) {
+  for (uint64_t seed = 1; seed <= 4; ++seed) {
+    run_property(seed, true, ~0ULL, {0, 6, 6});
+    run_property(seed, true, ~0ULL, {9});
+    run_property(seed, true, 0x7, {0, 3});
+    run_property(seed, false, ~0ULL, {0, 6});
+    run_property(seed, true, ~0ULL, {13, 5});
+  }
+}
 
 // Speculative decoding cycles: each decode step allocates 1 + D slots, writes the KV of
 // the drafted tokens (garbage past the first wrong draft), keeps the accepted ones and
@@ -527,9 +613,11 @@ TEST(BlockManagerProperty, RandomOpsWithoutPrefixCaching) {
 // every operation the tables cover exactly the computed tokens, the KV of every computed
 // token is intact (a trimmed block handed to someone else would break this), and the
 // statistics agree.
-void run_trim_property(uint64_t seed, bool caching, uint64_t mask) {
-  const int n_blocks = 40, bs = 4;
-  BlockManager bm(cfg(n_blocks, bs, caching, mask));
+void run_trim_property(uint64_t seed, bool caching, uint64_t mask, std::vector<int> windows = {0}) {
+  const int G = int(windows.size()), n_blocks = 40 * G, bs = 4;
+  BlockManagerConfig config = cfg(n_blocks, bs, caching, mask);
+  config.group_windows = windows;
+  BlockManager bm(config);
   std::vector<uint64_t> kv(size_t(n_blocks) * bs, 0);
   std::mt19937_64 rng(seed);
   std::vector<SimSeq> live;
@@ -550,10 +638,14 @@ void run_trim_property(uint64_t seed, bool caching, uint64_t mask) {
     bm.clear_pending_copies();
     auto fp = fingerprints(s.tokens);
     auto tab = bm.block_table(s.id);
-    for (int p = s.computed; p < s.computed + n; ++p) {
-      EXPECT_EQ(bm.pool().ref_count(tab[p / bs]), 1);
-      kv[size_t(tab[p / bs]) * bs + p % bs] = p < s.computed + good ? fp[size_t(p)] : (rng() | (1ULL << 63));
-    }
+    const int width = bm.table_width(s.id);
+    for (int g = 0; g < G; ++g)
+      for (int p = s.computed; p < s.computed + n; ++p) {
+        const int32_t id = tab[size_t(g * width + p / bs)];
+        EXPECT_EQ(bm.pool().ref_count(id), 1);
+        kv[size_t(id) * bs + p % bs] =
+            p < s.computed + good ? fp[size_t(p)] ^ salt(g) : (rng() | (1ULL << 63));
+      }
     return true;
   };
   auto set_computed = [&](SimSeq& s, int computed) {
@@ -561,7 +653,7 @@ void run_trim_property(uint64_t seed, bool caching, uint64_t mask) {
     const int held = int(bm.block_table(s.id).size());
     s.computed = computed;
     bm.trim(s.id, computed);
-    trimmed_blocks += held - int(bm.block_table(s.id).size());
+    trimmed_blocks += (held - int(bm.block_table(s.id).size())) / G;
     // A trimmed block is freed unless another sequence still shares it.
     EXPECT_LE(bm.num_free_blocks() - free_before, held - int(bm.block_table(s.id).size()));
     bm.cache_blocks(s.id, s.tokens, s.computed);
@@ -605,7 +697,9 @@ void run_trim_property(uint64_t seed, bool caching, uint64_t mask) {
       accepted += a;
       rejected += d - a;
       set_computed(s, c + 1 + a);
-    } else if (op < 9 && !live.empty()) {  // roll back to no earlier than the cached blocks
+    } else if (op < 9 && !live.empty() && windows == std::vector<int>{0}) {
+      // Roll back to no earlier than the cached blocks (not with windows: a window may have
+      // released the keys the earlier position needs; the engine never rolls back).
       SimSeq& s = live[rng() % live.size()];
       const int floor = caching ? s.computed / bs * bs : 0;
       set_computed(s, std::max(floor, s.computed - int(rng() % 6)));
@@ -622,12 +716,18 @@ void run_trim_property(uint64_t seed, bool caching, uint64_t mask) {
     int64_t allocated = 0, unused = 0;
     for (const SimSeq& s : live) {
       auto tab = bm.block_table(s.id);
-      ASSERT_EQ(int(tab.size()), bm.blocks_for(s.computed)) << "step " << step << " seq " << s.id;
+      const int width = bm.table_width(s.id);
+      ASSERT_EQ(width, bm.blocks_for(s.computed)) << "step " << step << " seq " << s.id;
       auto fp = fingerprints(s.tokens);
-      for (int p = 0; p < s.computed; ++p)
-        ASSERT_EQ(kv[size_t(tab[p / bs]) * bs + p % bs], fp[size_t(p)]) << "step " << step << " pos " << p;
-      allocated += int64_t(tab.size()) * bs;
-      unused += int64_t(tab.size()) * bs - s.computed;
+      for (int g = 0; g < G; ++g) {
+        for (int p = first_key(windows[size_t(g)], s.computed); p < s.computed; ++p)
+          ASSERT_EQ(kv[size_t(tab[size_t(g * width + p / bs)]) * bs + p % bs], fp[size_t(p)] ^ salt(g))
+              << "step " << step << " group " << g << " pos " << p;
+        int held = 0;
+        for (int b = 0; b < width; ++b) held += tab[size_t(g * width + b)] != kNoBlock;
+        allocated += int64_t(held) * bs;
+        unused += int64_t(held) * bs - (s.computed - int64_t(width - held) * bs);
+      }
     }
     auto st = bm.stats();
     ASSERT_EQ(st.slots_allocated, allocated) << "step " << step;
@@ -653,6 +753,13 @@ TEST(BlockManagerProperty, SpeculativeTrimCyclesWithHashCollisions) {
 }
 TEST(BlockManagerProperty, SpeculativeTrimCyclesWithoutPrefixCaching) {
   for (uint64_t seed = 1; seed <= 3; ++seed) run_trim_property(seed, false, ~0ULL);
+}
+TEST(BlockManagerProperty, SpeculativeTrimCyclesWithSlidingWindowGroups) {
+  for (uint64_t seed = 1; seed <= 3; ++seed) {
+    run_trim_property(seed, true, ~0ULL, {0, 6, 6});
+    run_trim_property(seed, true, 0x7, {7});
+    run_trim_property(seed, false, ~0ULL, {0, 3});
+  }
 }
 
 }  // namespace

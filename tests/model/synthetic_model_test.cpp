@@ -15,6 +15,7 @@
 
 #include "gguf/quantize.h"
 #include "gguf_builder.h"
+#include "kernels/cpu/attention.h"
 #include "model_test_util.h"
 
 namespace kvserve {
@@ -293,6 +294,47 @@ Result<std::unique_ptr<Model>> load(const Built& b) {
   return Model::from_gguf(std::move(*f));
 }
 
+// The hybrid KV layout (RunnerOptions::hybrid_kv): sliding layers in KV groups of their
+// own, each group's table row with its own blocks, and the entries of blocks wholly
+// before the window released (-1, as the block manager leaves them) as decoding goes.
+void check_hybrid_cache(const Spec& s, const Model& model, const std::vector<int32_t>& tokens,
+                        const std::vector<Vec>& ref) {
+  RunnerOptions opt;
+  opt.max_batch_tokens = 16;
+  opt.max_seqs = 1;
+  opt.n_threads = 2;
+  opt.hybrid_kv = true;
+  CpuRunner runner(model, opt);
+  const auto windows = runner.kv_group_windows();
+  const int G = int(windows.size()), bs = 4, width = 4;
+  ASSERT_EQ(G, gemma(s) ? 2 : 1);  // gemma: global and local layers apart; llama: one sliding group
+  EXPECT_EQ(windows[size_t(G - 1)], s.window);
+  KvCacheStorage kv(runner.kv_config(G * width, bs, KvDtype::F32));
+  EXPECT_EQ(kv.config().n_layers, s.n_layers / G);
+  std::vector<int32_t> table;
+  for (int g = 0; g < G; ++g)
+    for (int b = 0; b < width; ++b) table.push_back((g * width + b * 3 + 1) % (G * width));  // scattered
+  int released = 0;
+  for (size_t p0 = 0; p0 < tokens.size();) {
+    for (int g = 0; g < G; ++g)
+      for (int b = 0; b < attention_first_key(int64_t(p0), windows[size_t(g)]) / bs; ++b) {
+        released += table[size_t(g * width + b)] != -1;
+        table[size_t(g * width + b)] = -1;
+      }
+    const size_t n = p0 == 0 ? 6 : 1;
+    SeqSlice sl;
+    sl.n_past = int32_t(p0);
+    sl.tokens = std::span<const int32_t>(tokens.data() + p0, n);
+    sl.block_table = table;
+    sl.logits = LogitsMode::Last;
+    const float* lg = runner.forward(ForwardBatch{std::span<const SeqSlice>(&sl, 1)}, kv);
+    p0 += n;
+    for (int v = 0; v < s.vocab; ++v)
+      ASSERT_NEAR(lg[v], ref[p0 - 1][size_t(v)], 1e-3) << "hybrid decode pos " << p0 - 1;
+  }
+  EXPECT_GT(released, 0);
+}
+
 void check_against_reference(const Spec& s) {
   const Built b = build(s, 42);
   auto model = load(b);
@@ -331,6 +373,7 @@ void check_against_reference(const Spec& s) {
         ASSERT_NEAR(lg[v], ref[p0 - 1][size_t(v)], tol) << "decode pos " << p0 - 1;
     }
   }
+  if (s.window > 0) check_hybrid_cache(s, **model, tokens, ref);
 }
 
 TEST(SyntheticModel, LlamaGqa) {

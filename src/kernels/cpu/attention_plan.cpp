@@ -127,7 +127,8 @@ void AttentionPlan::run(const AttentionLayerInputs& in, ThreadPool& pool) {
     pk.k = k_base + kvh * in.head_stride * int64_t(esize);
     pk.v = v_base + kvh * in.head_stride * int64_t(esize);
     pk.block_stride = in.block_stride;
-    pk.block_table = seqs_[size_t(it.seq)].block_table;
+    const AttentionSeq& seq = seqs_[size_t(it.seq)];
+    pk.block_table = seq.block_table + int64_t(in.kv_group) * seq.group_stride;
     pk.block_size = in.block_size;
     pk.dtype = in.dtype;
     pk.window = in.window;

@@ -31,10 +31,11 @@ struct AttentionShape {
 
 // One sequence of the step: its new rows are stacked rows [row, row + n_new).
 struct AttentionSeq {
-  const int32_t* block_table = nullptr;
-  int64_t n_past = 0;  // keys before its first new row
+  const int32_t* block_table = nullptr;  // KV group g's row at block_table + g * group_stride
+  int64_t n_past = 0;                    // keys before its first new row
   int32_t n_new = 0;
   int32_t row = 0;
+  int32_t group_stride = 0;
 };
 
 // One layer's inputs: queries and outputs of every stacked row ([rows, q_dim]), and its
@@ -49,6 +50,7 @@ struct AttentionLayerInputs {
   int block_size = 0;
   KvDtype dtype = KvDtype::F32;
   int64_t window = 0;  // sliding window (0: full causal)
+  int kv_group = 0;    // which row of each sequence's block table (AttentionSeq::group_stride)
   float scale = 1.0f;
 };
 
