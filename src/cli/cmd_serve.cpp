@@ -30,6 +30,7 @@ struct ServeOpts {
   int port = 8000;
   std::string api_key;
   std::string chat_template;
+  bool allow_special_tokens_in_content = false;
   std::string served_model_name;
   kvserve::EngineConfig engine;  // filled by add_engine_options()
   kvserve::cli::Mode mode = kvserve::cli::Mode::Balanced;
@@ -103,8 +104,11 @@ int run_serve(const ServeOpts& o) {
     std::vector<ChatMessage> m;
     m.reserve(msgs.size());
     for (const auto& x : msgs) m.push_back({x.role, x.content});
-    return chat->render(m, add_generation_prompt, bos, eos);
+    auto r = chat->render_prompt(m, add_generation_prompt, bos, eos);
+    if (!r) return Result<server::ChatPrompt>(r.error());
+    return Result<server::ChatPrompt>(server::ChatPrompt{std::move(r->text), std::move(r->untrusted)});
   };
+  so.allow_special_tokens_in_content = o.allow_special_tokens_in_content;
 
   if (o.api_key.empty() && o.host != "127.0.0.1" && o.host != "localhost" && o.host != "::1")
     log_warn("listening on {} without --api-key: anyone who can reach it can use the model", o.host);
@@ -148,6 +152,10 @@ const kvserve::cli::Registrar reg{
       app.add_option("--port", o->port, "Port (0 = any free port, printed at start)");
       app.add_option("--api-key", o->api_key, "Require 'Authorization: Bearer KEY' on /v1/*");
       app.add_option("--chat-template", o->chat_template, "Jinja chat template file (default: the model's)");
+      app.add_flag("--allow-special-tokens-in-content", o->allow_special_tokens_in_content,
+                   "Read control tokens (<|im_end|>, <start_of_turn>...) written in chat message content, "
+                   "as vLLM and llama-server do: a user can then close their turn and open a system one. "
+                   "Default: content is always plain text; only the chat template writes control tokens");
       app.add_option("--served-model-name", o->served_model_name,
                      "Model name in the API (default: file stem)");
       kvserve::cli::add_engine_options(app, o->engine);

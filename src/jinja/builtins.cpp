@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <ctime>
 
+#include "jinja/taint.h"
 #include "jinja/text.h"
 
 namespace kvserve::jinja {
@@ -94,7 +95,8 @@ Result<Array> iterate(const Value& v) {
     case Kind::Array: return v.array();
     case Kind::Object: {
       Array keys;
-      for (const auto& [k, x] : v.object().items()) keys.push_back(Value(k));
+      for (const auto& [k, x] : v.object().items())
+        keys.push_back(v.object().untrusted_keys() ? untrusted(k) : Value(k));
       return keys;
     }
     case Kind::String: {
@@ -103,7 +105,11 @@ Result<Array> iterate(const Value& v) {
       if (v.as_string().size() > kMaxIterBytes)
         return Error{"string of " + std::to_string(v.as_string().size()) + " bytes is too long to iterate"};
       Array out;
-      for (std::string& c : utf8_chars(v.as_string())) out.push_back(Value(std::move(c)));
+      size_t at = 0;  // each character keeps its marks
+      for (std::string& c : utf8_chars(v.as_string())) {
+        out.push_back(substring(v, at, at + c.size()));
+        at += c.size();
+      }
       return out;
     }
     case Kind::Undefined:

@@ -144,6 +144,16 @@ jinja::Value json_to_value(const nlohmann::ordered_json& j) {
 Result<std::string> ChatTemplate::render(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
                                          const std::string& bos_token, const std::string& eos_token,
                                          const nlohmann::ordered_json& extra) const {
+  auto r = render_prompt(messages, add_generation_prompt, bos_token, eos_token, extra);
+  if (!r) return r.error();
+  return std::move(r->text);
+}
+
+Result<jinja::RenderedText> ChatTemplate::render_prompt(const std::vector<ChatMessage>& messages,
+                                                        bool add_generation_prompt,
+                                                        const std::string& bos_token,
+                                                        const std::string& eos_token,
+                                                        const nlohmann::ordered_json& extra) const {
   jinja::Array msgs;
   for (const ChatMessage& m : messages) {
     jinja::Object o;
@@ -158,21 +168,40 @@ Result<std::string> ChatTemplate::render_json(const nlohmann::ordered_json& mess
                                               bool add_generation_prompt, const std::string& bos_token,
                                               const std::string& eos_token,
                                               const nlohmann::ordered_json& extra) const {
+  auto r = render_json_prompt(messages, add_generation_prompt, bos_token, eos_token, extra);
+  if (!r) return r.error();
+  return std::move(r->text);
+}
+
+Result<jinja::RenderedText> ChatTemplate::render_json_prompt(const nlohmann::ordered_json& messages,
+                                                             bool add_generation_prompt,
+                                                             const std::string& bos_token,
+                                                             const std::string& eos_token,
+                                                             const nlohmann::ordered_json& extra) const {
   if (!messages.is_array()) return Error{"messages must be an array"};
   return render_value(json_to_value(messages), add_generation_prompt, bos_token, eos_token, extra);
 }
 
-Result<std::string> ChatTemplate::render_value(jinja::Value messages, bool add_generation_prompt,
-                                               const std::string& bos_token, const std::string& eos_token,
-                                               const nlohmann::ordered_json& extra) const {
+Result<jinja::RenderedText> ChatTemplate::render_value(jinja::Value messages, bool add_generation_prompt,
+                                                       const std::string& bos_token,
+                                                       const std::string& eos_token,
+                                                       const nlohmann::ordered_json& extra) const {
+  // Everything the request supplied is untrusted (jinja/taint.h): the messages, and the
+  // extra variables (tools, documents...). The template's own text, bos_token and
+  // eos_token are the model's.
   jinja::Object ctx;
   if (extra.is_object())
-    for (const auto& [k, v] : extra.items()) ctx.set(k, json_to_value(v));
+    for (const auto& [k, v] : extra.items()) {
+      jinja::Value x = json_to_value(v);
+      jinja::mark_untrusted(x);
+      ctx.set(k, std::move(x));
+    }
+  jinja::mark_untrusted(messages);
   ctx.set("messages", std::move(messages));
   ctx.set("add_generation_prompt", jinja::Value(add_generation_prompt));
   ctx.set("bos_token", jinja::Value(bos_token));
   ctx.set("eos_token", jinja::Value(eos_token));
-  return jinja::render(*tmpl_, ctx, limits_);
+  return jinja::render_text(*tmpl_, ctx, limits_);
 }
 
 }  // namespace kvserve

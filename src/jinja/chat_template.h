@@ -49,8 +49,19 @@ class ChatTemplate {
   Result<std::string> render(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
                              const std::string& bos_token, const std::string& eos_token,
                              const nlohmann::ordered_json& extra = nlohmann::ordered_json::object()) const;
+  // The same prompt with the bytes that came from the request (message fields, tools...)
+  // marked (jinja/taint.h): the tokenizer reads control tokens only outside them.
+  Result<jinja::RenderedText> render_prompt(
+      const std::vector<ChatMessage>& messages, bool add_generation_prompt, const std::string& bos_token,
+      const std::string& eos_token,
+      const nlohmann::ordered_json& extra = nlohmann::ordered_json::object()) const;
   // Same, with messages as OpenAI JSON objects (tool_calls, content parts, names...).
   Result<std::string> render_json(
+      const nlohmann::ordered_json& messages, bool add_generation_prompt, const std::string& bos_token,
+      const std::string& eos_token,
+      const nlohmann::ordered_json& extra = nlohmann::ordered_json::object()) const;
+
+  Result<jinja::RenderedText> render_json_prompt(
       const nlohmann::ordered_json& messages, bool add_generation_prompt, const std::string& bos_token,
       const std::string& eos_token,
       const nlohmann::ordered_json& extra = nlohmann::ordered_json::object()) const;
@@ -62,9 +73,9 @@ class ChatTemplate {
 
  private:
   ChatTemplate() = default;
-  Result<std::string> render_value(jinja::Value messages, bool add_generation_prompt,
-                                   const std::string& bos_token, const std::string& eos_token,
-                                   const nlohmann::ordered_json& extra) const;
+  Result<jinja::RenderedText> render_value(jinja::Value messages, bool add_generation_prompt,
+                                           const std::string& bos_token, const std::string& eos_token,
+                                           const nlohmann::ordered_json& extra) const;
 
   std::string source_;
   Origin origin_ = Origin::BuiltinChatML;

@@ -185,7 +185,7 @@ Result<Value> slice(const Value& obj, const Value& start, const Value& stop, con
 
 class Renderer {
  public:
-  Renderer(const RenderLimits& limits, std::string& out) : limits_(limits), out_(&out) {}
+  Renderer(const RenderLimits& limits, RenderedText& out) : limits_(limits), out_(&out) {}
 
   Result<std::string> run(const Template& tmpl, const Object& context) {
     Object globals;
@@ -193,6 +193,8 @@ class Renderer {
     for (const auto& [k, v] : context.items()) globals.set(k, v);
     frames_.push_back(std::move(globals));
     frames_.emplace_back();  // template-level `set`s
+    // Without request data (taint.h) there are no marks to keep: skip the checks.
+    for (const auto& [k, v] : context.items()) track_ = track_ || is_tainted(v);
     auto r = exec(tmpl.body);
     if (!r) return r.error();
     return std::string();
@@ -209,11 +211,17 @@ class Renderer {
   }
 
   // ---- output ----
-  Status write(const std::string& s) {
-    if (out_->size() + s.size() > limits_.max_output_bytes)
+  Status write(const std::string& s, const TextRanges* untrusted = nullptr) {
+    if (out_->text.size() + s.size() > limits_.max_output_bytes)
       return Error{"template output exceeds " + std::to_string(limits_.max_output_bytes) + " bytes"};
-    *out_ += s;
+    if (untrusted) append_ranges(out_->untrusted, *untrusted, uint32_t(out_->text.size()));
+    out_->text += s;
     return ok_status();
+  }
+  // What {{ v }} prints, with the bytes that came from request data marked.
+  Status write(const Value& v) {
+    const Value o = output_of(v);
+    return write(o.as_string(), o.taint());
   }
 
   // ---- statements ----
@@ -236,7 +244,7 @@ class Renderer {
       case StmtKind::Output: {
         auto v = eval(*s.expr);
         if (!v) return v.error();
-        auto w = write(v->to_output());
+        auto w = write(*v);
         if (!w) return w.error();
         return Flow::Normal;
       }
@@ -260,7 +268,7 @@ class Renderer {
         auto v = eval(*s.expr);
         caller_ = nullptr;
         if (!v) return v.error();
-        auto w = write(v->to_output());
+        auto w = write(*v);
         if (!w) return w.error();
         return Flow::Normal;
       }
@@ -269,9 +277,9 @@ class Renderer {
         auto body = capture_scoped(s.body, &flow);
         if (!body) return body.error();
         if (flow != Flow::Normal) return flow;  // break/continue leave the loop body, as in Jinja
-        auto v = eval_filter(*s.expr, Value(std::move(*body)));
+        auto v = eval_filter(*s.expr, std::move(*body));
         if (!v) return v.error();
-        auto w = write(v->to_output());
+        auto w = write(*v);
         if (!w) return w.error();
         return Flow::Normal;
       }
@@ -284,15 +292,16 @@ class Renderer {
 
   // Renders `body` into a string of its own (macro bodies, filter blocks, block sets).
   // `flow` (optional) receives a break/continue that ended the body early.
-  Result<std::string> capture(const Body& body, Flow* flow = nullptr) {
-    std::string buf;
-    std::string* saved = out_;
+  // The marks of request data go with the text (a string Value).
+  Result<Value> capture(const Body& body, Flow* flow = nullptr) {
+    RenderedText buf;
+    RenderedText* saved = out_;
     out_ = &buf;
     auto r = exec(body);
     out_ = saved;
     if (!r) return r.error();
     if (flow) *flow = *r;
-    return buf;
+    return Value(std::move(buf.text), std::make_shared<const TextRanges>(std::move(buf.untrusted)));
   }
 
   Status assign_targets(Object& frame, const std::vector<std::string>& targets, const Value& v) {
@@ -322,7 +331,7 @@ class Renderer {
       auto r = capture_scoped(s.body, &flow);
       if (!r) return r.error();
       if (flow != Flow::Normal) return flow;  // the assignment never happens
-      v = Value(std::move(*r));
+      v = std::move(*r);
     }
     if (s.cond) {  // {% set ns.attr = v %}
       auto ns = eval(*s.cond);
@@ -403,7 +412,7 @@ class Renderer {
   }
 
   // Block set, filter and call bodies assign in a scope of their own, as in Jinja.
-  Result<std::string> capture_scoped(const Body& body, Flow* flow = nullptr) {
+  Result<Value> capture_scoped(const Body& body, Flow* flow = nullptr) {
     frames_.emplace_back();
     auto r = capture(body, flow);
     frames_.pop_back();
@@ -422,9 +431,10 @@ class Renderer {
       closures_.push_back(std::make_unique<std::vector<Object>>(frames_.begin() + first, frames_.end()));
       closure = closures_.back().get();
     }
-    return Value::function(s.text, [this, m, closure](const CallArgs& a) -> Result<Value> {
-      return call_macro(*m, *closure, a);
-    });
+    return Value::function(
+        s.text,
+        [this, m, closure](const CallArgs& a) -> Result<Value> { return call_macro(*m, *closure, a); },
+        /*taint_aware=*/true);
   }
 
   Result<Value> call_macro(const Stmt& m, const std::vector<Object>& closure, const CallArgs& a) {
@@ -453,20 +463,21 @@ class Renderer {
     }
     if (caller) {
       size_t caller_floor = floor_, caller_frames = frames_.size();
-      frame.set("caller",
-                Value::function(
-                    "caller", [this, caller, caller_floor, caller_frames](const CallArgs&) -> Result<Value> {
-                      // The caller body sees the frames of the template that wrote {% call %}.
-                      std::vector<Object> saved(frames_.begin() + caller_frames, frames_.end());
-                      frames_.resize(caller_frames);
-                      size_t saved_floor = floor_;
-                      floor_ = caller_floor;
-                      auto r = capture_scoped(*caller);
-                      floor_ = saved_floor;
-                      for (auto& f : saved) frames_.push_back(std::move(f));
-                      if (!r) return r.error();
-                      return Value(std::move(*r));
-                    }));
+      frame.set("caller", Value::function(
+                              "caller",
+                              [this, caller, caller_floor, caller_frames](const CallArgs&) -> Result<Value> {
+                                // The caller body sees the frames of the template that wrote {% call %}.
+                                std::vector<Object> saved(frames_.begin() + caller_frames, frames_.end());
+                                frames_.resize(caller_frames);
+                                size_t saved_floor = floor_;
+                                floor_ = caller_floor;
+                                auto r = capture_scoped(*caller);
+                                floor_ = saved_floor;
+                                for (auto& f : saved) frames_.push_back(std::move(f));
+                                if (!r) return r.error();
+                                return std::move(*r);
+                              },
+                              /*taint_aware=*/true));
     }
     size_t saved_floor = floor_, base = frames_.size();
     frames_.insert(frames_.end(), closure.begin(), closure.end());
@@ -478,7 +489,7 @@ class Renderer {
     frames_.resize(base);
     floor_ = saved_floor;
     if (!r) return r.error();
-    return Value(std::move(*r));
+    return std::move(*r);
   }
 
   // ---- expressions ----
@@ -508,18 +519,31 @@ class Renderer {
     }
     auto args = eval_args(e);
     if (!args) return args.error();
-    return apply_filter(e.name, operand, *args);
+    auto r = apply_filter(e.name, operand, *args);
+    if (track_ && r && e.name != "join")  // join keeps the marks exactly; the others err on untrusted
+      taint_result(*r, is_tainted(operand) || args_tainted(*args));
+    return r;
   }
 
+  // Functions that do not track request data's marks (all but macros) give a wholly
+  // untrusted result when an input (the receiver of a method included) held any.
   Result<Value> eval_call(const Expr& e) {
     auto args = eval_args(e);
     if (!args) return args.error();
+    const bool tainted_args = track_ && args_tainted(*args);
+    auto called = [&](const Value& fn) -> Result<Value> {
+      auto r = fn.callable()(*args);
+      if (track_ && r && !fn.callable_taint_aware()) taint_result(*r, tainted_args);
+      return r;
+    };
     if (e.a->kind == ExprKind::Attr) {
       auto obj = eval(*e.a->a);
       if (!obj) return obj.error();
       const Value* field = obj->is_object() ? obj->object().find(e.a->name) : nullptr;
-      if (field && field->is_callable()) return field->callable()(*args);
-      return call_method(*obj, e.a->name, *args);
+      if (field && field->is_callable()) return called(*field);
+      auto r = call_method(*obj, e.a->name, *args);
+      if (track_ && r) taint_result(*r, tainted_args || is_tainted(*obj));
+      return r;
     }
     auto fn = eval(*e.a);
     if (!fn) return fn.error();
@@ -527,7 +551,7 @@ class Renderer {
       std::string what = e.a->kind == ExprKind::Name ? "'" + e.a->name + "'" : "value";
       return Error{what + " is not callable (" + fn->type_name() + ")"};
     }
-    return fn->callable()(*args);
+    return called(*fn);
   }
 
   Result<Value> eval(const Expr& e) {
@@ -554,6 +578,7 @@ class Renderer {
           if (!k) return k.error();
           auto v = eval(*e.items[i + 1]);
           if (!v) return v.error();
+          if (is_tainted(*k)) o.set_untrusted_keys();
           o.set(k->is_string() ? k->as_string() : k->to_output(), std::move(*v));
         }
         return Value(std::move(o));
@@ -568,7 +593,9 @@ class Renderer {
         if (!obj) return obj.error();
         auto key = eval(*e.b);
         if (!key) return key.error();
-        return subscript(*obj, *key);
+        Value r = subscript(*obj, *key);
+        if (track_ && obj->is_string()) taint_result(r, is_tainted(*obj));  // a character of request data
+        return r;
       }
       case ExprKind::Slice: {
         auto obj = eval(*e.a);
@@ -581,7 +608,9 @@ class Renderer {
           if (!v) return v.error();
           bounds[i] = std::move(*v);
         }
-        return slice(*obj, bounds[0], bounds[1], bounds[2]);
+        auto r = slice(*obj, bounds[0], bounds[1], bounds[2]);
+        if (track_ && r && obj->is_string()) taint_result(*r, is_tainted(*obj));
+        return r;
       }
       case ExprKind::Unary: {
         auto v = eval(*e.a);
@@ -684,7 +713,8 @@ class Renderer {
       if (list ? n > uint64_t(limits_.max_list_length) : n > limits_.max_output_bytes)
         return located(e.line, Error{list ? "list grew too large" : "string grew too large"});
     }
-    if (op == "~") return Value(a->to_output() + b->to_output());
+    if (op == "~") return concat(*a, *b);
+    if (op == "+" && a->is_string() && (b->is_string() || b->is_undefined())) return concat(*a, *b);
     if (is_comparison(op)) {
       auto c = compare(op, *a, *b);
       if (!c) return located(e.line, c.error());
@@ -693,15 +723,17 @@ class Renderer {
     if (op == "%" && a->is_string()) {  // Python string formatting: '%s=%d' % (k, v)
       auto r = percent_format(a->as_string(), *b);
       if (!r) return located(e.line, r.error());
+      if (track_) taint_result(*r, is_tainted(*a) || is_tainted(*b));
       return r;
     }
     auto r = arithmetic(op, *a, *b);
     if (!r) return located(e.line, r.error());
+    if (track_ && r->is_string()) taint_result(*r, is_tainted(*a) || is_tainted(*b));  // s * n
     return r;
   }
 
   RenderLimits limits_;
-  std::string* out_;
+  RenderedText* out_;
   std::vector<Object> frames_;  // [0] globals + context, [1] template level, then loops/macros
   size_t floor_ = 0;            // first frame of the innermost macro call
   const Body* caller_ = nullptr;
@@ -713,16 +745,23 @@ class Renderer {
   std::chrono::steady_clock::time_point deadline_ =
       std::chrono::steady_clock::now() + std::chrono::milliseconds(limits_.max_render_ms);
   bool timed_out_ = false;
+  bool track_ = false;  // the context holds request data
 };
 
 }  // namespace
 
-Result<std::string> render(const Template& tmpl, const Object& context, const RenderLimits& limits) {
-  std::string out;
+Result<RenderedText> render_text(const Template& tmpl, const Object& context, const RenderLimits& limits) {
+  RenderedText out;
   Renderer r(limits, out);
   auto st = r.run(tmpl, context);
   if (!st) return st.error();
   return out;
+}
+
+Result<std::string> render(const Template& tmpl, const Object& context, const RenderLimits& limits) {
+  auto r = render_text(tmpl, context, limits);
+  if (!r) return r.error();
+  return std::move(r->text);
 }
 
 }  // namespace kvserve::jinja

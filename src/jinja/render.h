@@ -9,6 +9,7 @@
 
 #include "core/result.h"
 #include "jinja/ast.h"
+#include "jinja/taint.h"
 #include "jinja/value.h"
 
 namespace kvserve::jinja {
@@ -24,5 +25,8 @@ struct RenderLimits {
 
 // Renders `tmpl` with `context` variables on top of the built-in globals.
 Result<std::string> render(const Template& tmpl, const Object& context, const RenderLimits& limits = {});
+// Same, with the output's bytes that came from request data (taint.h).
+Result<RenderedText> render_text(const Template& tmpl, const Object& context,
+                                 const RenderLimits& limits = {});
 
 }  // namespace kvserve::jinja

@@ -44,10 +44,10 @@ const Value* CallArgs::kw(std::string_view name) const {
   return nullptr;
 }
 
-Value Value::function(std::string name, NativeFn fn) {
+Value Value::function(std::string name, NativeFn fn, bool taint_aware) {
   Value v;
   v.kind_ = Kind::Callable;
-  v.fn_ = std::make_shared<Fn>(Fn{std::move(name), std::move(fn)});
+  v.fn_ = std::make_shared<Fn>(Fn{std::move(name), std::move(fn), taint_aware});
   return v;
 }
 

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/result.h"
+#include "core/text_range.h"
 
 namespace kvserve::jinja {
 
@@ -38,10 +39,15 @@ class Value {
   Value(int64_t v) : kind_(Kind::Int), i_(v) {}
   Value(double v) : kind_(Kind::Float), f_(v) {}
   Value(std::string s) : kind_(Kind::String), s_(std::move(s)) {}
+  Value(std::string s, std::shared_ptr<const TextRanges> taint) : kind_(Kind::String), s_(std::move(s)) {
+    set_taint(std::move(taint));
+  }
   Value(const char* s) : kind_(Kind::String), s_(s) {}
   Value(Array a) : kind_(Kind::Array), a_(std::make_shared<Array>(std::move(a))) {}
   Value(Object o);  // defined below Object
-  static Value function(std::string name, NativeFn fn);
+  // taint_aware: the function keeps request data's marks itself (macros: their output is
+  // rendered); others' results are marked wholly untrusted when an input is (taint.h).
+  static Value function(std::string name, NativeFn fn, bool taint_aware = false);
 
   Kind kind() const { return kind_; }
   bool is_undefined() const { return kind_ == Kind::Undefined; }
@@ -63,6 +69,11 @@ class Value {
   Object& object() const { return *o_; }
   const NativeFn& callable() const { return fn_->fn; }
   const std::string& callable_name() const { return fn_->name; }
+  bool callable_taint_aware() const { return fn_->taint_aware; }
+
+  // A string's bytes that came from request data (jinja/taint.h); null: none.
+  const TextRanges* taint() const { return taint_.get(); }
+  void set_taint(std::shared_ptr<const TextRanges> t) { taint_ = t && !t->empty() ? std::move(t) : nullptr; }
 
   // Python truthiness; undefined is falsy.
   bool truthy() const;
@@ -76,6 +87,7 @@ class Value {
   struct Fn {
     std::string name;
     NativeFn fn;
+    bool taint_aware = false;
   };
   Kind kind_ = Kind::Undefined;
   bool b_ = false;
@@ -85,6 +97,7 @@ class Value {
   std::shared_ptr<Array> a_;
   std::shared_ptr<Object> o_;
   std::shared_ptr<Fn> fn_;
+  std::shared_ptr<const TextRanges> taint_;
 };
 
 // Object and CallArgs hold Values, so they follow Value's definition (a pair or vector
@@ -98,10 +111,14 @@ class Object {
   void set(std::string key, Value v);
   bool erase(std::string_view key);
   size_t size() const { return items_.size(); }
+  // Keys from request data (taint.h): they print as untrusted text.
+  bool untrusted_keys() const { return untrusted_keys_; }
+  void set_untrusted_keys() { untrusted_keys_ = true; }
   const std::vector<std::pair<std::string, Value>>& items() const { return items_; }
 
  private:
   std::vector<std::pair<std::string, Value>> items_;
+  bool untrusted_keys_ = false;
 };
 
 struct CallArgs {

@@ -222,14 +222,22 @@ struct HttpServer::Impl {
       res.set_content(models_body(opts.model_names, unix_now(), backend.max_model_len(), opts.config), kJson);
     });
     // vLLM's /tokenize and /detokenize, for clients that count or build token prompts.
+    // With "messages" instead of "prompt": the tokens the chat endpoint would build.
     svr.Post("/tokenize", [this](const httplib::Request& req, httplib::Response& res) {
       auto j = nlohmann::json::parse(req.body, nullptr, false);
-      if (j.is_discarded() || !j.is_object() || !j.contains("prompt") || !j["prompt"].is_string())
-        return send_error(res,
-                          ApiError{400, "'prompt' must be a string.", "invalid_request_error", "prompt", ""});
-      bool add_special = j.value("add_special_tokens", true);
-      std::vector<int32_t> ids =
-          backend.tokenizer().encode(j["prompt"].get<std::string>(), add_special, true);
+      std::vector<int32_t> ids;
+      if (!j.is_discarded() && j.is_object() && j.contains("messages")) {
+        ParseResult parsed = parse_chat_request(req.body, limits);
+        if (const ApiError* e = std::get_if<ApiError>(&parsed)) return send_error(res, *e);
+        std::string text;
+        if (auto err = chat_tokens(std::get<ApiRequest>(parsed), ids, text)) return send_error(res, *err);
+      } else {
+        if (j.is_discarded() || !j.is_object() || !j.contains("prompt") || !j["prompt"].is_string())
+          return send_error(res, ApiError{400, "'prompt' (a string) or 'messages' is required.",
+                                          "invalid_request_error", "prompt", ""});
+        bool add_special = j.value("add_special_tokens", true);
+        ids = backend.tokenizer().encode(j["prompt"].get<std::string>(), add_special, true);
+      }
       nlohmann::json out = {
           {"tokens", ids}, {"count", ids.size()}, {"max_model_len", backend.max_model_len()}};
       res.set_content(out.dump(), kJson);
@@ -258,6 +266,20 @@ struct HttpServer::Impl {
     });
   }
 
+  // A chat request's prompt tokens and text. The template writes BOS and role markers
+  // itself, as special-token text; the messages' text never becomes a control token.
+  std::optional<ApiError> chat_tokens(const ApiRequest& ar, std::vector<int32_t>& ids, std::string& text) {
+    if (!opts.chat) return make_error(400, opts.no_chat_reason, "invalid_request_error", "no_chat_template");
+    Result<ChatPrompt> prompt = opts.chat(ar.messages, ar.add_generation_prompt);
+    if (!prompt)
+      return ApiError{400, "Chat template error: " + prompt.error().message, "invalid_request_error",
+                      "messages", ""};
+    ids = backend.tokenizer().encode(prompt->text, false, true,
+                                     opts.allow_special_tokens_in_content ? nullptr : &prompt->untrusted);
+    text = std::move(prompt->text);
+    return std::nullopt;
+  }
+
   // Tokenizes and checks every prompt; an error is returned as is.
   std::optional<ApiError> prepare(const ApiRequest& ar, std::vector<PreparedPrompt>& out) {
     const Tokenizer& tok = backend.tokenizer();
@@ -272,15 +294,10 @@ struct HttpServer::Impl {
       return std::nullopt;
     };
     if (ar.kind == ApiKind::Chat) {
-      if (!opts.chat)
-        return make_error(400, opts.no_chat_reason, "invalid_request_error", "no_chat_template");
-      Result<std::string> text = opts.chat(ar.messages, ar.add_generation_prompt);
-      if (!text)
-        return ApiError{400, "Chat template error: " + text.error().message, "invalid_request_error",
-                        "messages", ""};
-      // The template writes BOS and role markers itself, as special-token text.
-      std::vector<int32_t> ids = tok.encode(*text, false, true);
-      return add(std::move(ids), *text);
+      std::vector<int32_t> ids;
+      std::string text;
+      if (auto err = chat_tokens(ar, ids, text)) return err;
+      return add(std::move(ids), std::move(text));
     }
     for (const Prompt& p : ar.prompts) {
       std::optional<ApiError> err =

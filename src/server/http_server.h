@@ -15,15 +15,22 @@
 #include <vector>
 
 #include "core/result.h"
+#include "core/text_range.h"
 #include "server/backend.h"
 #include "server/metrics.h"
 #include "server/openai_types.h"
 
 namespace kvserve::server {
 
-// Renders chat messages to prompt text; an error becomes a 400 for the request.
+// A chat prompt and the bytes of it that came from the request's messages: those are
+// tokenized as plain text, so content can never forge a control token (jinja/taint.h).
+struct ChatPrompt {
+  std::string text;
+  TextRanges untrusted;
+};
+// Renders chat messages to a prompt; an error becomes a 400 for the request.
 using ChatRenderer =
-    std::function<Result<std::string>(const std::vector<ChatMessage>&, bool add_generation_prompt)>;
+    std::function<Result<ChatPrompt>(const std::vector<ChatMessage>&, bool add_generation_prompt)>;
 
 struct ServerOptions {
   std::string host = "127.0.0.1";
@@ -31,6 +38,9 @@ struct ServerOptions {
   std::string api_key;                   // non-empty: /v1/* needs "Authorization: Bearer <key>"
   std::vector<std::string> model_names;  // served names; the first is the default
   ChatRenderer chat;                     // empty: /v1/chat/completions answers 400
+  // Read control tokens written in chat message content too (the behaviour of vLLM and
+  // llama-server: a user can close their turn and open a system one). Off by default.
+  bool allow_special_tokens_in_content = false;
   std::string no_chat_reason = "This model has no chat template; start the server with --chat-template FILE.";
   size_t max_body_bytes = size_t(8) << 20;
   int max_waiting = 512;   // engine queue length at which new requests get 429

@@ -122,7 +122,8 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::from_vocab(Vocab vocab) {
   return tok;
 }
 
-std::vector<Tokenizer::Fragment> Tokenizer::partition(std::string_view text, bool parse_special) const {
+std::vector<Tokenizer::Fragment> Tokenizer::partition(std::string_view text, bool parse_special,
+                                                      const TextRanges* plain) const {
   // Like llama.cpp: for each special token, longest text first, split every remaining
   // text fragment at each of its occurrences. User-defined tokens are always matched;
   // control and unknown ones only when parse_special.
@@ -140,11 +141,17 @@ std::vector<Tokenizer::Fragment> Tokenizer::partition(std::string_view text, boo
         next.push_back(f);
         continue;
       }
-      uint32_t off = f.offset;
+      uint32_t off = f.offset, from = f.offset;
       const uint32_t end = f.offset + f.length;
-      while (off < end) {
-        const size_t m = std::string_view(text.data(), end).find(st, off);
+      while (from < end) {
+        const size_t m = std::string_view(text.data(), end).find(st, from);
         if (m == std::string_view::npos) break;
+        // A control token only where every byte of it is the caller's own text.
+        if (plain && type != TokenType::kUserDefined &&
+            overlaps(*plain, uint32_t(m), uint32_t(m + st.size()))) {
+          from = uint32_t(m) + 1;
+          continue;
+        }
         found = true;
         uint32_t left_len = static_cast<uint32_t>(m) - off;
         if (vocab_.lstrip[sp])
@@ -154,6 +161,7 @@ std::vector<Tokenizer::Fragment> Tokenizer::partition(std::string_view text, boo
         off = static_cast<uint32_t>(m + st.size());
         if (vocab_.rstrip[sp])
           while (off < end && is_space(text[off])) ++off;
+        from = off;
       }
       if (off < end) next.push_back({-1, off, end - off});
     }
@@ -162,13 +170,14 @@ std::vector<Tokenizer::Fragment> Tokenizer::partition(std::string_view text, boo
   return frags;
 }
 
-std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special, bool parse_special) const {
+std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special, bool parse_special,
+                                       const TextRanges* plain) const {
   assert(text.size() <= UINT32_MAX && "fragment offsets are 32-bit");
   std::vector<int32_t> out;
   out.reserve(text.size() / 3 + 4);
   if (add_special && vocab_.add_bos && vocab_.bos_id >= 0) out.push_back(vocab_.bos_id);
   bool after_special = true;  // SPM: the first text fragment gets the dummy-prefix space
-  for (const Fragment& f : partition(text, parse_special)) {
+  for (const Fragment& f : partition(text, parse_special, plain)) {
     if (f.token >= 0) {
       out.push_back(f.token);
       after_special = true;

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/result.h"
+#include "core/text_range.h"
 #include "gguf/gguf_file.h"
 #include "tokenizer/vocab.h"
 
@@ -29,8 +30,11 @@ class Tokenizer {
 
   // add_special: add BOS/EOS as the model's tokenizer.ggml.add_bos_token/add_eos_token say
   // (llama.cpp defaults when absent: SPM adds BOS, gpt2 BPE does not unless the flag says so);
-  // parse_special: match control/user-defined tokens written in the text.
-  std::vector<int32_t> encode(std::string_view text, bool add_special, bool parse_special) const;
+  // parse_special: match control/user-defined tokens written in the text, but no control
+  // token that overlaps `plain` (text from request data in a chat prompt: jinja/taint.h),
+  // which is tokenized as if parse_special were false.
+  std::vector<int32_t> encode(std::string_view text, bool add_special, bool parse_special,
+                              const TextRanges* plain = nullptr) const;
   // Exact bytes; control tokens render as their text unless skip_special (user-defined
   // tokens always render). With sequence_start, ids are a whole encoded sequence: SPM's
   // dummy-prefix space (add_space_prefix) is removed from the first text token, as
@@ -72,7 +76,7 @@ class Tokenizer {
     uint32_t length;
   };
   Tokenizer() = default;
-  std::vector<Fragment> partition(std::string_view text, bool parse_special) const;
+  std::vector<Fragment> partition(std::string_view text, bool parse_special, const TextRanges* plain) const;
 
   Vocab vocab_;
   std::unique_ptr<TokenizerModel> model_;
