@@ -68,49 +68,51 @@ void expect_near(const std::vector<float>& a, const std::vector<float>& b, doubl
 }
 
 TEST(AttentionKvDtype, KernelsMatchScalarReferenceAndEachDtypeIsCloseToF32) {
-  constexpr int kBlock = 16, kPast = 45, kRows = 21;
+  constexpr int kPast = 45, kRows = 21;
   const struct {
     const char* name;
     Isa isa;
     AttentionPagedFn fn;
   } kernels[] = {{"avx2", Isa::Avx2, attention_paged_for(Isa::Avx2)},
                  {"avx512", Isa::Avx512, attention_paged_for(Isa::Avx512)}};
-  for (int hd : {64, 128, 80})
-    for (int group : {1, 3, 4}) {
-      SCOPED_TRACE(::testing::Message() << "head_dim " << hd << " group " << group);
-      std::mt19937 rng(uint32_t(hd * 7 + group));
-      std::normal_distribution<float> nd(0.0f, 1.0f);
-      const int n_pos = kPast + kRows;
-      std::vector<float> keys(size_t(n_pos) * hd), vals(keys.size()), q(size_t(kRows) * group * hd);
-      for (float& x : keys) x = nd(rng);
-      for (float& x : vals) x = nd(rng);
-      for (float& x : q) x = 1.5f * nd(rng);
-      Outputs f32_ref;
-      for (KvDtype dt : {KvDtype::F32, KvDtype::F16, KvDtype::BF16, KvDtype::Int8, KvDtype::Fp8}) {
-        SCOPED_TRACE(kv_dtype_name(dt));
-        Cache cache(keys, vals, n_pos, hd, kBlock, dt, rng);
-        const Outputs r = run(attention_paged_scalar, cache.head, q, kPast, kRows, group, hd);
-        expect_near(r.decode, r.prefill, 1e-5, "scalar decode vs prefill");
-        for (const auto& k : kernels) {
-          if (int(k.isa) > int(best_isa())) continue;
-          const Outputs o = run(k.fn, cache.head, q, kPast, kRows, group, hd);
-          expect_near(o.prefill, r.prefill, 2e-5, k.name);
-          EXPECT_EQ(o.prefill, o.decode) << k.name << ": decode must equal prefill bit for bit";
+  // Blocks of 32 keys hold two 16-key chunks: the second's slots and scales start mid-block.
+  for (int kBlock : {16, 32})
+    for (int hd : {64, 128, 80})
+      for (int group : {1, 3, 4}) {
+        SCOPED_TRACE(::testing::Message() << "block " << kBlock << " head_dim " << hd << " group " << group);
+        std::mt19937 rng(uint32_t(hd * 7 + group));
+        std::normal_distribution<float> nd(0.0f, 1.0f);
+        const int n_pos = kPast + kRows;
+        std::vector<float> keys(size_t(n_pos) * hd), vals(keys.size()), q(size_t(kRows) * group * hd);
+        for (float& x : keys) x = nd(rng);
+        for (float& x : vals) x = nd(rng);
+        for (float& x : q) x = 1.5f * nd(rng);
+        Outputs f32_ref;
+        for (KvDtype dt : {KvDtype::F32, KvDtype::F16, KvDtype::BF16, KvDtype::Int8, KvDtype::Fp8}) {
+          SCOPED_TRACE(kv_dtype_name(dt));
+          Cache cache(keys, vals, n_pos, hd, kBlock, dt, rng);
+          const Outputs r = run(attention_paged_scalar, cache.head, q, kPast, kRows, group, hd);
+          expect_near(r.decode, r.prefill, 1e-5, "scalar decode vs prefill");
+          for (const auto& k : kernels) {
+            if (int(k.isa) > int(best_isa())) continue;
+            const Outputs o = run(k.fn, cache.head, q, kPast, kRows, group, hd);
+            expect_near(o.prefill, r.prefill, 2e-5, k.name);
+            EXPECT_EQ(o.prefill, o.decode) << k.name << ": decode must equal prefill bit for bit";
+          }
+          if (dt == KvDtype::F32) {
+            f32_ref = r;
+            continue;
+          }
+          // How far rounding K and V moves the output (unit-normal K/V; measured worst: f16
+          // 5e-4, bf16 5e-3, int8 1.3e-2, fp8 8e-2): f16 keeps 11 significant bits, bf16 8,
+          // int8 a step of max|x| / 127 per token and head, fp8 E4M3 4 bits.
+          const double tol = dt == KvDtype::F16    ? 2e-3
+                             : dt == KvDtype::BF16 ? 1e-2
+                             : dt == KvDtype::Int8 ? 3e-2
+                                                   : 1.5e-1;
+          expect_near(r.prefill, f32_ref.prefill, tol, "vs f32 KV");
         }
-        if (dt == KvDtype::F32) {
-          f32_ref = r;
-          continue;
-        }
-        // How far rounding K and V moves the output (unit-normal K/V; measured worst: f16
-        // 5e-4, bf16 5e-3, int8 1.3e-2, fp8 8e-2): f16 keeps 11 significant bits, bf16 8,
-        // int8 a step of max|x| / 127 per token and head, fp8 E4M3 4 bits.
-        const double tol = dt == KvDtype::F16    ? 2e-3
-                           : dt == KvDtype::BF16 ? 1e-2
-                           : dt == KvDtype::Int8 ? 3e-2
-                                                 : 1.5e-1;
-        expect_near(r.prefill, f32_ref.prefill, tol, "vs f32 KV");
       }
-    }
 }
 
 }  // namespace

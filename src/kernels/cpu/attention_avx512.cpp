@@ -81,14 +81,14 @@ static void attention_partial_avx512(const float* q, int64_t q_stride, int n_row
                                      int64_t n_past, const PagedKvHead& kv, int head_dim, float scale,
                                      int64_t key_begin, int64_t key_end, float* acc, int64_t acc_stride,
                                      float* m, float* l) {
-  // bf16 and the scaled types (int8, fp8) run the AVX2 kernel, which every AVX-512 CPU
-  // can: an AVX-512 widening of them is left until it can be measured on such a host.
-  if (kv.dtype != KvDtype::F32 && kv.dtype != KvDtype::F16) {
+  // The generic path below widens f32 and f16 only: past 256 dims bf16 and the scaled
+  // types (int8, fp8) run the AVX2 kernel, which every AVX-512 CPU can.
+  if (head_dim > 256 && kv.dtype != KvDtype::F32 && kv.dtype != KvDtype::F16) {
     detail::kAttentionAvx2.partial(q, q_stride, n_rows, n_group, n_past, kv, head_dim, scale, key_begin,
                                    key_end, acc, acc_stride, m, l);
     return;
   }
-  // The fast kernel gives a row the same bits whatever the call's row count, so decoded
+  // The fast kernel (every dtype) gives a row the same bits whatever the call's row count, so decoded
   // alone, batched, or in a prefill chunk of any size (batch invariance).
   if (head_dim <= 256) {
     detail::attention_fast_avx512(q, q_stride, n_rows, n_group, n_past, kv, head_dim, scale, key_begin,

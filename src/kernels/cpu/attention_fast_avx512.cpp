@@ -14,6 +14,12 @@
 // them. f16 K/V are converted in the loads for a few rows (decode) and once per chunk
 // into a small f32 tile for a larger row tile (prefill); the numbers are the same.
 //
+// bf16, int8 and fp8 are widened in the loads. int8 / fp8 keys and values carry a scale
+// per slot: a row's scores come straight from the codes (sum_d q_d * code), times the
+// key's scale once, and a value's scale is folded into its probability (p_j * scale_j
+// times the codes), so no dequantized tile is ever written (fp8 codes widen through f16
+// to value * 2^-8, and the scales are taken 256x, as the AVX2 kernel does).
+//
 // With a sliding window a row skips the steps wholly before its window start and masks
 // the keys before it in the step that holds it (their scores -inf, their values never
 // loaded), and the tile skips the steps before every row's window, keeping the pairing
@@ -29,6 +35,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/attention_prefetch.h"
@@ -78,6 +85,7 @@ struct Tile {
 // One chunk of nc <= 16 keys: kp + d * k_stride holds the keys' dim d (lanes 0..nc-1),
 // vp + j * head_dim key j's value row; key j is at position pos0 + j.
 // Elements are f32 (the cache's or a converted tile's) or f16 read straight from the cache.
+// Scaled types: ks / vs hold the chunk's nc key / value scales (slot order).
 template <class E>
 struct Chunk {
   const E* kp;
@@ -85,13 +93,58 @@ struct Chunk {
   const E* vp;
   int nc;
   int64_t pos0;
+  const float* ks = nullptr;
+  const float* vs = nullptr;
 };
+
+// Stored element types besides float and f16 (uint16_t).
+struct Bf16 {
+  uint16_t bits;
+};
+struct Fp8 {  // E4M3
+  uint8_t bits;
+};
+// A chunk of E widened once into an f32 tile for a large row tile: the same numbers the
+// loads give (codes for the scaled types, whose scales still apply the same way).
+template <class E>
+struct Tiled {
+  float v;
+};
+template <class E>
+constexpr bool kScaled = std::is_same_v<E, int8_t> || std::is_same_v<E, Fp8>;
+template <class E>
+constexpr bool kScaled<Tiled<E>> = kScaled<E>;
+template <class E>
+constexpr float kScaleMul = std::is_same_v<E, Fp8> ? 256.0f : 1.0f;
+template <class E>
+constexpr float kScaleMul<Tiled<E>> = kScaleMul<E>;
 
 inline __m512 load16(__mmask16 m, const float* p) {
   return _mm512_maskz_loadu_ps(m, p);
 }
 inline __m512 load16(__mmask16 m, const uint16_t* p) {
   return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
+}
+inline __m512 load16(__mmask16 m, const Bf16* p) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16));
+}
+inline __m512 load16(__mmask16 m, const int8_t* p) {
+  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, p)));
+}
+template <class E>
+inline __m512 load16(__mmask16 m, const Tiled<E>* p) {
+  return _mm512_maskz_loadu_ps(m, &p->v);
+}
+inline __m512 load16(__mmask16 m, const Fp8* p) {  // sign to bit 15, the rest to bits 7..14 of a half
+  const __m256i c = _mm256_cvtepu8_epi16(_mm_maskz_loadu_epi8(m, p));
+  const __m256i h = _mm256_or_si256(_mm256_slli_epi16(_mm256_and_si256(c, _mm256_set1_epi16(0x80)), 8),
+                                    _mm256_slli_epi16(_mm256_and_si256(c, _mm256_set1_epi16(0x7f)), 7));
+  return _mm512_cvtph_ps(h);
+}
+// A chunk's scales (lanes past nc: 0), times kScaleMul.
+template <class E>
+inline __m512 load_scales(__mmask16 m, const float* p) {
+  return _mm512_mul_ps(_mm512_maskz_loadu_ps(m, p), _mm512_set1_ps(kScaleMul<E>));
 }
 
 // Scores of G rows (tile rows r0..r0+G-1) for C chunks: for each row and key, FMAs over
@@ -147,6 +200,14 @@ void scores(const Tile& t, int r0, const Chunk<E>* c, int head_dim, __m512 (*s)[
   for (int g = 0; g < G; ++g)
 #pragma GCC unroll 16
     for (int k = 0; k < C; ++k) s[g][k] = _mm512_add_ps(a0[g][k], a1[g][k]);
+  if constexpr (kScaled<E>) {  // scores from codes: times each key's scale, once
+#pragma GCC unroll 16
+    for (int k = 0; k < C; ++k) {
+      const __m512 ks = load_scales<E>(live[k], c[k].ks);
+#pragma GCC unroll 16
+      for (int g = 0; g < G; ++g) s[g][k] = _mm512_mul_ps(s[g][k], ks);
+    }
+  }
 }
 
 // The keys of one or two chunks that each of G rows sees: [lo, hi) of chunk part (lo =
@@ -288,8 +349,14 @@ void update_rows(Tile& t, int r0, const Chunk<E>* c, int n_parts, int head_dim, 
     const __m512 mv = _mm512_set1_ps(m_new);
     const __m512 p0 = exp512(_mm512_sub_ps(sg0, mv));
     const __m512 p1 = exp512(_mm512_sub_ps(sg1, mv));
-    _mm512_store_ps(p[g], p0);
-    _mm512_store_ps(p[g] + kKeys, p1);
+    if constexpr (kScaled<E>) {  // the values' scales go with their probabilities
+      _mm512_store_ps(p[g], _mm512_mul_ps(p0, load_scales<E>(tail(c[0].nc), c[0].vs)));
+      _mm512_store_ps(p[g] + kKeys, n_parts > 1 ? _mm512_mul_ps(p1, load_scales<E>(tail(c[1].nc), c[1].vs))
+                                                : _mm512_setzero_ps());
+    } else {
+      _mm512_store_ps(p[g], p0);
+      _mm512_store_ps(p[g] + kKeys, p1);
+    }
     t.l[r0 + g] = fma_ss(t.l[r0 + g], corr[g], tree_sum(_mm512_add_ps(p0, p1)));
     t.m[r0 + g] = m_new;
   }
@@ -358,19 +425,23 @@ void process_batch(Tile& t, int nt, const Chunk<E>* c, int n_chunks, int head_di
 
 }  // namespace
 
-void detail::attention_fast_avx512(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
-                                   const PagedKvHead& kv, int head_dim, float scale, int64_t key_begin,
-                                   int64_t key_end, float* out, int64_t out_stride, float* m_out,
-                                   float* l_out) {
+namespace {
+
+// The kernel for one stored element type E (float, f16 as uint16_t, Bf16, int8_t, Fp8).
+template <class E>
+void attention_run(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
+                   const PagedKvHead& kv, int head_dim, float scale, int64_t key_begin, int64_t key_end,
+                   float* out, int64_t out_stride, float* m_out, float* l_out) {
   const int bs = kv.block_size;
   const int n_flat = n_rows * n_group;
-  const bool f16 = kv.dtype == KvDtype::F16;
+  constexpr bool widened = !std::is_same_v<E, float>;  // a large row tile widens each chunk once
+  const int64_t scale_off = int64_t(bs) * head_dim;    // elements (bytes) from a head's codes to its scales
   Tile t;
-  // Converted f16 chunks of one batch: keys [head_dim][16], values [16][head_dim].
-  alignas(64) float kt[kBatch][kMaxHeadDim * kKeys];
-  alignas(64) float vt[kBatch][kKeys * kMaxHeadDim];
-  Chunk<float> fbatch[kBatch];
-  Chunk<uint16_t> hbatch[kBatch];
+  // Widened chunks of one batch: keys [head_dim][16], values [16][head_dim].
+  alignas(64) float kt[widened ? kBatch : 1][widened ? kMaxHeadDim * kKeys : 1];
+  alignas(64) float vt[widened ? kBatch : 1][widened ? kKeys * kMaxHeadDim : 1];
+  Chunk<Tiled<E>> tbatch[kBatch];
+  Chunk<E> ebatch[kBatch];
   for (int i0 = 0; i0 < n_flat; i0 += kRowTile) {
     const int nt = n_flat - i0 < kRowTile ? n_flat - i0 : kRowTile;
     for (int i = 0; i < nt; ++i) {
@@ -391,10 +462,10 @@ void detail::attention_fast_avx512(const float* q, int64_t q_stride, int n_rows,
     // Steps (pairs of chunks, by position from key_begin) before every row's window: skipped.
     int64_t pos = key_begin;
     for (int64_t next; pos < n_keys && (next = chunk_end(chunk_end(pos))) <= t.first[0];) pos = next;
-    // A few rows (decode) read f16 straight from the cache, converting in the loads; a
-    // larger tile converts each chunk once into an f32 tile that all its rows reuse. The
-    // converted numbers are the same either way.
-    const bool direct = !f16 || nt <= kGroup;
+    // A few rows (decode) read the cache straight, widening in the loads; a larger tile
+    // widens each chunk once into an f32 tile that all its rows reuse. The widened
+    // numbers are the same either way.
+    const bool direct = !widened || nt <= kGroup;
     // Four chunks' lines ahead to start with (more, at once, get dropped); the
     // computation then keeps the pace.
     Prefetcher pf(kv, std::max(pos, t.first[0]), n_keys, head_dim, kKeys);
@@ -413,32 +484,38 @@ void detail::attention_fast_avx512(const float* q, int64_t q_stride, int n_rows,
       const int64_t phys = dead ? 0 : kv.block_table[b];
       const int64_t k_off = phys * kv.block_stride + c0,
                     v_off = phys * kv.block_stride + int64_t(c0) * head_dim;
-      if (f16 && direct) {
-        hbatch[n_batch] = {static_cast<const uint16_t*>(kv.k) + k_off, bs,
-                           static_cast<const uint16_t*>(kv.v) + v_off, nc, pos};
-      } else if (f16) {
+      const float *ks = nullptr, *vs = nullptr;
+      if constexpr (kScaled<E>) {
+        const int64_t s_off = phys * kv.block_stride + scale_off;  // bytes: the codes are bytes
+        ks = reinterpret_cast<const float*>(static_cast<const char*>(kv.k) + s_off) + c0;
+        vs = reinterpret_cast<const float*>(static_cast<const char*>(kv.v) + s_off) + c0;
+      }
+      const E* kb = static_cast<const E*>(kv.k) + k_off;
+      const E* vb = static_cast<const E*>(kv.v) + v_off;
+      if (direct) {
+        ebatch[n_batch] = {kb, bs, vb, nc, pos, ks, vs};
+      } else if constexpr (widened) {
         const __mmask16 live = tail(nc);
-        const auto* kb = static_cast<const uint16_t*>(kv.k) + k_off;
         float* kd = kt[n_batch];
         for (int d = 0; d < head_dim; ++d)
-          _mm512_store_ps(kd + d * kKeys,
-                          _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(live, kb + int64_t(d) * bs)));
-        const auto* vb = static_cast<const uint16_t*>(kv.v) + v_off;
+          _mm512_store_ps(kd + d * kKeys, load16(live, kb + int64_t(d) * bs));
         float* vd = vt[n_batch];
         const int nv = nc * head_dim;
-        for (int e = 0; e < nv; e += 16)
-          _mm512_storeu_ps(vd + e, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(tail(nv - e), vb + e)));
-        fbatch[n_batch] = {kd, kKeys, vd, nc, pos};
-      } else {
-        fbatch[n_batch] = {static_cast<const float*>(kv.k) + k_off, bs,
-                           static_cast<const float*>(kv.v) + v_off, nc, pos};
+        for (int e = 0; e < nv; e += 16) _mm512_storeu_ps(vd + e, load16(tail(nv - e), vb + e));
+        tbatch[n_batch] = {reinterpret_cast<const Tiled<E>*>(kd),
+                           kKeys,
+                           reinterpret_cast<const Tiled<E>*>(vd),
+                           nc,
+                           pos,
+                           ks,
+                           vs};
       }
       pos += n_pos;
       if (++n_batch == kBatch || pos >= n_keys) {
-        if (f16 && direct)
-          process_batch(t, nt, hbatch, n_batch, head_dim, pf);
-        else
-          process_batch(t, nt, fbatch, n_batch, head_dim, pf);
+        if (direct)
+          process_batch(t, nt, ebatch, n_batch, head_dim, pf);
+        else if constexpr (widened)
+          process_batch(t, nt, tbatch, n_batch, head_dim, pf);
         n_batch = 0;
       }
     }
@@ -447,6 +524,24 @@ void detail::attention_fast_avx512(const float* q, int64_t q_stride, int n_rows,
       l_out[i0 + i] = t.l[i];
     }
   }
+}
+
+}  // namespace
+
+void detail::attention_fast_avx512(const float* q, int64_t q_stride, int n_rows, int n_group, int64_t n_past,
+                                   const PagedKvHead& kv, int head_dim, float scale, int64_t key_begin,
+                                   int64_t key_end, float* out, int64_t out_stride, float* m_out,
+                                   float* l_out) {
+  decltype(&attention_run<float>) fn = nullptr;
+  switch (kv.dtype) {
+    case KvDtype::F32: fn = attention_run<float>; break;
+    case KvDtype::F16: fn = attention_run<uint16_t>; break;
+    case KvDtype::BF16: fn = attention_run<Bf16>; break;
+    case KvDtype::Int8: fn = attention_run<int8_t>; break;
+    case KvDtype::Fp8: fn = attention_run<Fp8>; break;
+  }
+  fn(q, q_stride, n_rows, n_group, n_past, kv, head_dim, scale, key_begin, key_end, out, out_stride, m_out,
+     l_out);
 }
 
 }  // namespace kvserve
