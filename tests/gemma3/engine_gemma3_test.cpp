@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common/test_paths.h"
+#include "gemma3/gemma3_assets.h"
 #include "kvserve/engine.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
@@ -24,21 +25,8 @@ struct Gemma3 {
 };
 
 const Gemma3* gemma3() {
-  static std::unique_ptr<Gemma3> g = [] {
-    std::unique_ptr<Gemma3> r;
-    if (!test::file_exists(test::gemma3_path())) return r;
-    auto m = Model::load(test::gemma3_path());
-    EXPECT_TRUE(m) << m.error().message;
-    if (!m) return r;
-    auto t = Tokenizer::from_gguf((*m)->gguf());
-    EXPECT_TRUE(t) << t.error().message;
-    if (!t) return r;
-    r = std::make_unique<Gemma3>();
-    r->model = std::move(*m);
-    r->tok = std::move(*t);
-    return r;
-  }();
-  return g.get();
+  static const Gemma3 g{test::gemma3_model_shared(), test::gemma3_tokenizer_shared()};
+  return g.model && g.tok ? &g : nullptr;
 }
 
 struct Outcome {

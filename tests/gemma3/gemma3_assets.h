@@ -2,11 +2,14 @@
 // per test binary: the 262,144-token vocabulary takes a few hundred ms to load.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <memory>
 #include <string>
 
 #include "common/test_paths.h"
 #include "gguf/gguf_file.h"
+#include "model/model.h"
 #include "tokenizer/tokenizer.h"
 
 namespace kvserve::test {
@@ -22,14 +25,32 @@ inline const GgufFile* gemma3_gguf() {
   return file.get();
 }
 
-inline const Tokenizer* gemma3_tokenizer() {
-  static std::unique_ptr<Tokenizer> tok = [] {
-    std::unique_ptr<Tokenizer> t;
+inline std::shared_ptr<const Tokenizer> gemma3_tokenizer_shared() {
+  static std::shared_ptr<const Tokenizer> tok = [] {
+    std::shared_ptr<const Tokenizer> t;
     if (const GgufFile* f = gemma3_gguf())
       if (auto r = Tokenizer::from_gguf(*f)) t = std::move(*r);
     return t;
   }();
-  return tok.get();
+  return tok;
+}
+inline const Tokenizer* gemma3_tokenizer() {
+  return gemma3_tokenizer_shared().get();
+}
+
+// The model (weights mapped once per test binary); null when not downloaded.
+inline std::shared_ptr<const Model> gemma3_model_shared() {
+  static std::shared_ptr<const Model> model = [] {
+    std::shared_ptr<const Model> m;
+    if (!file_exists(gemma3_path())) return m;
+    auto r = Model::load(gemma3_path());
+    if (r)
+      m = std::move(*r);
+    else
+      ADD_FAILURE() << r.error().message;
+    return m;
+  }();
+  return model;
 }
 
 }  // namespace kvserve::test

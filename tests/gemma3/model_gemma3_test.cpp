@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/test_paths.h"
+#include "gemma3/gemma3_assets.h"
 #include "kernels/cpu/activation.h"
 #include "model/cpu_runner.h"
 #include "model/model.h"
@@ -22,15 +23,7 @@ namespace kvserve {
 namespace {
 
 const Model* gemma3_model() {
-  static std::unique_ptr<Model> model = [] {
-    std::unique_ptr<Model> m;
-    if (!test::file_exists(test::gemma3_path())) return m;
-    auto r = Model::load(test::gemma3_path());
-    EXPECT_TRUE(r) << r.error().message;
-    if (r) m = std::move(*r);
-    return m;
-  }();
-  return model.get();
+  return test::gemma3_model_shared().get();
 }
 
 #define GEMMA3_MODEL_OR_SKIP(var)    \

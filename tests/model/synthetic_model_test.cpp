@@ -294,6 +294,17 @@ Result<std::unique_ptr<Model>> load(const Built& b) {
   return Model::from_gguf(std::move(*f));
 }
 
+// Tokens [p0, p0 + n) through the paged cache: the last one's logits.
+const float* forward_last(CpuRunner& runner, KvCacheStorage& kv, const std::vector<int32_t>& tokens,
+                          size_t p0, size_t n, std::span<const int32_t> table) {
+  SeqSlice sl;
+  sl.n_past = int32_t(p0);
+  sl.tokens = std::span<const int32_t>(tokens.data() + p0, n);
+  sl.block_table = table;
+  sl.logits = LogitsMode::Last;
+  return runner.forward(ForwardBatch{std::span<const SeqSlice>(&sl, 1)}, kv);
+}
+
 // The hybrid KV layout (RunnerOptions::hybrid_kv): sliding layers in KV groups of their
 // own, each group's table row with its own blocks, and the entries of blocks wholly
 // before the window released (-1, as the block manager leaves them) as decoding goes.
@@ -322,12 +333,7 @@ void check_hybrid_cache(const Spec& s, const Model& model, const std::vector<int
         table[size_t(g * width + b)] = -1;
       }
     const size_t n = p0 == 0 ? 6 : 1;
-    SeqSlice sl;
-    sl.n_past = int32_t(p0);
-    sl.tokens = std::span<const int32_t>(tokens.data() + p0, n);
-    sl.block_table = table;
-    sl.logits = LogitsMode::Last;
-    const float* lg = runner.forward(ForwardBatch{std::span<const SeqSlice>(&sl, 1)}, kv);
+    const float* lg = forward_last(runner, kv, tokens, p0, n, table);
     p0 += n;
     for (int v = 0; v < s.vocab; ++v)
       ASSERT_NEAR(lg[v], ref[p0 - 1][size_t(v)], 1e-3) << "hybrid decode pos " << p0 - 1;
@@ -362,12 +368,7 @@ void check_against_reference(const Spec& s) {
     const std::vector<int32_t> table = {8, 2, 5, 0};
     for (size_t p0 = 0; p0 < tokens.size();) {
       const size_t n = p0 == 0 ? 6 : 1;
-      SeqSlice sl;
-      sl.n_past = int32_t(p0);
-      sl.tokens = std::span<const int32_t>(tokens.data() + p0, n);
-      sl.block_table = table;
-      sl.logits = LogitsMode::Last;
-      const float* lg = runner.forward(ForwardBatch{std::span<const SeqSlice>(&sl, 1)}, kv);
+      const float* lg = forward_last(runner, kv, tokens, p0, n, table);
       p0 += n;
       for (int v = 0; v < s.vocab; ++v)
         ASSERT_NEAR(lg[v], ref[p0 - 1][size_t(v)], tol) << "decode pos " << p0 - 1;
