@@ -207,10 +207,19 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineConfig& config, std::
     for (int w : groups) kv_groups += (kv_groups.empty() ? "" : ",") + (w ? std::to_string(w) : "full");
     kv_groups = fmt::format(", hybrid: {} KV groups, windows {}", groups.size(), kv_groups);
   }
+  // The longest context the whole pool holds (windowed groups hold only their window).
+  int64_t lo = 0, hi = int64_t(1) << 31;
+  while (lo < hi) {
+    const int64_t mid = lo + (hi - lo + 1) / 2;
+    if (im->blocks->max_blocks_held(mid, c.max_num_batched_tokens) <= c.num_kv_blocks)
+      lo = mid;
+    else
+      hi = mid - 1;
+  }
   log_info(
       "engine: {} KV blocks of {} tokens = {} tokens ({:.1f} MiB, {}{}), max_model_len {}, max_num_seqs {}, "
       "budget {} tokens",
-      c.num_kv_blocks, c.block_size, int64_t(c.num_kv_blocks) * c.block_size,
+      c.num_kv_blocks, c.block_size, lo,
       double(c.kv_cache_memory) / (1 << 20), kv_dtype_name(c.kv_cache_dtype), kv_groups, c.max_model_len,
       c.max_num_seqs, c.max_num_batched_tokens);
   return std::unique_ptr<Engine>(new Engine(std::move(im)));
