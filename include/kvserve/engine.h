@@ -31,8 +31,10 @@ class Tokenizer;
 
 struct EngineConfig {
   std::string model_path;
-  // KV cache size: num_kv_blocks if > 0, else kv_cache_memory bytes if > 0, else
-  // kv_cache_fraction of the memory available now.
+  // KV cache size: num_kv_blocks if > 0 (blocks of block_size tokens of every layer; the
+  // created engine's config holds the pool's blocks, one KV group's layers each with a
+  // hybrid cache), else kv_cache_memory bytes if > 0, else kv_cache_fraction of the
+  // memory available now.
   int num_kv_blocks = 0;
   int64_t kv_cache_memory = 0;
   double kv_cache_fraction = 0.25;

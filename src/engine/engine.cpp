@@ -125,7 +125,10 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineConfig& config, std::
       im->runner->kv_bytes_per_block(c.block_size, c.kv_cache_dtype) +
       (draft_runner ? draft_runner->kv_bytes_per_block(c.block_size, c.kv_cache_dtype) : 0);
   const int64_t blocks_per_seq = (c.max_model_len + c.block_size - 1) / c.block_size;
-  int64_t n_blocks = c.num_kv_blocks;
+  // Blocks given explicitly are of every layer: a hybrid cache's blocks hold one group's
+  // layers, so the same bytes are that many blocks per group.
+  const int64_t n_groups = int64_t(im->runner->kv_group_windows().size());
+  int64_t n_blocks = int64_t(c.num_kv_blocks) * n_groups;
   if (n_blocks <= 0) {
     if (c.kv_cache_memory > 0) {
       n_blocks = c.kv_cache_memory / int64_t(per_block);
@@ -133,8 +136,7 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineConfig& config, std::
       n_blocks = int64_t(double(available_memory()) * c.kv_cache_fraction) / int64_t(per_block);
       // More than every sequence at full length could use is only prefix cache: cap it
       // so a tiny model does not claim a quarter of the machine.
-      n_blocks = std::min<int64_t>(
-          n_blocks, blocks_per_seq * int64_t(im->runner->kv_group_windows().size()) * c.max_num_seqs * 2);
+      n_blocks = std::min<int64_t>(n_blocks, blocks_per_seq * n_groups * c.max_num_seqs * 2);
     }
   }
   if (n_blocks < 1)

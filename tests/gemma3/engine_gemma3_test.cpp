@@ -126,5 +126,31 @@ TEST(Gemma3Engine, HybridKvCacheWithSpeculativeDecodingGivesTheSameTokens) {
     EXPECT_EQ(spec.tokens[i], full.tokens[i]) << "completion " << i;
 }
 
+// --num-kv-blocks counts blocks of every layer (what a caller sizing for tokens means):
+// with the hybrid cache the pool holds the same bytes as that many blocks of one group's
+// layers per group, and a request sized that way fits.
+TEST(Gemma3Engine, NumKvBlocksCountsBlocksOfEveryLayer) {
+  const Gemma3* g = gemma3();
+  if (!g) KVSERVE_MISSING_ASSET(test::gemma3_path() << " (run scripts/fetch_model.sh gemma3)");
+  EngineConfig c;
+  c.num_kv_blocks = 13;  // 192 tokens of context, one block to spare
+  c.max_model_len = 192;
+  c.max_num_seqs = 1;
+  c.n_threads = 2;
+  auto e = Engine::create(c, g->model, g->tok);
+  ASSERT_TRUE(e) << e.error().message;
+  EXPECT_EQ((*e)->config().num_kv_blocks, 13 * 6);  // 6 KV groups of 3 layers
+  GenerateInput in;
+  for (int i = 0; i < 128; ++i) in.token_ids.push_back(1000 + i);
+  SamplingParams p;
+  p.max_tokens = 64;
+  p.ignore_eos = true;
+  p.temperature = 0.0f;
+  auto outs = generate(**e, std::span(&in, 1), p);
+  ASSERT_EQ(outs.size(), 1u);
+  EXPECT_TRUE(outs[0].error.empty()) << outs[0].error;
+  EXPECT_EQ(outs[0].completions.at(0).token_ids.size(), 64u);
+}
+
 }  // namespace
 }  // namespace kvserve
