@@ -19,8 +19,9 @@ void add_engine_options(CLI::App& app, EngineConfig& cfg, const EngineOptionsSpe
   app.add_option("--block-size", cfg.block_size, "KV-cache block size in tokens")->capture_default_str();
   app.add_option("--kv-cache-memory", cfg.kv_cache_memory,
                  "KV-cache size in bytes (default: " + spec.kv_cache_memory_default + ")");
-  app.add_option("--num-kv-blocks", cfg.num_kv_blocks,
-                 "KV-cache size in blocks of --block-size tokens of every layer (overrides --kv-cache-memory)");
+  app.add_option(
+      "--num-kv-blocks", cfg.num_kv_blocks,
+      "KV-cache size in blocks of --block-size tokens of every layer (overrides --kv-cache-memory)");
   // Parsed here rather than by each command: the check and the enum stay in one place.
   app.add_option_function<std::string>(
          "--kv-cache-dtype", [&cfg](const std::string& s) { cfg.kv_cache_dtype = *parse_kv_dtype(s); },

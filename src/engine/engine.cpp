@@ -221,9 +221,8 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineConfig& config, std::
   log_info(
       "engine: {} KV blocks of {} tokens = {} tokens ({:.1f} MiB, {}{}), max_model_len {}, max_num_seqs {}, "
       "budget {} tokens",
-      c.num_kv_blocks, c.block_size, lo,
-      double(c.kv_cache_memory) / (1 << 20), kv_dtype_name(c.kv_cache_dtype), kv_groups, c.max_model_len,
-      c.max_num_seqs, c.max_num_batched_tokens);
+      c.num_kv_blocks, c.block_size, lo, double(c.kv_cache_memory) / (1 << 20),
+      kv_dtype_name(c.kv_cache_dtype), kv_groups, c.max_model_len, c.max_num_seqs, c.max_num_batched_tokens);
   return std::unique_ptr<Engine>(new Engine(std::move(im)));
 }
 
