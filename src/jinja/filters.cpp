@@ -164,21 +164,14 @@ const std::unordered_map<std::string, FilterFn>& filters() {
       if (!items) return items.error();
       const Value* sep = arg(a, 0, "d");
       const Value* attr = arg(a, 1, "attribute");
-      // Request data's marks (taint.h) go with each piece: join is exact.
-      std::string out;
-      auto marks = std::make_shared<TextRanges>();
-      auto append = [&](const Value& piece) {
-        const Value o = output_of(piece);
-        if (o.taint()) append_ranges(*marks, *o.taint(), uint32_t(out.size()));
-        out += o.as_string();
-      };
+      RenderedText out;  // request data's marks (taint.h) go with each piece: join is exact
       for (size_t i = 0; i < items->size(); ++i) {
-        if (out.size() > kMaxJoinBytes) return Error{"join result too large"};
-        if (i && sep) append(*sep);
+        if (out.text.size() > kMaxJoinBytes) return Error{"join result too large"};
+        if (i && sep) out.append(*sep);
         const Value& x = (*items)[i];
-        append(attr && attr->is_string() ? get_attribute(x, attr->as_string()) : x);
+        out.append(attr && attr->is_string() ? get_attribute(x, attr->as_string()) : x);
       }
-      return Value(std::move(out), std::move(marks));
+      return out.take_value();
     };
     f["default"] = [](const Value& v, const CallArgs& a) -> Result<Value> {
       const Value* d = arg(a, 0, "default_value");

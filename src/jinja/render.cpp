@@ -214,8 +214,7 @@ class Renderer {
   Status write(const std::string& s, const TextRanges* untrusted = nullptr) {
     if (out_->text.size() + s.size() > limits_.max_output_bytes)
       return Error{"template output exceeds " + std::to_string(limits_.max_output_bytes) + " bytes"};
-    if (untrusted) append_ranges(out_->untrusted, *untrusted, uint32_t(out_->text.size()));
-    out_->text += s;
+    out_->append(s, untrusted);
     return ok_status();
   }
   // What {{ v }} prints, with the bytes that came from request data marked.
@@ -301,7 +300,7 @@ class Renderer {
     out_ = saved;
     if (!r) return r.error();
     if (flow) *flow = *r;
-    return Value(std::move(buf.text), std::make_shared<const TextRanges>(std::move(buf.untrusted)));
+    return buf.take_value();
   }
 
   Status assign_targets(Object& frame, const std::vector<std::string>& targets, const Value& v) {

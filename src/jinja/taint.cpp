@@ -79,14 +79,27 @@ Value output_of(const Value& v) {
   return is_tainted(v) ? Value(std::move(s), whole(n)) : Value(std::move(s));
 }
 
+void RenderedText::append(const std::string& s, const TextRanges* marks) {
+  if (marks) append_ranges(untrusted, *marks, uint32_t(text.size()));
+  text += s;
+}
+
+void RenderedText::append(const Value& v) {
+  if (v.is_string()) return append(v.as_string(), v.taint());
+  const Value o = output_of(v);
+  append(o.as_string(), o.taint());
+}
+
+Value RenderedText::take_value() {
+  if (untrusted.empty()) return Value(std::move(text));
+  return Value(std::move(text), std::make_shared<const TextRanges>(std::move(untrusted)));
+}
+
 Value concat(const Value& a, const Value& b) {
-  const Value ao = output_of(a), bo = output_of(b);
-  std::string s = ao.as_string() + bo.as_string();
-  if (!ao.taint() && !bo.taint()) return Value(std::move(s));
-  auto t = std::make_shared<TextRanges>();
-  if (ao.taint()) append_ranges(*t, *ao.taint(), 0);
-  if (bo.taint()) append_ranges(*t, *bo.taint(), uint32_t(ao.as_string().size()));
-  return Value(std::move(s), std::move(t));
+  RenderedText r;
+  r.append(a);
+  r.append(b);
+  return r.take_value();
 }
 
 Value substring(const Value& s, size_t begin, size_t end) {

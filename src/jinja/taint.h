@@ -18,10 +18,19 @@
 
 namespace kvserve::jinja {
 
-// A rendered template: its text and the bytes that came from request data.
+class Value;
+
+// Text and the bytes of it that came from request data: a rendered template, or a string
+// being built from marked pieces (concatenation, join, a captured block).
 struct RenderedText {
   std::string text;
   TextRanges untrusted;
+  // Appends s, whose bytes `marks` (null: none) came from request data.
+  void append(const std::string& s, const TextRanges* marks = nullptr);
+  // Appends what {{ v }} prints, with v's marks (see output_of).
+  void append(const Value& v);
+  // The text as a string Value carrying its marks.
+  Value take_value();
 };
 
 // A string wholly from request data.
